@@ -1,0 +1,174 @@
+//! The framing state machine: bytes in, frames out.
+
+use bytes::{Buf, BytesMut};
+
+use super::{Error, Frame, Header, HEADER_LEN};
+
+/// Turns a byte stream into frames, with no IO of its own.
+///
+/// Feed it the receive buffer: [`Decoder::decode`] returns `Ok(Some(frame))`
+/// when a whole frame is there, `Ok(None)` when more bytes are needed, and an
+/// error when the stream cannot be trusted. The header is parsed once and its
+/// magic, version and length are checked on the header alone, before any body
+/// byte is awaited: the decoder never reserves memory, so a header that
+/// announces a large body costs nothing until the body's bytes arrive.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gopro::{Command, Decoder};
+///
+/// let mut dec = Decoder::new();
+/// let mut buf = BytesMut::from(&b"\x47\x4F\x01\x01\x00\x00\x00\x02h"[..]);
+/// assert!(dec.decode(&mut buf)?.is_none()); // one body byte missing
+/// buf.extend_from_slice(b"i");
+/// let frame = dec.decode(&mut buf)?.unwrap();
+/// assert_eq!((frame.command, &frame.body[..]), (Command::MESSAGE, &b"hi"[..]));
+/// # Ok::<(), gopro::Error>(())
+/// ```
+///
+/// After an error the stream is out of sync: drop the decoder and the buffer.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    max_body: usize,
+    version: Option<u8>,
+    state: State,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    /// Waiting for (the rest of) a header.
+    Head,
+    /// The header was consumed from the buffer; waiting for its body.
+    Body(Header),
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder with the default body limit (10 MiB) that accepts any version.
+    pub const fn new() -> Decoder {
+        Decoder::with_limits(super::DEFAULT_MAX_BODY, None)
+    }
+
+    pub(crate) const fn with_limits(max_body: usize, version: Option<u8>) -> Decoder {
+        Decoder {
+            max_body,
+            version,
+            state: State::Head,
+        }
+    }
+
+    /// A builder for the decoder's limits; see [`CodecBuilder`](super::CodecBuilder).
+    pub fn builder() -> super::CodecBuilder {
+        super::CodecBuilder::new()
+    }
+
+    /// The largest body accepted.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Changes the body limit for headers not yet read (a server lifts its
+    /// pre-login limit this way once a client has logged in).
+    pub fn set_max_body(&mut self, max_body: usize) {
+        self.max_body = max_body;
+    }
+
+    /// The only version accepted, if one is required.
+    pub fn required_version(&self) -> Option<u8> {
+        self.version
+    }
+
+    /// The header whose body is awaited, if any.
+    pub fn pending_header(&self) -> Option<Header> {
+        match self.state {
+            State::Head => None,
+            State::Body(h) => Some(h),
+        }
+    }
+
+    /// Whether a frame is partly received, counting the bytes still in `src`.
+    pub fn is_mid_frame(&self, src: &[u8]) -> bool {
+        matches!(self.state, State::Body(_)) || !src.is_empty()
+    }
+
+    /// How many more bytes the frame in progress needs (at least 1 while
+    /// incomplete; a whole header when nothing is buffered).
+    pub fn bytes_needed(&self, src: &[u8]) -> usize {
+        match self.state {
+            State::Head => HEADER_LEN.saturating_sub(src.len()).max(1),
+            State::Body(h) => (h.length as usize).saturating_sub(src.len()).max(1),
+        }
+    }
+
+    fn check(&self, header: Header) -> Result<Header, Error> {
+        if header.length as usize > self.max_body {
+            return Err(Error::BodyTooLarge {
+                length: header.length.into(),
+                limit: self.max_body,
+            });
+        }
+        match self.version {
+            Some(expected) if header.version != expected => Err(Error::UnsupportedVersion {
+                found: header.version,
+                expected,
+            }),
+            _ => Ok(header),
+        }
+    }
+
+    /// Takes the next complete frame out of `src`, or returns `Ok(None)` and
+    /// keeps what is there until more bytes arrive.
+    #[inline]
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        let header = match self.state {
+            State::Body(header) => header,
+            State::Head => {
+                let Some(head) = src.first_chunk::<HEADER_LEN>() else {
+                    return Ok(None);
+                };
+                let header = self.check(Header::parse(head)?)?;
+                src.advance(HEADER_LEN);
+                header
+            }
+        };
+        let length = header.length as usize;
+        if src.len() < length {
+            self.state = State::Body(header);
+            return Ok(None);
+        }
+        self.state = State::Head;
+        Ok(Some(Frame {
+            version: header.version,
+            command: header.command,
+            body: src.split_to(length).freeze(),
+        }))
+    }
+
+    /// Like [`Decoder::decode`], for when the stream has ended: bytes left
+    /// over that do not make a whole frame are an [`Error::UnexpectedEof`],
+    /// never a short frame. Returns `Ok(None)` on a clean end between frames.
+    pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        match self.state {
+            State::Head if src.is_empty() => Ok(None),
+            State::Head => Err(Error::UnexpectedEof {
+                received: src.len() as u64,
+                expected: HEADER_LEN as u64,
+            }),
+            State::Body(h) => {
+                self.state = State::Head;
+                Err(Error::UnexpectedEof {
+                    received: (HEADER_LEN + src.len()) as u64,
+                    expected: h.frame_len() as u64,
+                })
+            }
+        }
+    }
+}
