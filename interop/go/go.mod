@@ -1,0 +1,3 @@
+module gopro/interop
+
+go 1.23
