@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test in every language. Installs what it needs first, so it
+# works on a fresh machine. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust: format and lints"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p gopro --no-default-features -- -D warnings
+cargo clippy -p gopro --all-targets --features cli -- -D warnings
+
+step "Rust: build the gopro command and the Go peer used by the tests"
+cargo build --release -p gopro --features cli
+(cd interop/go && go vet ./... && go build -o bin/ ./cmd/...)
+
+step "Go: interop peer"
+(cd interop/go && go test ./...)
+
+step "Rust: tests"
+export GOPRO_BIN="$root/target/release/gopro"
+export GOPRO_GO_BIN="$root/interop/go/bin"
+cargo test --workspace --all-targets --features gopro/cli
+cargo test --workspace --doc
