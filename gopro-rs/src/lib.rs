@@ -28,3 +28,6 @@ pub use codec::{
     Codec, CodecBuilder, Command, Decoder, Encoder, Error, Frame, Header, DEFAULT_MAX_BODY,
     HEADER_LEN, MAGIC, VERSION,
 };
+
+#[cfg(feature = "runtime")]
+pub mod server;

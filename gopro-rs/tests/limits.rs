@@ -26,7 +26,9 @@ fn exactly_10_mib_decodes_and_one_more_is_refused() {
         let result = decoder.decode(&mut buf);
         if !ok {
             let err = result.unwrap_err();
-            assert!(matches!(err, Error::BodyTooLarge { length: l, limit } if l == length as u64 && limit == DEFAULT_MAX_BODY));
+            assert!(
+                matches!(err, Error::BodyTooLarge { length: l, limit } if l == length as u64 && limit == DEFAULT_MAX_BODY)
+            );
             continue;
         }
         assert!(result.unwrap().is_none(), "a header alone is not a frame");

@@ -53,7 +53,16 @@ impl Header {
     pub const fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let m = MAGIC.to_be_bytes();
         let l = self.length.to_be_bytes();
-        [m[0], m[1], self.version, self.command.0, l[0], l[1], l[2], l[3]]
+        [
+            m[0],
+            m[1],
+            self.version,
+            self.command.0,
+            l[0],
+            l[1],
+            l[2],
+            l[3],
+        ]
     }
 
     /// Reads a header from its 8 wire bytes, checking the magic only.

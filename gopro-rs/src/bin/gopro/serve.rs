@@ -1,0 +1,53 @@
+//! `gopro serve`.
+
+use std::time::Duration;
+
+use clap::Args;
+use gopro::server::{
+    Server, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES, DEFAULT_MAX_CONNECTIONS,
+};
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Time allowed for a whole frame to arrive, from the end of the previous one.
+    #[arg(long, value_parser = crate::duration, default_value = "60s")]
+    read_timeout: Duration,
+    /// Time allowed for the client to take a batch of replies.
+    #[arg(long, value_parser = crate::duration, default_value = "10s")]
+    write_timeout: Duration,
+    /// Largest body accepted in a request and sent in a reply, in bytes.
+    #[arg(long, default_value_t = gopro::DEFAULT_MAX_BODY)]
+    max_body: usize,
+    /// Connections served at once; more get ERROR "server busy".
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Time connections get to finish on shutdown before they are closed.
+    #[arg(long, value_parser = crate::duration, default_value = "10s")]
+    grace: Duration,
+    /// Reply bytes buffered per connection before they are written out.
+    #[arg(long, default_value_t = DEFAULT_MAX_BUFFERED_REPLIES)]
+    max_buffered_replies: usize,
+    /// Worker threads [default: the CPUs this process may use; 1 runs on the current thread].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    crate::runtime(args.threads)?.block_on(async {
+        let server = Server::builder()
+            .listen(args.listen)
+            .read_timeout(args.read_timeout)
+            .write_timeout(args.write_timeout)
+            .max_body(args.max_body)
+            .max_connections(args.max_connections)
+            .grace(args.grace)
+            .max_buffered_replies(args.max_buffered_replies)
+            .bind()
+            .await?;
+        server.run_until_signal().await;
+        Ok(())
+    })
+}

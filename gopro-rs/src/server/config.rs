@@ -1,0 +1,204 @@
+//! The server's settings and their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::handler::{Authenticator, Handler};
+use super::{Server, ServerError};
+use crate::{Command, DEFAULT_MAX_BODY};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8888";
+/// The default read timeout: a whole frame must arrive within it (SPEC §5).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default write timeout: a batch of replies must be taken within it.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The default shutdown grace period (SPEC §6).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// The default body limit before a successful LOGIN, when an authenticator is set (SPEC §3).
+pub const DEFAULT_PRELOGIN_MAX_BODY: usize = 16 * 1024;
+/// The default number of failed LOGINs in a row before the connection is closed.
+pub const DEFAULT_MAX_LOGIN_FAILURES: u32 = 3;
+/// The default number of reply bytes a connection buffers before it stops
+/// handling requests and writes them out.
+pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
+
+/// Settings shared by every connection of a server.
+pub(crate) struct Config {
+    pub listen: String,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_body: usize,
+    pub max_connections: usize,
+    pub grace: Duration,
+    pub prelogin_max_body: usize,
+    pub max_login_failures: u32,
+    pub max_buffered_replies: usize,
+    pub raise_nofile_limit: bool,
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    pub handlers: Vec<Option<Arc<dyn Handler>>>,
+    /// The first invalid setting, reported by [`ServerBuilder::bind`].
+    pub invalid: Option<String>,
+}
+
+/// Builds a [`Server`]. Every setting has a default:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`listen`](Self::listen) | `127.0.0.1:8888` |
+/// | [`read_timeout`](Self::read_timeout) | 60 s for a whole frame, counted from the end of the previous one |
+/// | [`write_timeout`](Self::write_timeout) | 10 s for the peer to take a batch of replies |
+/// | [`max_body`](Self::max_body) | 10 MiB, for requests and replies |
+/// | [`max_connections`](Self::max_connections) | 10,000; more get ERROR `server busy` |
+/// | [`grace`](Self::grace) | 10 s to finish in-flight frames on shutdown |
+/// | [`prelogin_max_body`](Self::prelogin_max_body) | 16 KiB before LOGIN, with an authenticator |
+/// | [`max_login_failures`](Self::max_login_failures) | 3 failed LOGINs in a row, then close |
+/// | [`max_buffered_replies`](Self::max_buffered_replies) | 1 MiB of replies before they are written out |
+/// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
+///
+/// HEARTBEAT is echoed and MESSAGE answered `"Server says: "` + body unless
+/// handlers are registered for them; LOGIN succeeds unless an
+/// [`authenticator`](Self::authenticator) is set.
+pub struct ServerBuilder {
+    config: Config,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder::new()
+    }
+}
+
+impl ServerBuilder {
+    /// The defaults.
+    pub fn new() -> ServerBuilder {
+        ServerBuilder {
+            config: Config {
+                listen: DEFAULT_LISTEN.to_string(),
+                read_timeout: DEFAULT_READ_TIMEOUT,
+                write_timeout: DEFAULT_WRITE_TIMEOUT,
+                max_body: DEFAULT_MAX_BODY,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                grace: DEFAULT_GRACE,
+                prelogin_max_body: DEFAULT_PRELOGIN_MAX_BODY,
+                max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
+                max_buffered_replies: DEFAULT_MAX_BUFFERED_REPLIES,
+                raise_nofile_limit: true,
+                authenticator: None,
+                handlers: vec![None; 256],
+                invalid: None,
+            },
+        }
+    }
+
+    /// The address to listen on, `host:port`; port 0 picks a free port.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.listen = addr.into();
+        self
+    }
+
+    /// How long a whole frame may take to arrive, counted from the end of the
+    /// previous frame (or from accept). Idle and slow-drip connections are
+    /// closed when it passes.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = timeout;
+        self
+    }
+
+    /// How long the peer may take to accept a batch of replies before the
+    /// connection is closed.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// The largest body accepted in a request and sent in a reply.
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.config.max_body = max_body;
+        self
+    }
+
+    /// Connections served at once; more are answered ERROR `server busy` and closed.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// How long shutdown waits for connections to finish before closing them.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// The body limit before a successful LOGIN (only with an authenticator).
+    pub fn prelogin_max_body(mut self, max_body: usize) -> Self {
+        self.config.prelogin_max_body = max_body;
+        self
+    }
+
+    /// Failed LOGINs in a row after which the connection is closed.
+    pub fn max_login_failures(mut self, max: u32) -> Self {
+        self.config.max_login_failures = max;
+        self
+    }
+
+    /// Reply bytes a connection buffers before writing them out; while they
+    /// are written no further request is handled. A single larger reply is
+    /// written on its own.
+    pub fn max_buffered_replies(mut self, max: usize) -> Self {
+        self.config.max_buffered_replies = max;
+        self
+    }
+
+    /// Whether to raise the open-files soft limit to the hard limit on bind.
+    pub fn raise_nofile_limit(mut self, raise: bool) -> Self {
+        self.config.raise_nofile_limit = raise;
+        self
+    }
+
+    /// Requires a successful LOGIN, checked by `authenticator`, before any
+    /// command but HEARTBEAT and LOGIN (SPEC §3).
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.config.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Routes frames with command `code` to `handler`. Codes 16–255 are the
+    /// application's; HEARTBEAT and MESSAGE may be overridden. LOGIN goes to
+    /// the authenticator, and ERROR, GOAWAY and the reserved codes 5–15
+    /// cannot be handled: registering them makes [`bind`](Self::bind) fail.
+    pub fn handler(mut self, code: impl Into<Command>, handler: impl Handler) -> Self {
+        let command = code.into();
+        if command.is_application() || command == Command::HEARTBEAT || command == Command::MESSAGE
+        {
+            self.config.handlers[command.0 as usize] = Some(Arc::new(handler));
+        } else if self.config.invalid.is_none() {
+            self.config.invalid = Some(format!(
+                "cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE"
+            ));
+        }
+        self
+    }
+
+    /// Binds the listener. Fails on an invalid setting or if the address
+    /// cannot be bound.
+    pub async fn bind(self) -> Result<Server, ServerError> {
+        let config = self.config;
+        if let Some(reason) = config.invalid {
+            return Err(ServerError::Config(reason));
+        }
+        if config.max_connections == 0 {
+            return Err(ServerError::Config(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if config.read_timeout.is_zero() || config.write_timeout.is_zero() {
+            return Err(ServerError::Config(
+                "read and write timeouts must be longer than zero".into(),
+            ));
+        }
+        Server::bind(config).await
+    }
+}

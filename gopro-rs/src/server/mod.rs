@@ -1,0 +1,271 @@
+//! The tokio server: one task per connection over the sans-IO codec.
+//!
+//! ```no_run
+//! use gopro::server::Server;
+//!
+//! # async fn run() -> Result<(), gopro::server::ServerError> {
+//! let server = Server::builder().listen("127.0.0.1:8888").bind().await?;
+//! let handle = server.shutdown_handle(); // call handle.shutdown() from anywhere
+//! server.run_until_signal().await // SIGINT or SIGTERM: graceful shutdown
+//! # }
+//! ```
+//!
+//! Each connection reads whatever bytes have arrived, handles every complete
+//! frame in order, and writes all their replies in one write before reading
+//! again (SPEC §4). A connection holds no buffer while it waits for bytes.
+
+mod config;
+mod connection;
+mod handler;
+mod pool;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use config::{
+    ServerBuilder, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_PRELOGIN_MAX_BODY,
+    DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+};
+pub use handler::{Authenticator, BoxFuture, Handler, Reply};
+
+use crate::Frame;
+use config::Config;
+use connection::Connection;
+
+/// Why a server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A setting is invalid.
+    #[error("invalid server setting: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+/// Stops a running [`Server`] gracefully (SPEC §6). Cheap to clone; usable
+/// from any thread or task.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Stops accepting, lets connections finish the frames they have
+    /// received, sends GOAWAY and closes them. Returns at once.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// A bound GoPro server; [`run`](Server::run) serves it.
+pub struct Server {
+    listener: TcpListener,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// A builder with the defaults; see [`ServerBuilder`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    async fn bind(config: Config) -> Result<Server, ServerError> {
+        if config.raise_nofile_limit {
+            raise_nofile_limit();
+        }
+        let bind_err = |source| ServerError::Bind {
+            addr: config.listen.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.listen).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        info!(%local_addr, "listening");
+        Ok(Server {
+            listener,
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        let handle = self.shutdown_handle();
+        let run = self.run();
+        tokio::pin!(run);
+        tokio::select! {
+            () = &mut run => return,
+            () = signal => handle.shutdown(),
+        }
+        run.await
+    }
+
+    /// Serves until SIGINT or SIGTERM (or a [`ShutdownHandle`]), then shuts
+    /// down gracefully.
+    pub async fn run_until_signal(self) {
+        self.run_until(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(e) => {
+                        warn!("cannot listen for SIGTERM: {e}");
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+                _ = term.recv() => info!("SIGTERM: shutting down"),
+            }
+        })
+        .await
+    }
+
+    /// Serves until a [`ShutdownHandle`] asks it to stop, then stops
+    /// accepting, lets every connection finish (SPEC §6) and returns;
+    /// connections still busy after the grace period are closed.
+    pub async fn run(self) {
+        let Server {
+            listener,
+            config,
+            shutdown,
+            ..
+        } = self;
+        let tracker = TaskTracker::new();
+        let force = CancellationToken::new();
+        let active = Arc::new(AtomicUsize::new(0));
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or memory: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if active.load(Ordering::Relaxed) >= config.max_connections {
+                reject_busy(stream, peer, config.max_connections);
+                continue;
+            }
+            active.fetch_add(1, Ordering::Relaxed);
+            let guard = ActiveGuard(active.clone());
+            let connection = Connection::new(stream, peer, config.clone());
+            let shutdown = shutdown.clone();
+            let force = force.clone();
+            tracker.spawn(async move {
+                let _guard = guard;
+                tokio::select! {
+                    biased;
+                    () = force.cancelled() => info!(%peer, "closed after the grace period"),
+                    () = connection.run(shutdown) => {}
+                }
+            });
+        }
+        drop(listener);
+        tracker.close();
+        let open = active.load(Ordering::Relaxed);
+        info!(open, grace = ?config.grace, "stopped accepting; finishing connections");
+        if tokio::time::timeout(config.grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = active.load(Ordering::Relaxed),
+                "grace period over: closing the connections still open"
+            );
+            force.cancel();
+            tracker.wait().await;
+        }
+        info!("server stopped");
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells a connection over the limit why it is closed, without waiting on it.
+fn reject_busy(stream: TcpStream, peer: SocketAddr, max: usize) {
+    warn!(%peer, max, "connection limit reached: refusing connection");
+    let _ = stream.try_write(&Frame::error("server busy").to_bytes());
+    if let Ok(std) = stream.into_std() {
+        let _ = std.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit, so that many
+/// connections do not fail with "too many open files".
+fn raise_nofile_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            warn!(
+                "cannot read the open-files limit: {}",
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            } else {
+                warn!(
+                    "cannot raise the open-files limit: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    info!(open_files = limit.rlim_cur, "open-files limit");
+}

@@ -1,0 +1,40 @@
+//! Buffers shared by the connections of a worker thread.
+//!
+//! A connection takes a buffer when bytes arrive and gives it back whenever
+//! it holds no partial frame, so an idle connection holds no buffer at all.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Size of a fresh buffer: a read of this size takes a whole batch of
+/// small pipelined frames.
+pub(crate) const BUFFER_SIZE: usize = 8 * 1024;
+/// Buffers that grew past this (for a large frame) are freed, not kept.
+const MAX_POOLED_CAPACITY: usize = 64 * 1024;
+/// Buffers kept per worker thread.
+const MAX_POOLED: usize = 256;
+
+thread_local! {
+    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer from this thread's pool, or a new one.
+pub(crate) fn take() -> BytesMut {
+    POOL.with_borrow_mut(|pool| pool.pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
+}
+
+/// Gives an empty buffer back.
+pub(crate) fn give(mut buf: BytesMut) {
+    debug_assert!(buf.is_empty());
+    if buf.capacity() > MAX_POOLED_CAPACITY {
+        return;
+    }
+    buf.clear();
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < MAX_POOLED {
+            pool.push(buf);
+        }
+    });
+}
