@@ -182,6 +182,11 @@ impl ServerBuilder {
         self
     }
 
+    #[cfg(test)]
+    pub(crate) fn into_config(self) -> Config {
+        self.config
+    }
+
     /// Binds the listener. Fails on an invalid setting or if the address
     /// cannot be bound.
     pub async fn bind(self) -> Result<Server, ServerError> {

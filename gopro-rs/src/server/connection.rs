@@ -30,6 +30,13 @@ const MAX_READ: usize = 256 * 1024;
 /// last frames it wrote are not destroyed by a reset.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// What woke an idle connection.
+enum Event {
+    Shutdown,
+    Timer,
+    Readable(io::Result<()>),
+}
+
 /// What to do after a step.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -80,7 +87,17 @@ impl Connection {
         }
     }
 
-    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+    #[allow(clippy::manual_async_fn)] // on purpose, see below
+    pub(crate) fn run(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        // An async block, not an async fn: an async fn would keep a second
+        // copy of `self` in its state for the whole life of the connection.
+        async move { self.serve(shutdown).await }
+    }
+
+    async fn serve(&mut self, shutdown: CancellationToken) {
         let peer = self.peer;
         info!(%peer, "connection opened");
         // Pinned once, so that waiting costs no registration per batch; the
@@ -88,13 +105,20 @@ impl Connection {
         let mut cancelled = pin!(shutdown.cancelled_owned());
         let mut timer = pin!(sleep_until(self.deadline));
         loop {
-            tokio::select! {
+            // The select only says what happened; acting on it outside lets
+            // the compiler overlap the waiting and the handling states.
+            let event = tokio::select! {
                 biased;
-                () = &mut cancelled => {
+                () = &mut cancelled => Event::Shutdown,
+                () = &mut timer => Event::Timer,
+                ready = self.stream.readable() => Event::Readable(ready),
+            };
+            match event {
+                Event::Shutdown => {
                     Box::pin(self.shut_down()).await;
                     break;
                 }
-                () = &mut timer => {
+                Event::Timer => {
                     if Instant::now() < self.deadline {
                         timer.as_mut().reset(self.deadline);
                         continue;
@@ -102,11 +126,11 @@ impl Connection {
                     Box::pin(self.timed_out()).await;
                     break;
                 }
-                ready = self.stream.readable() => {
-                    if let Err(e) = ready {
-                        debug!(%peer, "connection failed: {e}");
-                        break;
-                    }
+                Event::Readable(Err(e)) => {
+                    debug!(%peer, "connection failed: {e}");
+                    break;
+                }
+                Event::Readable(Ok(())) => {
                     if self.read_and_handle().await == Flow::Close {
                         break;
                     }
@@ -162,7 +186,7 @@ impl Connection {
                     handled = true;
                     if self.handle(frame).await == Flow::Close {
                         buf.clear();
-                        return self.close_after_flush().await;
+                        return Box::pin(self.close_after_flush()).await;
                     }
                     if self.wbuf.len() >= self.config.max_buffered_replies
                         && self.flush().await == Flow::Close
@@ -174,7 +198,7 @@ impl Connection {
                 Ok(None) => break,
                 Err(e) => {
                     buf.clear();
-                    return self.protocol_error(e).await;
+                    return Box::pin(self.protocol_error(e)).await;
                 }
             }
         }
@@ -188,8 +212,10 @@ impl Connection {
     async fn handle(&mut self, frame: Frame) -> Flow {
         let command = frame.command;
         debug!(peer = %self.peer, %command, length = frame.body.len(), "frame");
+        // Handlers and logins are boxed: their futures would otherwise make
+        // every connection's future larger, idle or not.
         if command == Command::LOGIN {
-            return self.login(frame.body).await;
+            return Box::pin(self.login(frame.body)).await;
         }
         if !self.logged_in && command != Command::HEARTBEAT {
             self.push_error("not authenticated");
@@ -197,7 +223,7 @@ impl Connection {
         }
         if let Some(handler) = &self.config.handlers[command.0 as usize] {
             let handler = handler.clone();
-            let reply = guarded(command, || handler.call(frame)).await;
+            let reply = Box::pin(guarded(command, || handler.call(frame))).await;
             match reply {
                 Ok(reply) => self.push_reply(command, reply),
                 Err(reason) => self.push_error(&reason),
@@ -292,20 +318,47 @@ impl Connection {
         if self.wbuf.is_empty() {
             return Flow::Continue;
         }
-        let written = timeout(self.config.write_timeout, self.stream.write_all(&self.wbuf)).await;
+        // Usually the socket takes the whole batch at once; only a peer that
+        // is slow to read needs the timed path (boxed, to keep the
+        // connection's future small).
+        let mut written = 0;
+        let result = loop {
+            match self.stream.try_write(&self.wbuf[written..]) {
+                Ok(n) => {
+                    written += n;
+                    if written == self.wbuf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break Box::pin(self.write_rest(written)).await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
         let mut buf = std::mem::take(&mut self.wbuf);
         buf.clear();
         pool::give(buf);
-        match written {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(e)) => {
-                debug!(peer = %self.peer, "write failed: {e}");
-                Flow::Close
-            }
-            Err(_) => {
+        match result {
+            Ok(()) => Flow::Continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 warn!(peer = %self.peer, timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
                 Flow::Close
             }
+            Err(e) => {
+                debug!(peer = %self.peer, "write failed: {e}");
+                Flow::Close
+            }
+        }
+    }
+
+    /// Writes the rest of the batch within the write timeout.
+    async fn write_rest(&mut self, from: usize) -> io::Result<()> {
+        let rest = &self.wbuf[from..];
+        match timeout(self.config.write_timeout, self.stream.write_all(rest)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
 
@@ -425,5 +478,25 @@ async fn guarded<T>(
             warn!(%command, "handler panicked");
             Err(panicked())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection is this future plus the socket: keep it small
+    /// (the target is at most 1.5 KiB of memory per idle connection).
+    #[tokio::test]
+    async fn the_connection_future_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (stream, peer) = accepted.unwrap();
+        let config = Arc::new(crate::server::ServerBuilder::new().into_config());
+        let future = Connection::new(stream, peer, config).run(CancellationToken::new());
+        let size = std::mem::size_of_val(&future);
+        drop(client);
+        assert!(size <= 800, "connection future is {size} bytes");
     }
 }

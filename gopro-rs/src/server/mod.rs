@@ -5,8 +5,9 @@
 //!
 //! # async fn run() -> Result<(), gopro::server::ServerError> {
 //! let server = Server::builder().listen("127.0.0.1:8888").bind().await?;
-//! let handle = server.shutdown_handle(); // call handle.shutdown() from anywhere
-//! server.run_until_signal().await // SIGINT or SIGTERM: graceful shutdown
+//! let _handle = server.shutdown_handle(); // handle.shutdown() stops it from anywhere
+//! server.run_until_signal().await; // until SIGINT or SIGTERM, then a graceful shutdown
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -101,7 +102,7 @@ impl Server {
         };
         let listener = TcpListener::bind(&config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
-        info!(%local_addr, "listening");
+        info!("listening on {local_addr}");
         Ok(Server {
             listener,
             config: Arc::new(config),

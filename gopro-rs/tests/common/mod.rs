@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod process;
 pub mod server;
 pub mod vectors;
