@@ -30,4 +30,8 @@ pub use codec::{
 };
 
 #[cfg(feature = "runtime")]
+pub mod blocking;
+#[cfg(feature = "runtime")]
+pub mod client;
+#[cfg(feature = "runtime")]
 pub mod server;

@@ -1,0 +1,179 @@
+//! Blocking front ends over the async client and server, for callers without
+//! an async runtime of their own (the C ABI, Python's sync API, scripts).
+//!
+//! They run on one process-wide tokio runtime, [`runtime()`], started on
+//! first use. Blocking calls must not be made from inside a tokio runtime
+//! (for example from a server handler): they fail with
+//! [`ClientError::Invalid`] instead of deadlocking.
+//!
+//! ```no_run
+//! use gopro::blocking::{Client, Server};
+//! use gopro::Command;
+//!
+//! let server = Server::start(gopro::server::Server::builder().listen("127.0.0.1:0"))?;
+//! let client = Client::connect(&server.local_addr().to_string())?;
+//! let reply = client.request(Command::MESSAGE, "hi")?;
+//! assert_eq!(reply.body, "Server says: hi");
+//! server.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use tokio::runtime::Runtime;
+
+use crate::client::{ClientBuilder, ClientError};
+use crate::server::{ServerBuilder, ServerError, ShutdownHandle};
+use crate::{Command, Frame};
+
+/// The process-wide runtime the blocking API runs on: a multi-threaded
+/// tokio runtime with at most two workers, so that servers and keep-alives
+/// run while the caller is busy elsewhere.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(2);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("gopro-worker")
+            .enable_all()
+            .build()
+            .expect("cannot start the gopro runtime")
+    })
+}
+
+/// Runs `fut` to completion on the shared runtime from a plain thread.
+fn block_on<T>(fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(ClientError::Invalid(
+            "a blocking call was made from inside an async runtime; use the async API there".into(),
+        ));
+    }
+    runtime().block_on(fut)
+}
+
+/// A blocking [`crate::client::Client`].
+#[derive(Debug)]
+pub struct Client {
+    inner: crate::client::Client,
+}
+
+impl Client {
+    /// Connects with the defaults.
+    pub fn connect(addr: &str) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ClientBuilder::default())
+    }
+
+    /// Connects with the given settings.
+    pub fn connect_with(addr: &str, builder: ClientBuilder) -> Result<Client, ClientError> {
+        // Spawning the keep-alive needs the runtime's context.
+        let _guard = runtime().enter();
+        let inner = block_on(async { builder.connect(addr).await })?;
+        Ok(Client { inner })
+    }
+
+    /// See [`crate::client::Client::request`].
+    pub fn request(
+        &self,
+        command: impl Into<Command>,
+        body: impl Into<Bytes>,
+    ) -> Result<Frame, ClientError> {
+        block_on(self.inner.request(command, body))
+    }
+
+    /// See [`crate::client::Client::heartbeat`].
+    pub fn heartbeat(&self) -> Result<(), ClientError> {
+        block_on(self.inner.heartbeat())
+    }
+
+    /// See [`crate::client::Client::login`].
+    pub fn login(&self, credentials: impl Into<Bytes>) -> Result<(), ClientError> {
+        block_on(self.inner.login(credentials))
+    }
+
+    /// See [`crate::client::Client::send`].
+    pub fn send(
+        &self,
+        command: impl Into<Command>,
+        body: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.send(command, body))
+    }
+
+    /// See [`crate::client::Client::flush`].
+    pub fn flush(&self) -> Result<(), ClientError> {
+        block_on(self.inner.flush())
+    }
+
+    /// See [`crate::client::Client::recv`].
+    pub fn recv(&self) -> Result<Frame, ClientError> {
+        block_on(self.inner.recv())
+    }
+
+    /// Requests without a reply yet.
+    pub fn in_flight(&self) -> usize {
+        block_on(async { Ok(self.inner.in_flight().await) }).unwrap_or(0)
+    }
+
+    /// The async client inside.
+    pub fn as_async(&self) -> &crate::client::Client {
+        &self.inner
+    }
+}
+
+/// A [`crate::server::Server`] running on the shared runtime.
+pub struct Server {
+    local_addr: SocketAddr,
+    handle: ShutdownHandle,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Server {
+    /// Binds and starts serving in the background.
+    pub fn start(builder: ServerBuilder) -> Result<Server, ServerError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(ServerError::Config(
+                "blocking::Server::start was called from inside an async runtime; use Server::bind there".into(),
+            ));
+        }
+        let server = runtime().block_on(builder.bind())?;
+        let local_addr = server.local_addr();
+        let handle = server.shutdown_handle();
+        let (tx, done) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            server.run().await;
+            let _ = tx.send(());
+        });
+        Ok(Server {
+            local_addr,
+            handle,
+            done,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops it from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Blocks until the server has stopped (after a shutdown from anywhere).
+    pub fn wait(&self) {
+        let _ = self.done.recv();
+    }
+
+    /// Shuts down gracefully and waits until it has stopped.
+    pub fn stop(&self) {
+        self.handle.shutdown();
+        self.wait();
+    }
+}
