@@ -71,10 +71,10 @@ impl Client {
 
     /// Connects with the given settings.
     pub fn connect_with(addr: &str, builder: ClientBuilder) -> Result<Client, ClientError> {
-        // Spawning the keep-alive needs the runtime's context.
-        let _guard = runtime().enter();
-        let inner = block_on(async { builder.connect(addr).await })?;
-        Ok(Client { inner })
+        block_on(async {
+            let inner = builder.connect(addr).await?;
+            Ok(Client { inner })
+        })
     }
 
     /// See [`crate::client::Client::request`].

@@ -80,10 +80,168 @@ fn serve_rejects_bad_options_clearly() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["send", "--help"],
+        &["ping", "--help"],
+        &["bench", "--help"],
+    ] {
         let out = Command::new(gopro_bin()).args(args).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Usage: gopro"), "{text}");
+    }
+}
+
+fn gopro(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(gopro_bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn send_prints_the_reply_and_fails_on_error() {
+    let server = gopro_serve(&[]);
+    let addr = server.addr.to_string();
+    let (ok, out, _) = gopro(&["send", "--addr", &addr, "Hello TCP World!"]);
+    assert!(ok);
+    assert_eq!(out, "MESSAGE Server says: Hello TCP World!\n");
+    let (ok, out, _) = gopro(&["send", "--addr", &addr, "--command", "0", "beat"]);
+    assert!(ok);
+    assert_eq!(out, "HEARTBEAT beat\n");
+    let (ok, _, err) = gopro(&["send", "--addr", &addr, "--command", "42", "x"]);
+    assert!(!ok);
+    assert!(err.contains("server error: unknown command: 42"), "{err}");
+}
+
+#[test]
+fn ping_reports_round_trips() {
+    let server = gopro_serve(&[]);
+    let addr = server.addr.to_string();
+    let (ok, out, err) = gopro(&[
+        "ping",
+        "--addr",
+        &addr,
+        "--count",
+        "3",
+        "--interval",
+        "10ms",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("HEARTBEAT from").count(), 3, "{out}");
+    assert!(out.contains("3 heartbeats, rtt min/avg/max"), "{out}");
+}
+
+#[test]
+fn bench_checks_replies_and_reports_json() {
+    let server = gopro_serve(&[]);
+    let addr = server.addr.to_string();
+    for command in ["heartbeat", "message"] {
+        let (ok, out, err) = gopro(&[
+            "bench",
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--pipeline",
+            "8",
+            "--size",
+            "100",
+            "--duration",
+            "300ms",
+            "--command",
+            command,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(report["replies"].as_u64().unwrap() > 100, "{report}");
+        assert!(report["p99_us"].as_f64().unwrap() > 0.0);
+        assert!(report["replies_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(report["errors"], 0);
+    }
+}
+
+#[test]
+fn bench_fails_on_wrong_replies() {
+    // Against a server whose MESSAGE answer is not the echo the bench expects.
+    let server = go_serve_with_bad_replies();
+    let (ok, _, err) = gopro(&[
+        "bench",
+        "--addr",
+        &server.to_string(),
+        "--conns",
+        "1",
+        "--duration",
+        "200ms",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("wrong reply"), "{err}");
+}
+
+/// A tiny server that answers every frame with a MESSAGE "nope".
+fn go_serve_with_bad_replies() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut header = [0u8; 8];
+                while stream.read_exact(&mut header).is_ok() {
+                    let len = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
+                    let mut body = vec![0u8; len];
+                    if stream.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let reply = gopro::Frame::new(gopro::Command::MESSAGE, "nope").to_bytes();
+                    if stream.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn our_client_against_the_go_server() {
+    use gopro::blocking::Client;
+    use gopro::{Command, Frame};
+    for flags in [&[][..], &["-tuned"]] {
+        let server = common::process::go_serve(flags);
+        let client = Client::connect(&server.addr.to_string()).unwrap();
+        client.heartbeat().unwrap();
+        let reply = client
+            .request(Command::MESSAGE, "Hello TCP World!")
+            .unwrap();
+        assert_eq!(
+            reply,
+            Frame::new(Command::MESSAGE, "Server says: Hello TCP World!")
+        );
+        for i in 0..200 {
+            client.send(Command::MESSAGE, format!("m{i}")).unwrap();
+        }
+        for i in 0..200 {
+            assert_eq!(client.recv().unwrap().body, format!("Server says: m{i}"));
+        }
+        // 10 MiB: the largest HEARTBEAT body, and the largest MESSAGE whose echo fits.
+        let big: Vec<u8> = (0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let reply = client.request(Command::HEARTBEAT, big.clone()).unwrap();
+        assert_eq!(&reply.body[..], &big[..]);
+        let reply = client
+            .request(Command::MESSAGE, big[..big.len() - 13].to_vec())
+            .unwrap();
+        assert_eq!(&reply.body[13..], &big[..big.len() - 13]);
+        // The reference server echoes a full 10 MiB MESSAGE with 13 bytes
+        // more than the limit; our client refuses it as SPEC §2 says.
+        let err = client.request(Command::MESSAGE, big).unwrap_err();
+        assert_eq!(err.kind(), "protocol", "{err}");
     }
 }

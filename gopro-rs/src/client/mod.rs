@@ -317,12 +317,27 @@ impl Conn {
             waiting_to: "get a reply",
             after: limit,
         }));
-        if let Err(e) = &result {
-            if !matches!(e, ClientError::Server { .. } | ClientError::GoAway { .. }) {
+        match result {
+            Err(ClientError::Server { .. } | ClientError::GoAway { .. }) | Ok(_) => result,
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 self.state = State::Closed;
+                Err(ClientError::Closed {
+                    unanswered: self.in_flight,
+                })
+            }
+            Err(e) => {
+                self.state = State::Closed;
+                Err(e)
             }
         }
-        result
     }
 
     async fn flush_and_recv(&mut self) -> Result<Frame, ClientError> {

@@ -1,5 +1,8 @@
 //! `gopro`: the GoPro server and the tools an operator reaches for.
 
+mod bench;
+mod ping;
+mod send;
 mod serve;
 
 use std::time::Duration;
@@ -18,6 +21,12 @@ struct Cli {
 enum Cmd {
     /// Run a GoPro server (HEARTBEAT echo, MESSAGE "Server says: " echo, LOGIN).
     Serve(serve::ServeArgs),
+    /// Send one frame and print the reply (`COMMAND body`).
+    Send(send::SendArgs),
+    /// Measure HEARTBEAT round-trip times.
+    Ping(ping::PingArgs),
+    /// Load a server with pipelined requests, check every reply, report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses durations such as `2s`, `500ms` or `1m`.
@@ -59,6 +68,9 @@ fn main() -> std::process::ExitCode {
     init_logging();
     let result = match cli.command {
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Send(args) => send::run(args),
+        Cmd::Ping(args) => ping::run(args),
+        Cmd::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

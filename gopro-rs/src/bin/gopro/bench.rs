@@ -1,0 +1,223 @@
+//! `gopro bench`: a load generator that checks every reply.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use gopro::client::Client;
+use gopro::Command;
+use hdrhistogram::Histogram;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Heartbeat,
+    Message,
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Server address.
+    #[arg(long, default_value = gopro::server::DEFAULT_LISTEN)]
+    addr: String,
+    /// Connections, each with its own task.
+    #[arg(long, default_value_t = 50)]
+    conns: usize,
+    /// Requests sent per connection before their replies are read.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// How long to run.
+    #[arg(long, value_parser = crate::duration, default_value = "5s")]
+    duration: Duration,
+    /// What to send: HEARTBEATs (echoed) or MESSAGEs ("Server says: " + body).
+    #[arg(long, value_enum, default_value = "message")]
+    command: Kind,
+    /// Time allowed for each batch of replies.
+    #[arg(long, value_parser = crate::duration, default_value = "10s")]
+    timeout: Duration,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads [default: the CPUs this process may use].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+struct Totals {
+    replies: AtomicU64,
+    bytes: AtomicU64,
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.conns == 0 || args.pipeline == 0 {
+        return Err("--conns and --pipeline must be at least 1".into());
+    }
+    let runtime = crate::runtime(args.threads)?;
+    let (histogram, elapsed, totals) = runtime.block_on(load(&args))?;
+    let replies = totals.replies.load(Ordering::Relaxed);
+    let bytes = totals.bytes.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64();
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "addr": args.addr,
+                "conns": args.conns,
+                "pipeline": args.pipeline,
+                "size": args.size,
+                "command": match args.command { Kind::Heartbeat => "heartbeat", Kind::Message => "message" },
+                "seconds": secs,
+                "replies": replies,
+                "replies_per_sec": replies as f64 / secs,
+                "mb_per_sec": bytes as f64 / secs / 1e6,
+                "p50_us": us(0.5),
+                "p99_us": us(0.99),
+                "p999_us": us(0.999),
+                "max_us": histogram.max() as f64 / 1e3,
+                "errors": 0,
+            })
+        );
+    } else {
+        println!(
+            "{replies} replies in {secs:.2} s from {} connection(s) x pipeline {}, {}-byte bodies",
+            args.conns, args.pipeline, args.size
+        );
+        println!(
+            "{:.0} replies/s, {:.2} MB/s (requests and replies)",
+            replies as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        println!(
+            "latency p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            histogram.max() as f64 / 1e3
+        );
+    }
+    Ok(())
+}
+
+async fn load(
+    args: &BenchArgs,
+) -> Result<(Histogram<u64>, Duration, Arc<Totals>), Box<dyn std::error::Error>> {
+    let mut clients = Vec::with_capacity(args.conns);
+    for _ in 0..args.conns {
+        clients.push(
+            Client::builder()
+                .timeout(args.timeout)
+                .max_body(args.size + 64)
+                .connect(&args.addr)
+                .await?,
+        );
+    }
+    let totals = Arc::new(Totals {
+        replies: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    });
+    let body = Bytes::from((0..args.size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let started = Instant::now();
+    let until = started + args.duration;
+    let progress = progress_bar(args);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        let body = body.clone();
+        let totals = totals.clone();
+        let pipeline = args.pipeline;
+        let kind = args.command;
+        tasks.spawn(async move { connection(client, body, pipeline, kind, until, totals).await });
+    }
+    let ticker = {
+        let totals = totals.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let elapsed = started.elapsed();
+                let replies = totals.replies.load(Ordering::Relaxed);
+                progress.set_position(elapsed.as_millis() as u64);
+                progress.set_message(format!(
+                    "{replies} replies, {:.0}/s",
+                    replies as f64 / elapsed.as_secs_f64()
+                ));
+            }
+        })
+    };
+    let mut histogram = Histogram::<u64>::new(3)?;
+    while let Some(result) = tasks.join_next().await {
+        histogram.add(result??)?;
+    }
+    ticker.abort();
+    progress.finish_and_clear();
+    Ok((histogram, started.elapsed(), totals))
+}
+
+fn progress_bar(args: &BenchArgs) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if args.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(args.duration.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// One connection's loop: a batch of `pipeline` requests, then their
+/// replies, each checked, until the time is up.
+async fn connection(
+    client: Client,
+    body: Bytes,
+    pipeline: usize,
+    kind: Kind,
+    until: Instant,
+    totals: Arc<Totals>,
+) -> Result<Histogram<u64>, String> {
+    let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let (command, prefix): (Command, &[u8]) = match kind {
+        Kind::Heartbeat => (Command::HEARTBEAT, b""),
+        Kind::Message => (Command::MESSAGE, b"Server says: "),
+    };
+    let frame_bytes = (2 * 8 + body.len() * 2 + prefix.len()) as u64;
+    while Instant::now() < until {
+        let sent = Instant::now();
+        for _ in 0..pipeline {
+            client
+                .send(command, body.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        client.flush().await.map_err(|e| e.to_string())?;
+        for _ in 0..pipeline {
+            let reply = client.recv().await.map_err(|e| e.to_string())?;
+            let ok = reply.command == command
+                && reply.body.len() == prefix.len() + body.len()
+                && reply.body.starts_with(prefix)
+                && reply.body[prefix.len()..] == body[..];
+            if !ok {
+                return Err(format!(
+                    "wrong reply: {} with {} bytes",
+                    reply.command,
+                    reply.body.len()
+                ));
+            }
+            let latency = sent.elapsed().as_nanos() as u64;
+            histogram
+                .record(latency.max(1))
+                .map_err(|e| e.to_string())?;
+        }
+        totals.replies.fetch_add(pipeline as u64, Ordering::Relaxed);
+        totals
+            .bytes
+            .fetch_add(frame_bytes * pipeline as u64, Ordering::Relaxed);
+    }
+    Ok(histogram)
+}

@@ -1,0 +1,307 @@
+//! The client against the real server: replies, pipelining, and every error.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::server::{start, start_default};
+use gopro::client::{Client, ClientError};
+use gopro::server::Server;
+use gopro::{Command, Frame};
+use tokio::io::AsyncWriteExt;
+
+fn addr(server: &common::server::Running) -> String {
+    server.addr.to_string()
+}
+
+#[tokio::test]
+async fn request_heartbeat_login() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    client.heartbeat().await.unwrap();
+    let reply = client
+        .request(Command::MESSAGE, "Hello TCP World!")
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Frame::new(Command::MESSAGE, "Server says: Hello TCP World!")
+    );
+    client.login("user:pw").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelining_keeps_order_even_past_the_socket_buffers() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    // Enough bytes that the server's replies fill the socket buffers before
+    // all requests are written: the client must read while it writes.
+    let n = 3000;
+    let body = Bytes::from(vec![b'x'; 16 * 1024]);
+    for i in 0..n {
+        let command = if i % 2 == 0 {
+            Command::HEARTBEAT
+        } else {
+            Command(77)
+        };
+        client.send(command, body.clone()).await.unwrap();
+    }
+    assert_eq!(client.in_flight().await, n);
+    for i in 0..n {
+        if i % 2 == 0 {
+            assert_eq!(client.recv().await.unwrap().body, body);
+        } else {
+            let err = client.recv().await.unwrap_err();
+            assert!(
+                matches!(&err, ClientError::Server { reason } if reason == "unknown command: 77"),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(client.in_flight().await, 0);
+    let err = client.recv().await.unwrap_err();
+    assert_eq!(err.kind(), "invalid");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn error_reply_keeps_the_connection_usable() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    let err = client.request(42, "x").await.unwrap_err();
+    assert_eq!(err.kind(), "server");
+    assert_eq!(err.to_string(), "server error: unknown command: 42");
+    client.heartbeat().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_failure_is_a_server_error() {
+    let server = start(Server::builder().authenticator(|c: Bytes| async move {
+        if c == "good" {
+            Ok(())
+        } else {
+            Err("bad password")
+        }
+    }))
+    .await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    let err = client.request(Command::MESSAGE, "hi").await.unwrap_err();
+    assert!(err.to_string().contains("not authenticated"), "{err}");
+    let err = client.login("bad").await.unwrap_err();
+    assert!(err.to_string().contains("bad password"), "{err}");
+    client.login("good").await.unwrap();
+    client.request(Command::MESSAGE, "hi").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connect_errors_are_typed() {
+    // Nothing listens on a port we just released.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = Client::connect(&format!("127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "connect");
+    assert!(
+        err.to_string().starts_with("cannot connect to 127.0.0.1:"),
+        "{err}"
+    );
+    let err = Client::connect("not an address").await.unwrap_err();
+    assert_eq!(err.kind(), "connect");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_and_the_connection_is_closed() {
+    // A listener that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let client = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .connect(&addr)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client.heartbeat().await.unwrap_err();
+    assert_eq!(err.kind(), "timeout");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(err.to_string().contains("200ms"), "{err}");
+    // Its replies would be out of step now: the connection is closed.
+    assert_eq!(client.heartbeat().await.unwrap_err().kind(), "closed");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn a_server_that_closes_gives_closed_with_the_unanswered_count() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(socket);
+    });
+    let client = Client::connect(&addr).await.unwrap();
+    client.send(Command::HEARTBEAT, "a").await.unwrap();
+    client.send(Command::HEARTBEAT, "b").await.unwrap();
+    let err = client.recv().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Closed { unanswered: 2 }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_from_the_server_is_a_protocol_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    let client = Client::connect(&addr).await.unwrap();
+    let err = client.heartbeat().await.unwrap_err();
+    assert_eq!(err.kind(), "protocol");
+    assert!(err.to_string().contains("bad magic"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_requests_and_replies_are_refused() {
+    let server = start_default().await;
+    let client = Client::builder()
+        .max_body(100)
+        .connect(&addr(&server))
+        .await
+        .unwrap();
+    let err = client
+        .request(Command::MESSAGE, vec![0u8; 101])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid");
+    assert!(
+        err.to_string()
+            .contains("101 bytes exceeds the limit of 100"),
+        "{err}"
+    );
+    // 100 bytes go out, but the 113-byte echo is over this client's limit.
+    let err = client
+        .request(Command::MESSAGE, vec![0u8; 100])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "protocol");
+    assert!(
+        err.to_string()
+            .contains("113 bytes exceeds the limit of 100"),
+        "{err}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn goaway_tells_which_requests_were_not_handled() {
+    // A server that answers the first of three requests, then goes away.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 3 * 13];
+        tokio::io::AsyncReadExt::read_exact(&mut socket, &mut buf)
+            .await
+            .unwrap();
+        let mut out = Frame::new(16, "first").to_bytes().to_vec();
+        out.extend_from_slice(&Frame::goaway("maintenance").to_bytes());
+        socket.write_all(&out).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    let client = Client::connect(&addr).await.unwrap();
+    for body in ["first", "secnd", "third"] {
+        client.send(16, body).await.unwrap();
+    }
+    assert_eq!(client.recv().await.unwrap().body, "first");
+    let err = client.recv().await.unwrap_err();
+    match &err {
+        ClientError::GoAway { reason, unanswered } => {
+            assert_eq!(*unanswered, 2);
+            assert_eq!(reason, "maintenance");
+        }
+        other => panic!("expected GOAWAY, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("2 request(s) were not handled"),
+        "{err}"
+    );
+    // Nothing more is sent on that connection.
+    assert_eq!(client.heartbeat().await.unwrap_err().kind(), "goaway");
+}
+
+#[tokio::test]
+async fn goaway_from_a_real_server_shutting_down() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    client.heartbeat().await.unwrap();
+    server.handle.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = client.heartbeat().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::GoAway { reason, unanswered: 1 } if reason == "server shutting down"),
+        "{err}"
+    );
+    server.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn keep_alive_holds_an_idle_connection_open() {
+    let server = start(Server::builder().read_timeout(Duration::from_millis(400))).await;
+    let kept = Client::builder()
+        .keep_alive(Duration::from_millis(100))
+        .connect(&addr(&server))
+        .await
+        .unwrap();
+    let plain = Client::connect(&addr(&server)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The keep-alive replies are skipped: the reply is the request's own.
+    let reply = kept.request(Command::MESSAGE, "still here").await.unwrap();
+    assert_eq!(reply.body, "Server says: still here");
+    assert_eq!(plain.heartbeat().await.unwrap_err().kind(), "closed");
+    server.stop().await;
+}
+
+#[test]
+fn blocking_client_and_server() {
+    let server = gopro::blocking::Server::start(
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .handler(16, |f: Frame| async move { Ok::<_, String>(f.body) }),
+    )
+    .unwrap();
+    let client = gopro::blocking::Client::connect(&server.local_addr().to_string()).unwrap();
+    client.heartbeat().unwrap();
+    assert_eq!(client.request(16, "echo").unwrap().body, "echo");
+    for i in 0..10 {
+        client.send(Command::MESSAGE, format!("{i}")).unwrap();
+    }
+    for i in 0..10 {
+        assert_eq!(client.recv().unwrap().body, format!("Server says: {i}"));
+    }
+    server.stop();
+    assert!(client.heartbeat().is_err());
+}
+
+#[tokio::test]
+async fn blocking_calls_inside_a_runtime_are_refused() {
+    let err = gopro::blocking::Client::connect("127.0.0.1:1").unwrap_err();
+    assert_eq!(err.kind(), "invalid");
+}
