@@ -1,0 +1,163 @@
+//! The sans-IO decoder handle: bytes in, frames out, no IO of its own.
+
+use bytes::{Bytes, BytesMut};
+use gopro::{CodecBuilder, Decoder};
+
+use crate::ffi;
+use crate::status::{gopro_status, Fail};
+
+/// A frame decoder over a byte stream (SPEC §1–2): feed it bytes as they
+/// arrive, in pieces of any size, and take complete frames out.
+///
+/// Created by `gopro_decoder_new`, freed by `gopro_decoder_free`. Not
+/// thread-safe: one thread at a time (it may move between threads).
+pub struct gopro_decoder {
+    decoder: Decoder,
+    buffer: BytesMut,
+    /// The body last handed out, kept alive until the next call.
+    current: Bytes,
+    /// After a decoding error the stream is out of sync; the error sticks.
+    failed: Option<(gopro_status, String)>,
+}
+
+/// Creates a decoder into `*out`. Bodies over `max_body` bytes are refused
+/// on their header alone, before any body byte is buffered
+/// (`GOPRO_DEFAULT_MAX_BODY` is the protocol's default). `required_version`
+/// is `GOPRO_ANY_VERSION` to decode any version (the frame reports it), or
+/// 0–255 to refuse any other version with `GOPRO_STATUS_UNSUPPORTED_VERSION`;
+/// other values give `GOPRO_STATUS_INVALID_ARGUMENT`.
+///
+/// The caller owns the decoder and frees it with `gopro_decoder_free`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_new(
+    max_body: usize,
+    required_version: i32,
+    out: *mut *mut gopro_decoder,
+) -> gopro_status {
+    ffi_boundary!({
+        let out = ffi::out(out, "out")?;
+        let mut builder = CodecBuilder::new().max_body(max_body);
+        match required_version {
+            crate::GOPRO_ANY_VERSION => {}
+            v => {
+                let v = u8::try_from(v).map_err(|_| {
+                    Fail::invalid(format!(
+                        "required_version {v} is neither 0-255 nor GOPRO_ANY_VERSION"
+                    ))
+                })?;
+                builder = builder.require_version(v);
+            }
+        }
+        out.write(ffi::into_handle(gopro_decoder {
+            decoder: builder.decoder(),
+            buffer: BytesMut::new(),
+            current: Bytes::new(),
+            failed: None,
+        }));
+        Ok(())
+    })
+}
+
+/// Appends `len` bytes from `bytes` (copied; the caller keeps its buffer) to
+/// the decoder's buffer. Invalidates the body returned by the previous
+/// `gopro_decoder_next`. After a decoding error, returns that error again.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_feed(
+    decoder: *mut gopro_decoder,
+    bytes: *const u8,
+    len: usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
+        let bytes = unsafe { ffi::bytes(bytes, len, "bytes") }?;
+        d.check_failed()?;
+        // Releasing the last body first lets the buffer reuse its memory.
+        d.current = Bytes::new();
+        d.buffer.extend_from_slice(bytes);
+        Ok(())
+    })
+}
+
+/// Takes the next complete frame: its command into `*out_command`, its
+/// version into `*out_version`, and its body as `*out_body` (pointer) and
+/// `*out_body_len`. The body stays owned by the decoder and valid until the
+/// next call on this decoder (feed, next, finish or free); `*out_body` is
+/// NULL for an empty body. `out_version` may be NULL if not wanted.
+///
+/// Returns `GOPRO_STATUS_NEED_MORE` when no whole frame is buffered (feed
+/// more bytes), or `GOPRO_STATUS_BAD_MAGIC`, `GOPRO_STATUS_BODY_TOO_LARGE`
+/// or `GOPRO_STATUS_UNSUPPORTED_VERSION` when the stream cannot be trusted;
+/// such an error is returned again by every later call.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_next(
+    decoder: *mut gopro_decoder,
+    out_command: *mut u8,
+    out_version: *mut u8,
+    out_body: *mut *const u8,
+    out_body_len: *mut usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
+        let out_command = ffi::out(out_command, "out_command")?;
+        let out_version = ffi::OptOut::new(out_version);
+        let out_body = ffi::out(out_body, "out_body")?;
+        let out_body_len = ffi::out(out_body_len, "out_body_len")?;
+        d.check_failed()?;
+        let frame = match d.decoder.decode(&mut d.buffer) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(Fail::need_more()),
+            Err(e) => {
+                let fail = Fail::from(e);
+                d.failed = Some((fail.status, fail.message().to_string()));
+                return Err(fail);
+            }
+        };
+        d.current = frame.body;
+        out_command.write(frame.command.code());
+        out_version.write(frame.version);
+        out_body.write(if d.current.is_empty() {
+            std::ptr::null()
+        } else {
+            d.current.as_ptr()
+        });
+        out_body_len.write(d.current.len());
+        Ok(())
+    })
+}
+
+/// Tells the decoder the stream has ended. `GOPRO_STATUS_OK` if it ended
+/// cleanly between frames; `GOPRO_STATUS_UNEXPECTED_EOF` if bytes of an
+/// unfinished frame (or frames not yet taken with `gopro_decoder_next`) are
+/// buffered — a short frame is never produced. A previous decoding error is
+/// returned again.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_finish(decoder: *mut gopro_decoder) -> gopro_status {
+    ffi_boundary!({
+        let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
+        d.check_failed()?;
+        d.current = Bytes::new();
+        if d.decoder.is_mid_frame(&d.buffer) {
+            let received = d.buffer.len() + d.decoder.pending_header().map_or(0, |_| 8);
+            return Err(Fail::new(
+                gopro_status::UnexpectedEof,
+                format!("unexpected end of stream: {received} byte(s) of an unfinished frame"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Frees a decoder and the bodies it handed out. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_free(decoder: *mut gopro_decoder) {
+    ffi_boundary_void!(unsafe { ffi::free_handle(decoder) })
+}
+
+impl gopro_decoder {
+    fn check_failed(&self) -> Result<(), Fail> {
+        match &self.failed {
+            Some((status, message)) => Err(Fail::new(*status, message.clone())),
+            None => Ok(()),
+        }
+    }
+}

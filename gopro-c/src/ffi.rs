@@ -1,0 +1,125 @@
+//! Pointer checks: every pointer from C goes through one of these, so NULL
+//! becomes `GOPRO_STATUS_NULL_ARGUMENT` instead of undefined behaviour.
+
+use std::ffi::{c_char, CStr};
+use std::slice;
+
+use crate::status::Fail;
+
+/// Input bytes `(ptr, len)`. A NULL `ptr` is allowed when `len` is 0.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `len` readable bytes that stay valid
+/// and unchanged for `'a`.
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-NULL and, by the caller's contract, `len` readable bytes.
+    Ok(unsafe { slice::from_raw_parts(ptr, len) })
+}
+
+/// An output buffer `(ptr, cap)`; it must be non-NULL even when `cap` is 0,
+/// since a NULL buffer is more likely a bug than an intent.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to `cap` writable bytes not aliased for `'a`.
+pub(crate) unsafe fn out_buf<'a>(
+    ptr: *mut u8,
+    cap: usize,
+    what: &str,
+) -> Result<&'a mut [u8], Fail> {
+    if ptr.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-NULL and, by the caller's contract, `cap` writable bytes.
+    Ok(unsafe { slice::from_raw_parts_mut(ptr, cap) })
+}
+
+/// A NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// When non-NULL, `ptr` must point to a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Fail> {
+    if ptr.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| Fail::invalid(format!("argument `{what}` is not UTF-8")))
+}
+
+/// An out-parameter, checked now and written later (only on success).
+pub(crate) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// Writes the value without reading or dropping what was there.
+    pub(crate) fn write(self, value: T) {
+        // SAFETY: checked non-NULL in `out`; the caller promised it is writable.
+        unsafe { self.0.write(value) }
+    }
+}
+
+/// Checks an out-parameter for NULL.
+pub(crate) fn out<T>(ptr: *mut T, what: &str) -> Result<Out<T>, Fail> {
+    if ptr.is_null() {
+        return Err(Fail::null(what));
+    }
+    Ok(Out(ptr))
+}
+
+/// An optional out-parameter: NULL means the caller does not want it.
+pub(crate) struct OptOut<T>(*mut T);
+
+impl<T> OptOut<T> {
+    pub(crate) fn new(ptr: *mut T) -> Self {
+        OptOut(ptr)
+    }
+
+    pub(crate) fn write(self, value: T) {
+        if !self.0.is_null() {
+            // SAFETY: non-NULL; the caller promised it is writable.
+            unsafe { self.0.write(value) }
+        }
+    }
+}
+
+/// A handle passed by the caller.
+///
+/// # Safety
+/// When non-NULL, `ptr` must come from this library's constructor for `T`
+/// and not have been freed.
+pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Fail> {
+    // SAFETY: by the caller's contract a non-NULL pointer is a live handle.
+    unsafe { ptr.as_ref() }.ok_or_else(|| Fail::null(what))
+}
+
+/// A handle passed by the caller, for exclusive use.
+///
+/// # Safety
+/// As [`handle`], and no other reference to it may exist during the call.
+pub(crate) unsafe fn handle_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Fail> {
+    // SAFETY: by the caller's contract a non-NULL pointer is a live handle
+    // that nobody else uses during this call.
+    unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null(what))
+}
+
+/// Gives a new handle to C.
+pub(crate) fn into_handle<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes back and drops a handle given by [`into_handle`]; NULL is ignored.
+///
+/// # Safety
+/// `ptr` must be NULL or come from [`into_handle`] and not have been freed.
+pub(crate) unsafe fn free_handle<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: by the caller's contract it came from `Box::into_raw`.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}

@@ -1,0 +1,278 @@
+//! The status codes every function returns, and the per-thread message of
+//! the last failure.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int};
+
+use crate::ffi;
+
+/// What a call returned. `GOPRO_STATUS_OK` is 0; every other value is a
+/// reason the call did not do its work. Numbers are stable: a published
+/// number is never given another meaning, and new ones are only added.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum gopro_status {
+    /// Success.
+    Ok = 0,
+    /// Not an error: the decoder has no complete frame yet (feed it more
+    /// bytes), or a header needs 8 bytes and got fewer.
+    NeedMore = 1,
+    /// A required pointer argument was NULL.
+    NullArgument = 2,
+    /// An argument is out of range or malformed (e.g. an address that is
+    /// not UTF-8 `host:port`, a command that cannot be handled).
+    InvalidArgument = 3,
+    /// The caller's output buffer is too small; nothing was written.
+    BufferTooSmall = 4,
+    /// The stream does not start with the magic `0x47 0x4F` ("GO").
+    BadMagic = 5,
+    /// A frame's body is over the body limit (decoded, encoded or sent).
+    BodyTooLarge = 6,
+    /// The frame's version is not the one the decoder requires.
+    UnsupportedVersion = 7,
+    /// The stream ended inside a frame.
+    UnexpectedEof = 8,
+    /// The client could not connect.
+    ConnectFailed = 9,
+    /// No answer within the time allowed. The client's connection is closed.
+    Timeout = 10,
+    /// The connection is closed: by the server, after a failure, or by
+    /// `gopro_client_close`.
+    Closed = 11,
+    /// The server answered with an ERROR frame; its reason is the message of
+    /// `gopro_last_error_message`. The connection stays usable.
+    ServerError = 12,
+    /// The server is shutting down (it sent GOAWAY, whose reason is the
+    /// message of `gopro_last_error_message`). Requests without a reply were
+    /// not handled and may be sent to another server.
+    Goaway = 13,
+    /// The server's bytes are not valid GoPro frames.
+    ProtocolError = 14,
+    /// The server answered a HEARTBEAT or LOGIN with something else.
+    UnexpectedReply = 15,
+    /// An operating-system input/output error.
+    IoError = 16,
+    /// The server could not listen on the address.
+    BindFailed = 17,
+    /// The call is not allowed now: e.g. a receive with no request in
+    /// flight, or a blocking call from a callback (a runtime thread).
+    InvalidState = 18,
+    /// A bug: the library panicked. The handle involved should be freed.
+    Panic = 19,
+}
+
+impl gopro_status {
+    fn message(self) -> &'static str {
+        match self {
+            gopro_status::Ok => "ok\0",
+            gopro_status::NeedMore => "more bytes are needed\0",
+            gopro_status::NullArgument => "a required pointer argument was NULL\0",
+            gopro_status::InvalidArgument => "invalid argument\0",
+            gopro_status::BufferTooSmall => "the output buffer is too small\0",
+            gopro_status::BadMagic => "bad magic: the stream is not GoPro or is out of sync\0",
+            gopro_status::BodyTooLarge => "frame body exceeds the body limit\0",
+            gopro_status::UnsupportedVersion => "unsupported protocol version\0",
+            gopro_status::UnexpectedEof => "unexpected end of stream inside a frame\0",
+            gopro_status::ConnectFailed => "cannot connect\0",
+            gopro_status::Timeout => "timed out\0",
+            gopro_status::Closed => "connection closed\0",
+            gopro_status::ServerError => "the server answered with an ERROR frame\0",
+            gopro_status::Goaway => "the server is going away (GOAWAY)\0",
+            gopro_status::ProtocolError => "protocol error: the peer sent invalid frames\0",
+            gopro_status::UnexpectedReply => "unexpected reply\0",
+            gopro_status::IoError => "i/o error\0",
+            gopro_status::BindFailed => "cannot listen on the address\0",
+            gopro_status::InvalidState => "the call is not allowed in this state\0",
+            gopro_status::Panic => "internal error (panic) in libgopro\0",
+        }
+    }
+
+    const ALL: [gopro_status; 20] = [
+        gopro_status::Ok,
+        gopro_status::NeedMore,
+        gopro_status::NullArgument,
+        gopro_status::InvalidArgument,
+        gopro_status::BufferTooSmall,
+        gopro_status::BadMagic,
+        gopro_status::BodyTooLarge,
+        gopro_status::UnsupportedVersion,
+        gopro_status::UnexpectedEof,
+        gopro_status::ConnectFailed,
+        gopro_status::Timeout,
+        gopro_status::Closed,
+        gopro_status::ServerError,
+        gopro_status::Goaway,
+        gopro_status::ProtocolError,
+        gopro_status::UnexpectedReply,
+        gopro_status::IoError,
+        gopro_status::BindFailed,
+        gopro_status::InvalidState,
+        gopro_status::Panic,
+    ];
+}
+
+/// A static, NUL-terminated English description of `status`; never NULL and
+/// never freed. Unknown numbers give `"unknown status"`. The parameter is an
+/// `int` so that any number a program holds is safe to pass. Thread-safe.
+#[no_mangle]
+pub extern "C" fn gopro_status_str(status: c_int) -> *const c_char {
+    let message = usize::try_from(status)
+        .ok()
+        .and_then(|i| gopro_status::ALL.get(i))
+        .map_or("unknown status\0", |s| s.message());
+    message.as_ptr().cast()
+}
+
+/// Copies the message of the last failed call made on the calling thread
+/// into `buf` as a NUL-terminated string, and its length (without the NUL)
+/// into `*out_len`. For `GOPRO_STATUS_SERVER_ERROR` and `GOPRO_STATUS_GOAWAY`
+/// the message is exactly the server's reason; otherwise it says what
+/// failed in more detail than `gopro_status_str`. Successful calls leave it
+/// as it was.
+///
+/// With `buf` NULL and `cap` 0, only `*out_len` is written, so the caller
+/// can size its buffer. If `cap` is less than the length plus one, nothing is
+/// written and `GOPRO_STATUS_BUFFER_TOO_SMALL` is returned. Thread-safe: each
+/// thread has its own message.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_last_error_message(
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let out_len = ffi::out(out_len, "out_len")?;
+        let message = LAST_ERROR.with(|m| m.borrow().clone());
+        if buf.is_null() && cap == 0 {
+            out_len.write(message.len());
+            return Ok(());
+        }
+        let buf = ffi::out_buf(buf.cast::<u8>(), cap, "buf")?;
+        if buf.len() < message.len() + 1 {
+            return Err(Fail::new(
+                gopro_status::BufferTooSmall,
+                format!(
+                    "the message needs {} bytes with its NUL, the buffer has {}",
+                    message.len() + 1,
+                    buf.len()
+                ),
+            ));
+        }
+        buf[..message.len()].copy_from_slice(message.as_bytes());
+        buf[message.len()] = 0;
+        out_len.write(message.len());
+        Ok(())
+    })
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A failed call: its status and what to tell the caller.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub(crate) status: gopro_status,
+    message: String,
+}
+
+impl Fail {
+    pub(crate) fn new(status: gopro_status, message: impl Into<String>) -> Fail {
+        Fail {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn null(what: &str) -> Fail {
+        Fail::new(
+            gopro_status::NullArgument,
+            format!("argument `{what}` is NULL"),
+        )
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Fail {
+        Fail::new(gopro_status::InvalidArgument, message)
+    }
+
+    pub(crate) fn need_more() -> Fail {
+        Fail {
+            status: gopro_status::NeedMore,
+            message: String::new(),
+        }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Fail {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Fail::new(gopro_status::Panic, format!("libgopro panicked: {what}"))
+    }
+
+    /// Stores the message for `gopro_last_error_message` and gives the status.
+    pub(crate) fn record(self) -> gopro_status {
+        let Fail { status, message } = self;
+        LAST_ERROR.with(|m| {
+            let mut m = m.borrow_mut();
+            m.clear();
+            if message.is_empty() {
+                m.push_str(status.message().trim_end_matches('\0'));
+            } else {
+                m.push_str(&message);
+            }
+        });
+        status
+    }
+}
+
+impl From<gopro::Error> for Fail {
+    fn from(e: gopro::Error) -> Fail {
+        let status = match &e {
+            gopro::Error::BadMagic { .. } => gopro_status::BadMagic,
+            gopro::Error::BodyTooLarge { .. } => gopro_status::BodyTooLarge,
+            gopro::Error::UnsupportedVersion { .. } => gopro_status::UnsupportedVersion,
+            gopro::Error::UnexpectedEof { .. } => gopro_status::UnexpectedEof,
+            _ => gopro_status::IoError,
+        };
+        Fail::new(status, e.to_string())
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl From<gopro::client::ClientError> for Fail {
+    fn from(e: gopro::client::ClientError) -> Fail {
+        use gopro::client::ClientError as E;
+        let status = match &e {
+            E::Connect { .. } => gopro_status::ConnectFailed,
+            E::Timeout { .. } => gopro_status::Timeout,
+            E::Closed { .. } => gopro_status::Closed,
+            E::Server { reason } => return Fail::new(gopro_status::ServerError, reason.clone()),
+            E::GoAway { reason, .. } => return Fail::new(gopro_status::Goaway, reason.clone()),
+            E::Protocol(_) => gopro_status::ProtocolError,
+            E::Invalid(_) => gopro_status::UnexpectedReply,
+            E::Io(_) => gopro_status::IoError,
+            _ => gopro_status::IoError,
+        };
+        Fail::new(status, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_a_message_in_order() {
+        for (i, s) in gopro_status::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+            assert!(s.message().ends_with('\0'));
+        }
+    }
+}
