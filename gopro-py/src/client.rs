@@ -1,0 +1,492 @@
+//! `Client` (blocking) and `AsyncClient` (asyncio), both over the core's
+//! tokio client.
+//!
+//! A core call is first polled once on the calling thread: a `send` that
+//! only queues bytes, or a `recv` whose reply is already buffered, finishes
+//! there without a thread switch. A call that has to wait is moved, as it
+//! is, into a task on the shared runtime. That task runs to its end even if
+//! the Python caller stops waiting (KeyboardInterrupt, asyncio
+//! cancellation): the core client pairs replies with requests by order, so
+//! a request abandoned half way would hand its reply to the next caller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gopro::client::{ClientBuilder, ClientError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+
+use crate::codec::Frame;
+use crate::errors::{client_err, closed_err};
+use crate::util::{body_bytes, command_code, seconds};
+
+type CoreClient = gopro::client::Client;
+type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>>;
+
+/// Polls `fut` once on this thread, inside the runtime's context.
+fn poll_once<T>(fut: &mut BoxFut<T>) -> Poll<Result<T, ClientError>> {
+    let _guard = gopro::blocking::runtime().enter();
+    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// What a call returns to Python.
+pub(crate) trait Output: Send + 'static {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>>;
+}
+
+impl Output for () {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(py.None())
+    }
+}
+
+impl Output for gopro::Frame {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(py, Frame::from_core(py, &self))?.into_any())
+    }
+}
+
+impl Output for CoreClient {
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(py, AsyncClient::wrap(self))?.into_any())
+    }
+}
+
+/// Settings shared by both clients' constructors.
+fn builder(
+    timeout: f64,
+    connect_timeout: f64,
+    max_body: usize,
+    keep_alive: Option<f64>,
+) -> PyResult<ClientBuilder> {
+    let mut builder = CoreClient::builder()
+        .timeout(seconds("timeout", timeout)?)
+        .connect_timeout(seconds("connect_timeout", connect_timeout)?)
+        .max_body(max_body);
+    if let Some(interval) = keep_alive {
+        builder = builder.keep_alive(seconds("keep_alive", interval)?);
+    }
+    Ok(builder)
+}
+
+/// The open connection, shared by the calls in progress; `close` drops it.
+struct Slot(Mutex<Option<Arc<CoreClient>>>);
+
+impl Slot {
+    fn new(client: CoreClient) -> Slot {
+        Slot(Mutex::new(Some(Arc::new(client))))
+    }
+
+    fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
+        let guard = self
+            .0
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.clone().ok_or_else(|| closed_err(py))
+    }
+
+    fn close(&self, py: Python<'_>) {
+        let client = self
+            .0
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // Dropping the connection closes the socket; no GIL needed for it.
+        py.detach(move || drop(client));
+    }
+
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.0
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+}
+
+/// A call, already bound to a client.
+fn request_fut(client: Arc<CoreClient>, command: u8, body: Bytes) -> BoxFut<gopro::Frame> {
+    Box::pin(async move { client.request(command, body).await })
+}
+
+fn send_fut(client: Arc<CoreClient>, command: u8, body: Bytes) -> BoxFut<()> {
+    Box::pin(async move { client.send(command, body).await })
+}
+
+fn heartbeat_fut(client: Arc<CoreClient>) -> BoxFut<()> {
+    Box::pin(async move { client.heartbeat().await })
+}
+
+fn login_fut(client: Arc<CoreClient>, credentials: Bytes) -> BoxFut<()> {
+    Box::pin(async move { client.login(credentials).await })
+}
+
+fn flush_fut(client: Arc<CoreClient>) -> BoxFut<()> {
+    Box::pin(async move { client.flush().await })
+}
+
+fn recv_fut(client: Arc<CoreClient>) -> BoxFut<gopro::Frame> {
+    Box::pin(async move { client.recv().await })
+}
+
+/// Runs a call to its end from a plain thread, with the GIL released while
+/// it waits. Signals are checked every so often, so Ctrl-C interrupts the
+/// wait (the call itself still finishes in the background).
+fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(PyRuntimeError::new_err(
+            "gopro.Client cannot be used on a gopro server thread (a handler): use gopro.AsyncClient in an async def handler",
+        ));
+    }
+    if let Poll::Ready(result) = poll_once(&mut fut) {
+        return result.map_err(|e| client_err(py, e))?.into_py(py);
+    }
+    let rt = gopro::blocking::runtime();
+    let mut task = rt.spawn(fut);
+    loop {
+        let done = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), &mut task).await })
+        });
+        match done {
+            Ok(Ok(result)) => return result.map_err(|e| client_err(py, e))?.into_py(py),
+            Ok(Err(join)) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "gopro client task failed: {join}"
+                )))
+            }
+            Err(_) => py.check_signals()?,
+        }
+    }
+}
+
+/// An awaitable whose result is already there: a call that finished when
+/// first polled costs no task, no thread switch and no asyncio future.
+#[pyclass(module = "gopro._gopro")]
+struct Ready {
+    result: Option<PyResult<Py<PyAny>>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> PyResult<Option<Py<PyAny>>> {
+        match self.result.take() {
+            Some(Ok(value)) => Err(PyStopIteration::new_err((value,))),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    #[pyo3(signature = (_value = None))]
+    fn send(&mut self, _value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+        self.__next__()
+    }
+}
+
+/// Hands a call to the running asyncio loop.
+fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_, PyAny>> {
+    if let Poll::Ready(result) = poll_once(&mut fut) {
+        let result = result
+            .map_err(|e| client_err(py, e))
+            .and_then(|v| v.into_py(py));
+        return Ok(Bound::new(
+            py,
+            Ready {
+                result: Some(result),
+            },
+        )?
+        .into_any());
+    }
+    let task = gopro::blocking::runtime().spawn(fut);
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let result = task
+            .await
+            .map_err(|e| PyRuntimeError::new_err(format!("gopro client task failed: {e}")))?;
+        Python::attach(|py| result.map_err(|e| client_err(py, e))?.into_py(py))
+    })
+}
+
+/// A blocking connection to a GoPro server.
+#[pyclass(frozen, module = "gopro._gopro")]
+pub(crate) struct Client {
+    slot: Slot,
+    addr: String,
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (addr = "127.0.0.1:8888", timeout = 30.0, *, connect_timeout = 10.0, max_body = gopro::DEFAULT_MAX_BODY, keep_alive = None))]
+    fn new(
+        py: Python<'_>,
+        addr: &str,
+        timeout: f64,
+        connect_timeout: f64,
+        max_body: usize,
+        keep_alive: Option<f64>,
+    ) -> PyResult<Client> {
+        let addr = addr.to_string();
+        let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
+        let target = addr.clone();
+        let fut: BoxFut<CoreClient> = Box::pin(async move { builder.connect(&target).await });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(PyRuntimeError::new_err(
+                "gopro.Client cannot be used on a gopro server thread (a handler): use gopro.AsyncClient in an async def handler",
+            ));
+        }
+        let rt = gopro::blocking::runtime();
+        let client = py
+            .detach(|| rt.block_on(fut))
+            .map_err(|e| client_err(py, e))?;
+        Ok(Client {
+            slot: Slot::new(client),
+            addr,
+        })
+    }
+
+    /// Sends one request and returns its reply.
+    #[pyo3(signature = (command, body = None))]
+    fn request(
+        &self,
+        py: Python<'_>,
+        command: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (command, body) = args(command, body)?;
+        block(py, request_fut(self.slot.get(py)?, command, body))
+    }
+
+    /// A HEARTBEAT round trip.
+    fn heartbeat(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        block(py, heartbeat_fut(self.slot.get(py)?))
+    }
+
+    /// Logs in; raises `ServerError` if the server refuses.
+    fn login(&self, py: Python<'_>, credentials: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let credentials = credentials_bytes(credentials)?;
+        block(py, login_fut(self.slot.get(py)?, credentials))
+    }
+
+    /// Queues a request without waiting for its reply (pipelining).
+    #[pyo3(signature = (command, body = None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        command: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (command, body) = args(command, body)?;
+        block(py, send_fut(self.slot.get(py)?, command, body))
+    }
+
+    /// Writes every queued request.
+    fn flush(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        block(py, flush_fut(self.slot.get(py)?))
+    }
+
+    /// The reply to the oldest request not yet answered.
+    fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        block(py, recv_fut(self.slot.get(py)?))
+    }
+
+    /// Closes the connection; later calls raise `ConnectionClosed`.
+    fn close(&self, py: Python<'_>) {
+        self.slot.close(py);
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.slot.is_closed(py)
+    }
+
+    /// The address given.
+    #[getter]
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.slot.close(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.slot.is_closed(py) {
+            " closed"
+        } else {
+            ""
+        };
+        format!("<gopro.Client {}{state}>", self.addr)
+    }
+}
+
+fn args(command: &Bound<'_, PyAny>, body: Option<&Bound<'_, PyAny>>) -> PyResult<(u8, Bytes)> {
+    let command = command_code(command)?;
+    let body = match body {
+        Some(body) => body_bytes(body)?,
+        None => Bytes::new(),
+    };
+    Ok((command, body))
+}
+
+/// Credentials: bytes-like, or text sent as UTF-8.
+fn credentials_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(text) = obj.cast::<pyo3::types::PyString>() {
+        return Ok(Bytes::copy_from_slice(text.to_cow()?.as_bytes()));
+    }
+    body_bytes(obj)
+}
+
+/// An asyncio connection to a GoPro server: `await AsyncClient.connect(addr)`.
+#[pyclass(frozen, module = "gopro._gopro")]
+pub(crate) struct AsyncClient {
+    slot: Slot,
+}
+
+impl AsyncClient {
+    fn wrap(client: CoreClient) -> AsyncClient {
+        AsyncClient {
+            slot: Slot::new(client),
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncClient {
+    /// Connects; returns an awaitable of the client.
+    #[staticmethod]
+    #[pyo3(signature = (addr = "127.0.0.1:8888", timeout = 30.0, *, connect_timeout = 10.0, max_body = gopro::DEFAULT_MAX_BODY, keep_alive = None))]
+    fn connect<'py>(
+        py: Python<'py>,
+        addr: &str,
+        timeout: f64,
+        connect_timeout: f64,
+        max_body: usize,
+        keep_alive: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
+        let addr = addr.to_string();
+        let fut: BoxFut<CoreClient> = Box::pin(async move { builder.connect(&addr).await });
+        awaitable(py, fut)
+    }
+
+    /// Sends one request; awaits its reply.
+    #[pyo3(signature = (command, body = None))]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+        body: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (command, body) = args(command, body)?;
+        awaitable(py, request_fut(self.slot.get(py)?, command, body))
+    }
+
+    /// A HEARTBEAT round trip.
+    fn heartbeat<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, heartbeat_fut(self.slot.get(py)?))
+    }
+
+    /// Logs in; raises `ServerError` if the server refuses.
+    fn login<'py>(
+        &self,
+        py: Python<'py>,
+        credentials: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let credentials = credentials_bytes(credentials)?;
+        awaitable(py, login_fut(self.slot.get(py)?, credentials))
+    }
+
+    /// Queues a request without waiting for its reply (pipelining).
+    #[pyo3(signature = (command, body = None))]
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+        body: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (command, body) = args(command, body)?;
+        awaitable(py, send_fut(self.slot.get(py)?, command, body))
+    }
+
+    /// Writes every queued request.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, flush_fut(self.slot.get(py)?))
+    }
+
+    /// The reply to the oldest request not yet answered.
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, recv_fut(self.slot.get(py)?))
+    }
+
+    /// Closes the connection at once; the result may be awaited.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.slot.close(py);
+        Ok(Bound::new(
+            py,
+            Ready {
+                result: Some(Ok(py.None())),
+            },
+        )?
+        .into_any())
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.slot.is_closed(py)
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
+        let py = slf.py();
+        Ok(Bound::new(
+            py,
+            Ready {
+                result: Some(Ok(slf.into_any().unbind())),
+            },
+        )?
+        .into_any())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, pyo3::types::PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.slot.close(py);
+        Ok(Bound::new(
+            py,
+            Ready {
+                result: Some(Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())),
+            },
+        )?
+        .into_any())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.slot.is_closed(py) {
+            " closed"
+        } else {
+            ""
+        };
+        format!("<gopro.AsyncClient{state}>")
+    }
+}
