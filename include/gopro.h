@@ -241,10 +241,11 @@ typedef struct gopro_server_config gopro_server_config;
  *
  * Called on the library's runtime worker threads, possibly on several at
  * once (one call at a time per connection, in the order the frames came):
- * `user_data` must be safe to use from any thread. A handler that blocks
- * holds up the other connections served by that thread; it must not call
- * the blocking client or `gopro_server_stop`/`gopro_server_free`
- * (`GOPRO_STATUS_INVALID_STATE`).
+ * `user_data` must be safe to use from any thread. A handler may block
+ * (the runtime moves its other work to another thread meanwhile), but the
+ * connection it serves waits for it. It must not call the blocking client
+ * or `gopro_server_stop`/`gopro_server_free`: they return
+ * `GOPRO_STATUS_INVALID_STATE` there.
  */
 typedef int (*gopro_handler_fn)(void *user_data,
                                 uint8_t command,
@@ -351,8 +352,9 @@ const char *gopro_status_str(int status);
  *
  * With `buf` NULL and `cap` 0, only `*out_len` is written, so the caller
  * can size its buffer. If `cap` is less than the length plus one, nothing is
- * written and `GOPRO_STATUS_BUFFER_TOO_SMALL` is returned. Thread-safe: each
- * thread has its own message.
+ * written and `GOPRO_STATUS_BUFFER_TOO_SMALL` is returned. A failure of this
+ * function does not replace the message. Thread-safe: each thread has its
+ * own message.
  */
 enum gopro_status gopro_last_error_message(char *buf, size_t cap, size_t *out_len);
 

@@ -43,6 +43,7 @@ pub(crate) unsafe fn out_buf<'a>(
 ///
 /// # Safety
 /// When non-NULL, `ptr` must point to a NUL-terminated string valid for `'a`.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(crate) unsafe fn str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Fail> {
     if ptr.is_null() {
         return Err(Fail::null(what));
@@ -93,6 +94,7 @@ impl<T> OptOut<T> {
 /// # Safety
 /// When non-NULL, `ptr` must come from this library's constructor for `T`
 /// and not have been freed.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Fail> {
     // SAFETY: by the caller's contract a non-NULL pointer is a live handle.
     unsafe { ptr.as_ref() }.ok_or_else(|| Fail::null(what))

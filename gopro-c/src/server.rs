@@ -26,10 +26,11 @@ use crate::status::{gopro_status, Fail};
 ///
 /// Called on the library's runtime worker threads, possibly on several at
 /// once (one call at a time per connection, in the order the frames came):
-/// `user_data` must be safe to use from any thread. A handler that blocks
-/// holds up the other connections served by that thread; it must not call
-/// the blocking client or `gopro_server_stop`/`gopro_server_free`
-/// (`GOPRO_STATUS_INVALID_STATE`).
+/// `user_data` must be safe to use from any thread. A handler may block
+/// (the runtime moves its other work to another thread meanwhile), but the
+/// connection it serves waits for it. It must not call the blocking client
+/// or `gopro_server_stop`/`gopro_server_free`: they return
+/// `GOPRO_STATUS_INVALID_STATE` there.
 pub type gopro_handler_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -118,7 +119,15 @@ pub(crate) fn check_not_in_callback() -> Result<(), Fail> {
     Ok(())
 }
 
+/// Runs a C callback. C code may block (on a lock, a disk, a sleep); a
+/// worker that blocks inside a task would also hold up the timers and
+/// sockets that the runtime's other threads wait on, so the worker hands
+/// its other work to another thread first.
 fn in_callback<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(|| flagged(f))
+}
+
+fn flagged<T>(f: impl FnOnce() -> T) -> T {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {

@@ -133,37 +133,38 @@ pub extern "C" fn gopro_status_str(status: c_int) -> *const c_char {
 ///
 /// With `buf` NULL and `cap` 0, only `*out_len` is written, so the caller
 /// can size its buffer. If `cap` is less than the length plus one, nothing is
-/// written and `GOPRO_STATUS_BUFFER_TOO_SMALL` is returned. Thread-safe: each
-/// thread has its own message.
+/// written and `GOPRO_STATUS_BUFFER_TOO_SMALL` is returned. A failure of this
+/// function does not replace the message. Thread-safe: each thread has its
+/// own message.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_last_error_message(
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    ffi_boundary!({
-        let out_len = ffi::out(out_len, "out_len")?;
+    // Not through `ffi_boundary!`: a failure here must not replace the
+    // message the caller is trying to read.
+    let result = std::panic::catch_unwind(|| -> Result<(), gopro_status> {
+        let out_len = ffi::out(out_len, "out_len").map_err(|f| f.status)?;
         let message = LAST_ERROR.with(|m| m.borrow().clone());
         if buf.is_null() && cap == 0 {
             out_len.write(message.len());
             return Ok(());
         }
-        let buf = ffi::out_buf(buf.cast::<u8>(), cap, "buf")?;
+        let buf = unsafe { ffi::out_buf(buf.cast::<u8>(), cap, "buf") }.map_err(|f| f.status)?;
         if buf.len() < message.len() + 1 {
-            return Err(Fail::new(
-                gopro_status::BufferTooSmall,
-                format!(
-                    "the message needs {} bytes with its NUL, the buffer has {}",
-                    message.len() + 1,
-                    buf.len()
-                ),
-            ));
+            return Err(gopro_status::BufferTooSmall);
         }
         buf[..message.len()].copy_from_slice(message.as_bytes());
         buf[message.len()] = 0;
         out_len.write(message.len());
         Ok(())
-    })
+    });
+    match result {
+        Ok(Ok(())) => gopro_status::Ok,
+        Ok(Err(status)) => status,
+        Err(_) => gopro_status::Panic,
+    }
 }
 
 thread_local! {

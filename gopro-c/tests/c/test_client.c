@@ -1,0 +1,113 @@
+/* The C client against `gopro serve` (the Rust server).
+ * Usage: test_client HOST:PORT */
+#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+
+static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
+  uint8_t c = 0, v = 0;
+  const uint8_t *b = NULL;
+  size_t len = 0;
+  OK(gopro_frame_get(reply, &c, &v, &b, &len));
+  CHECK(c == command && v == GOPRO_PROTOCOL_VERSION);
+  CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
+}
+
+int main(int argc, char **argv) {
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  size_t in_flight = 99;
+  int i;
+  const char *hello = "Hello TCP World!";
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
+    return 2;
+  }
+
+  EXPECT(gopro_client_connect(NULL, 0, 0, 0, &client), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_connect(argv[1], 0, 0, 0, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  /* Port 1 on localhost: nothing listens there. */
+  EXPECT(gopro_client_connect("127.0.0.1:1", 1000, 0, 0, &client), GOPRO_STATUS_CONNECT_FAILED);
+  EXPECT(gopro_client_connect("not an address", 1000, 0, 0, &client),
+         GOPRO_STATUS_CONNECT_FAILED);
+  CHECK(client == NULL);
+
+  OK(gopro_client_connect(argv[1], 2000, 5000, 64, &client));
+  OK(gopro_client_heartbeat(client));
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)hello, strlen(hello),
+                          &reply));
+  expect_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: Hello TCP World!");
+  gopro_frame_free(reply);
+  reply = NULL;
+  /* No authenticator on `gopro serve`: every login succeeds. */
+  OK(gopro_client_login(client, (const uint8_t *)"user:secret", 11));
+
+  /* An unknown command gets ERROR; the reason is the server's, exactly. */
+  EXPECT(gopro_client_request(client, 42, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("unknown command: 42");
+  CHECK(reply == NULL);
+  OK(gopro_client_heartbeat(client)); /* still usable */
+
+  /* Over the client's limit (64 here): refused before sending. */
+  {
+    uint8_t big[65];
+    memset(big, 'x', sizeof big);
+    EXPECT(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, big, sizeof big, &reply),
+           GOPRO_STATUS_BODY_TOO_LARGE);
+    EXPECT(gopro_client_send(client, GOPRO_COMMAND_MESSAGE, big, sizeof big),
+           GOPRO_STATUS_BODY_TOO_LARGE);
+  }
+
+  /* Pipelining: 500 sends, then the replies in order. */
+  EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_INVALID_STATE);
+  for (i = 0; i < 500; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "msg-%d", i);
+    OK(gopro_client_send(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body)));
+  }
+  OK(gopro_client_in_flight(client, &in_flight));
+  CHECK(in_flight == 500);
+  OK(gopro_client_flush(client));
+  for (i = 0; i < 500; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "Server says: msg-%d", i);
+    OK(gopro_client_recv(client, &reply));
+    expect_reply(reply, GOPRO_COMMAND_MESSAGE, want);
+    gopro_frame_free(reply);
+  }
+  OK(gopro_client_in_flight(client, &in_flight));
+  CHECK(in_flight == 0);
+
+  /* The reply is over the client's limit of 64: a protocol error that
+   * closes the connection. */
+  {
+    uint8_t body[60];
+    memset(body, 'y', sizeof body);
+    EXPECT(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, body, sizeof body, &reply),
+           GOPRO_STATUS_PROTOCOL_ERROR);
+    EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_CLOSED);
+  }
+  gopro_client_free(client);
+
+  /* Use after close. */
+  client = NULL;
+  OK(gopro_client_connect(argv[1], 0, 0, 0, &client));
+  OK(gopro_client_close(client));
+  OK(gopro_client_close(client));
+  EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_CLOSED);
+  EXPECT(gopro_client_request(client, 1, NULL, 0, &reply), GOPRO_STATUS_CLOSED);
+  EXPECT(gopro_client_send(client, 1, NULL, 0), GOPRO_STATUS_CLOSED);
+  EXPECT(gopro_client_flush(client), GOPRO_STATUS_CLOSED);
+  EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_CLOSED);
+  EXPECT(gopro_client_in_flight(client, &in_flight), GOPRO_STATUS_CLOSED);
+  gopro_client_free(client);
+
+  /* NULL handles. */
+  EXPECT(gopro_client_heartbeat(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_close(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_login(NULL, NULL, 0), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_frame_get(NULL, NULL, NULL, NULL, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  gopro_client_free(NULL);
+  gopro_frame_free(NULL);
+  printf("test_client: passed\n");
+  return 0;
+}

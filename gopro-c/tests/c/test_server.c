@@ -1,0 +1,411 @@
+/* The C server with C callbacks, tested with the C client in the same
+ * process; the C client against scripted fake servers (GOAWAY, protocol
+ * errors, silence). With --serve, it then serves on a free port for other
+ * peers (the Rust client): it prints "PORT n", serves until stdin closes,
+ * then stops gracefully. Usage: test_server [--serve] */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define CMD_ECHO 16
+#define CMD_FAIL 17
+#define CMD_SLOW 18
+#define CMD_NESTED 19
+#define CMD_NO_REASON 20
+
+struct app {
+  pthread_mutex_t lock;
+  int calls;
+  int nested_status; /* what a blocking call from inside a callback got */
+};
+
+static void sleep_ms(long ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (ms % 1000) * 1000000L;
+  nanosleep(&ts, NULL);
+}
+
+/* Runs on the library's worker threads, possibly on two at once. */
+static int handle(void *user_data, uint8_t command, const uint8_t *body, size_t body_len,
+                  gopro_reply *reply) {
+  struct app *app = (struct app *)user_data;
+  pthread_mutex_lock(&app->lock);
+  app->calls++;
+  pthread_mutex_unlock(&app->lock);
+  switch (command) {
+  case CMD_ECHO: {
+    uint8_t out[256];
+    if (body_len + 2 > sizeof out) {
+      gopro_reply_set_error(reply, "too long for this handler");
+      return GOPRO_STATUS_INVALID_ARGUMENT;
+    }
+    out[0] = 'c';
+    out[1] = ':';
+    if (body_len > 0) memcpy(out + 2, body, body_len);
+    return gopro_reply_set_body(reply, out, body_len + 2);
+  }
+  case CMD_FAIL:
+    gopro_reply_set_error(reply, "no such thing");
+    return GOPRO_STATUS_INVALID_ARGUMENT;
+  case CMD_SLOW:
+    sleep_ms(300);
+    return gopro_reply_set_body(reply, (const uint8_t *)"slow", 4);
+  case CMD_NESTED: {
+    gopro_client *c = NULL;
+    int st = gopro_client_connect("127.0.0.1:1", 0, 0, 0, &c);
+    pthread_mutex_lock(&app->lock);
+    app->nested_status = st;
+    pthread_mutex_unlock(&app->lock);
+    gopro_reply_set_command(reply, 21); /* answer with another command, empty body */
+    return GOPRO_STATUS_OK;
+  }
+  case CMD_NO_REASON:
+    return GOPRO_STATUS_TIMEOUT;
+  default:
+    return GOPRO_STATUS_OK; /* nothing sent back */
+  }
+}
+
+static int authenticate(void *user_data, const uint8_t *credentials, size_t len,
+                        gopro_reply *reply) {
+  (void)user_data;
+  if (len == 11 && memcmp(credentials, "user:secret", 11) == 0) {
+    return GOPRO_STATUS_OK;
+  }
+  gopro_reply_set_error(reply, "bad credentials");
+  return GOPRO_STATUS_INVALID_ARGUMENT;
+}
+
+static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
+  uint8_t c = 0;
+  const uint8_t *b = NULL;
+  size_t len = 0;
+  OK(gopro_frame_get(reply, &c, NULL, &b, &len));
+  CHECK(c == command);
+  CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
+  gopro_frame_free(reply);
+}
+
+static gopro_server_config *app_config(struct app *app) {
+  gopro_server_config *config = NULL;
+  OK(gopro_server_config_new(&config));
+  OK(gopro_server_config_set_read_timeout(config, 5000));
+  OK(gopro_server_config_set_write_timeout(config, 5000));
+  OK(gopro_server_config_set_max_body(config, 1024));
+  OK(gopro_server_config_set_max_connections(config, 64));
+  OK(gopro_server_config_set_grace(config, 2000));
+  OK(gopro_server_config_set_prelogin_max_body(config, 512));
+  OK(gopro_server_config_set_max_login_failures(config, 2));
+  {
+    int cmd;
+    for (cmd = CMD_ECHO; cmd <= CMD_NO_REASON; cmd++) {
+      OK(gopro_server_config_set_handler(config, (uint8_t)cmd, handle, app));
+    }
+  }
+  return config;
+}
+
+static void address(char *buf, size_t cap, const gopro_server *server) {
+  uint16_t port = 0;
+  OK(gopro_server_port(server, &port));
+  snprintf(buf, cap, "127.0.0.1:%u", (unsigned)port);
+}
+
+static void test_config_errors(void) {
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  OK(gopro_server_config_new(&config));
+  EXPECT(gopro_server_config_new(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_read_timeout(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_write_timeout(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_max_connections(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_handler(config, GOPRO_COMMAND_ERROR, handle, NULL),
+         GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_handler(config, 7, handle, NULL), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_handler(config, 16, NULL, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_authenticator(config, NULL, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_start(NULL, config, &server), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_start("127.0.0.1:0", config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_start("256.0.0.1:0", config, &server), GOPRO_STATUS_BIND_FAILED);
+  CHECK(server == NULL);
+  EXPECT(gopro_server_port(NULL, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_stop(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_reply_set_body(NULL, NULL, 0), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_reply_set_error(NULL, "x"), GOPRO_STATUS_NULL_ARGUMENT);
+  gopro_server_config_free(config);
+  gopro_server_config_free(NULL);
+  gopro_server_free(NULL);
+}
+
+static void test_app_server(void) {
+  struct app app;
+  gopro_server_config *config;
+  gopro_server *server = NULL, *second = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  char addr[64];
+  int i;
+  memset(&app, 0, sizeof app);
+  pthread_mutex_init(&app.lock, NULL);
+  config = app_config(&app);
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config); /* the server has its own copy */
+  address(addr, sizeof addr, server);
+
+  /* The port is taken now. */
+  EXPECT(gopro_server_start(addr, NULL, &second), GOPRO_STATUS_BIND_FAILED);
+
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  OK(gopro_client_heartbeat(client));
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"hi", 2, &reply));
+  expect_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: hi");
+  OK(gopro_client_request(client, CMD_ECHO, (const uint8_t *)"hello", 5, &reply));
+  expect_reply(reply, CMD_ECHO, "c:hello");
+  OK(gopro_client_request(client, CMD_ECHO, NULL, 0, &reply));
+  expect_reply(reply, CMD_ECHO, "c:");
+  EXPECT(gopro_client_request(client, CMD_FAIL, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("no such thing");
+  EXPECT(gopro_client_request(client, CMD_NO_REASON, NULL, 0, &reply),
+         GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE(gopro_status_str(GOPRO_STATUS_TIMEOUT));
+  OK(gopro_client_request(client, CMD_NESTED, NULL, 0, &reply));
+  expect_reply(reply, 21, "");
+  CHECK(app.nested_status == GOPRO_STATUS_INVALID_STATE);
+  EXPECT(gopro_client_request(client, 99, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("unknown command: 99");
+  {
+    uint8_t big[1025];
+    memset(big, 'z', sizeof big);
+    /* Over the server's limit of 1024: ERROR, then the server closes. */
+    EXPECT(gopro_client_request(client, CMD_ECHO, big, sizeof big, &reply),
+           GOPRO_STATUS_SERVER_ERROR);
+    EXPECT_MESSAGE("frame body of 1025 bytes exceeds the limit of 1024 bytes");
+  }
+  gopro_client_free(client);
+
+  /* Pipelined application requests, in order. */
+  client = NULL;
+  OK(gopro_client_connect(addr, 0, 0, 0, &client));
+  for (i = 0; i < 200; i++) {
+    char body[16];
+    snprintf(body, sizeof body, "%d", i);
+    OK(gopro_client_send(client, CMD_ECHO, (const uint8_t *)body, strlen(body)));
+  }
+  for (i = 0; i < 200; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "c:%d", i);
+    OK(gopro_client_recv(client, &reply));
+    expect_reply(reply, CMD_ECHO, want);
+  }
+  gopro_client_free(client);
+
+  /* A call that runs out of time closes the connection. */
+  client = NULL;
+  OK(gopro_client_connect(addr, 0, 100, 0, &client));
+  EXPECT(gopro_client_request(client, CMD_SLOW, NULL, 0, &reply), GOPRO_STATUS_TIMEOUT);
+  EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_CLOSED);
+  gopro_client_free(client);
+
+  OK(gopro_server_stop(server));
+  OK(gopro_server_stop(server));
+  {
+    uint16_t port;
+    EXPECT(gopro_server_port(server, &port), GOPRO_STATUS_CLOSED);
+  }
+  gopro_server_free(server);
+  CHECK(app.calls >= 200);
+  pthread_mutex_destroy(&app.lock);
+}
+
+static void test_authenticator(void) {
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  char addr[64];
+  OK(gopro_server_config_new(&config));
+  OK(gopro_server_config_set_authenticator(config, authenticate, NULL));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, handle, NULL));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  address(addr, sizeof addr, server);
+  OK(gopro_client_connect(addr, 0, 0, 0, &client));
+  OK(gopro_client_heartbeat(client)); /* allowed before login */
+  EXPECT(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, NULL, 0, &reply),
+         GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("not authenticated");
+  EXPECT(gopro_client_login(client, (const uint8_t *)"user:wrong", 10),
+         GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("login failed: bad credentials");
+  OK(gopro_client_login(client, (const uint8_t *)"user:secret", 11));
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"in", 2, &reply));
+  expect_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: in");
+  gopro_client_free(client);
+  gopro_server_free(server); /* stops it */
+}
+
+/* A scripted peer: accepts one connection, reads one frame, writes
+ * `reply` (or closes at once if `close_after` is set), then waits for the
+ * client to hang up. */
+struct fake {
+  int fd;
+  uint16_t port;
+  uint8_t reply[64];
+  size_t reply_len;
+  int close_after;
+  pthread_t thread;
+};
+
+static int read_full(int fd, uint8_t *buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n <= 0) return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+static void *fake_run(void *arg) {
+  struct fake *f = (struct fake *)arg;
+  uint8_t head[GOPRO_HEADER_LEN], body[1024];
+  uint8_t version, command;
+  uint32_t length;
+  int conn = accept(f->fd, NULL, NULL);
+  CHECK(conn >= 0);
+  CHECK(read_full(conn, head, sizeof head) == 0);
+  OK(gopro_header_decode(head, sizeof head, &version, &command, &length));
+  CHECK(length <= sizeof body && read_full(conn, body, length) == 0);
+  if (!f->close_after) {
+    if (f->reply_len > 0) CHECK(write(conn, f->reply, f->reply_len) == (ssize_t)f->reply_len);
+    while (read(conn, body, sizeof body) > 0) {
+    }
+  }
+  close(conn);
+  close(f->fd);
+  return NULL;
+}
+
+static void fake_start(struct fake *f) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  f->fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(f->fd >= 0);
+  CHECK(bind(f->fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  CHECK(listen(f->fd, 1) == 0);
+  CHECK(getsockname(f->fd, (struct sockaddr *)&sa, &len) == 0);
+  f->port = ntohs(sa.sin_port);
+  CHECK(pthread_create(&f->thread, NULL, fake_run, f) == 0);
+}
+
+static gopro_client *fake_client(struct fake *f, uint32_t timeout_ms) {
+  char addr[64];
+  gopro_client *client = NULL;
+  fake_start(f);
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)f->port);
+  OK(gopro_client_connect(addr, 0, timeout_ms, 0, &client));
+  return client;
+}
+
+static void fake_done(struct fake *f, gopro_client *client) {
+  gopro_client_free(client);
+  CHECK(pthread_join(f->thread, NULL) == 0);
+}
+
+static void test_fake_servers(void) {
+  struct fake f;
+  gopro_client *client;
+  gopro_frame *reply = NULL;
+  size_t in_flight = 0;
+
+  /* GOAWAY: reported distinctly, with the reason; the request was not handled. */
+  memset(&f, 0, sizeof f);
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_GOAWAY, (const uint8_t *)"maintenance", 11,
+                        GOPRO_DEFAULT_MAX_BODY, f.reply, sizeof f.reply, &f.reply_len));
+  client = fake_client(&f, 2000);
+  EXPECT(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"a", 1, &reply),
+         GOPRO_STATUS_GOAWAY);
+  EXPECT_MESSAGE("maintenance");
+  OK(gopro_client_in_flight(client, &in_flight));
+  CHECK(in_flight == 1);
+  EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_GOAWAY);
+  fake_done(&f, client);
+
+  /* Bytes that are not GoPro. */
+  memset(&f, 0, sizeof f);
+  memcpy(f.reply, "\x47\x30\x01\x00\x00\x00\x00\x00", 8);
+  f.reply_len = 8;
+  client = fake_client(&f, 2000);
+  EXPECT(gopro_client_request(client, 1, NULL, 0, &reply), GOPRO_STATUS_PROTOCOL_ERROR);
+  fake_done(&f, client);
+
+  /* A HEARTBEAT answered with something else. */
+  memset(&f, 0, sizeof f);
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"x", 1, 64, f.reply,
+                        sizeof f.reply, &f.reply_len));
+  client = fake_client(&f, 2000);
+  EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_UNEXPECTED_REPLY);
+  fake_done(&f, client);
+
+  /* Silence: a timeout. */
+  memset(&f, 0, sizeof f);
+  client = fake_client(&f, 150);
+  EXPECT(gopro_client_request(client, 1, NULL, 0, &reply), GOPRO_STATUS_TIMEOUT);
+  EXPECT(gopro_client_request(client, 1, NULL, 0, &reply), GOPRO_STATUS_CLOSED);
+  fake_done(&f, client);
+
+  /* The server hangs up without a reply. */
+  memset(&f, 0, sizeof f);
+  f.close_after = 1;
+  client = fake_client(&f, 2000);
+  EXPECT(gopro_client_request(client, 1, NULL, 0, &reply), GOPRO_STATUS_CLOSED);
+  fake_done(&f, client);
+}
+
+static void serve_until_stdin_closes(void) {
+  struct app app;
+  gopro_server_config *config;
+  gopro_server *server = NULL;
+  uint16_t port = 0;
+  char line[64];
+  memset(&app, 0, sizeof app);
+  pthread_mutex_init(&app.lock, NULL);
+  config = app_config(&app);
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  OK(gopro_server_port(server, &port));
+  printf("PORT %u\n", (unsigned)port);
+  fflush(stdout);
+  while (fgets(line, sizeof line, stdin) != NULL) {
+  }
+  OK(gopro_server_stop(server));
+  gopro_server_free(server);
+  pthread_mutex_lock(&app.lock);
+  printf("test_server: served %d application requests\n", app.calls);
+  CHECK(app.calls > 0);
+  pthread_mutex_unlock(&app.lock);
+  pthread_mutex_destroy(&app.lock);
+}
+
+int main(int argc, char **argv) {
+  test_config_errors();
+  test_app_server();
+  test_authenticator();
+  test_fake_servers();
+  printf("test_server: passed\n");
+  fflush(stdout);
+  if (argc > 1 && strcmp(argv[1], "--serve") == 0) {
+    serve_until_stdin_closes();
+  }
+  return 0;
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Tests of the C ABI (gopro-c): header freshness, C and C++ tests against
+# the real library, under ASan+UBSan and Valgrind, the codec-only build, and
+# the pkg-config install. Installs what it needs first.
+# Usage: scripts/test-c.sh   (run by scripts/test.sh after target/release/gopro is built)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> c: %s\n' "$*"; }
+
+CBINDGEN_VERSION=0.29.4
+if [ "$(cbindgen --version 2>/dev/null || true)" != "cbindgen $CBINDGEN_VERSION" ]; then
+  step "installing cbindgen $CBINDGEN_VERSION"
+  cargo install cbindgen --version "$CBINDGEN_VERSION" --locked
+fi
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v cc >/dev/null || missing+=(gcc)
+command -v c++ >/dev/null || missing+=(g++)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
+  apt-get update && apt-get install -y "${missing[@]}"
+fi
+
+out="$root/target/c-tests"
+rm -rf "$out"
+mkdir -p "$out"
+serve_pid=""
+cleanup() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+step "include/gopro.h is what cbindgen $CBINDGEN_VERSION generates"
+cbindgen --quiet --crate gopro-c --output "$out/gopro.h"
+if ! diff -u include/gopro.h "$out/gopro.h"; then
+  echo "include/gopro.h is stale: run cbindgen --crate gopro-c --output include/gopro.h" >&2
+  exit 1
+fi
+
+step "build libgopro (release) and the Rust peer"
+cargo build --release -p gopro-c --lib --example rust_peer
+lib="$root/target/release"
+gopro="${GOPRO_BIN:-$root/target/release/gopro}"
+if [ ! -x "$gopro" ]; then
+  cargo build --release -p gopro --features cli
+fi
+
+warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
+static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
+c_tests=(test_vectors test_codec test_client test_server)
+src="$root/gopro-c/tests/c"
+
+step "codec-only build (no runtime): the codec tests linked against it"
+cargo build --release -p gopro-c --lib --no-default-features --target-dir "$root/target/c-codec-only"
+codec_lib="$root/target/c-codec-only/release"
+if nm -D --defined-only "$codec_lib/libgopro.so" | grep -q 'gopro_client_\|gopro_server_'; then
+  echo "the codec-only library exports client or server functions" >&2
+  exit 1
+fi
+for t in test_vectors test_codec; do
+  cc -std=c11 "${warn[@]}" -DGOPRO_NO_RUNTIME -o "$out/${t}_codec_only" "$src/$t.c" \
+    "$codec_lib/libgopro.a" "${static_libs[@]}"
+done
+"$out/test_vectors_codec_only" tests/vectors/frames.txt
+"$out/test_codec_codec_only"
+
+step "compile the C and C++ tests and examples (shared library)"
+rpath=(-L"$lib" -lgopro -Wl,-rpath,"$lib" -lpthread)
+for t in "${c_tests[@]}"; do
+  cc -std=c11 "${warn[@]}" -g -o "$out/$t" "$src/$t.c" "${rpath[@]}"
+done
+c++ -std=c++17 "${warn[@]}" -g -o "$out/test_cpp" "$src/test_cpp.cpp" "${rpath[@]}"
+cc -std=c11 "${warn[@]}" -o "$out/echo_client" examples/c/echo_client.c "${rpath[@]}"
+c++ -std=c++17 "${warn[@]}" -o "$out/decode" examples/cpp/decode.cpp "${rpath[@]}"
+
+step "compile the same tests with ASan+UBSan (static library)"
+san=(-g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+for t in "${c_tests[@]}"; do
+  cc -std=c11 "${warn[@]}" "${san[@]}" -o "$out/${t}_asan" "$src/$t.c" "$lib/libgopro.a" \
+    "${static_libs[@]}"
+done
+c++ -std=c++17 "${warn[@]}" "${san[@]}" -o "$out/test_cpp_asan" "$src/test_cpp.cpp" \
+  "$lib/libgopro.a" "${static_libs[@]}"
+
+step "start gopro serve"
+"$gopro" serve --listen 127.0.0.1:0 2>"$out/serve.log" &
+serve_pid=$!
+addr=""
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$out/serve.log" | head -n 1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+if [ -z "$addr" ]; then
+  cat "$out/serve.log" >&2
+  echo "gopro serve did not start" >&2
+  exit 1
+fi
+echo "gopro serve on $addr"
+
+export GOPRO_TEST_STATUS_LOG="$out/statuses.log"
+# Runs every test binary with the suffix $1, under the command in $2...
+run_all() {
+  local suffix=$1
+  shift
+  "$@" "$out/test_vectors$suffix" tests/vectors/frames.txt
+  "$@" "$out/test_codec$suffix"
+  "$@" "$out/test_client$suffix" "$addr"
+  "$@" "$out/test_server$suffix"
+  "$@" "$out/test_cpp$suffix"
+}
+
+step "C and C++ tests"
+run_all ""
+"$out/echo_client" "$addr" "from the example" | grep -qx "1 Server says: from the example"
+"$out/decode" >/dev/null
+
+step "the C server against the Rust client"
+mkfifo "$out/server.in"
+"$out/test_server" --serve <"$out/server.in" >"$out/server.out" &
+server_pid=$!
+exec {server_stdin}>"$out/server.in" # the server serves until this closes
+port=""
+for _ in $(seq 100); do
+  port=$(sed -n 's/^PORT //p' "$out/server.out")
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "the C server did not start" >&2; exit 1; }
+"$lib/examples/rust_peer" "127.0.0.1:$port"
+if "$gopro" send --help >/dev/null 2>&1; then
+  "$gopro" send --addr "127.0.0.1:$port" --command 16 "from gopro send" | grep -q "c:from gopro send"
+  if "$gopro" send --addr "127.0.0.1:$port" --command 17 "x" >/dev/null 2>&1; then
+    echo "gopro send should fail on the C handler's ERROR" >&2
+    exit 1
+  fi
+  echo "gopro send got the C server's replies"
+fi
+exec {server_stdin}>&-
+wait "$server_pid"
+cat "$out/server.out"
+
+step "ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_all _asan
+
+step "Valgrind"
+run_all "" valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,possible \
+  --suppressions="$src/valgrind.supp"
+
+step "every status reached on purpose"
+# IO_ERROR needs an operating-system failure other than a closed or reset
+# connection, and PANIC a bug: neither can be provoked from outside.
+for s in $(seq 1 18); do
+  [ "$s" = 16 ] && continue
+  grep -qx "$s" "$out/statuses.log" || { echo "status $s was never reached" >&2; exit 1; }
+done
+
+step "install with pkg-config, build an application, run it"
+prefix="$out/prefix"
+scripts/install-c.sh "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c11 "${warn[@]}" -o "$out/app" examples/c/echo_client.c $(pkg-config --cflags --libs gopro)
+LD_LIBRARY_PATH="$prefix/lib" "$out/app" "$addr" "installed" | grep -qx "1 Server says: installed"
+# shellcheck disable=SC2046
+cc -std=c11 "${warn[@]}" -o "$out/app_static" examples/c/echo_client.c \
+  $(pkg-config --cflags gopro) "$prefix/lib/libgopro.a" $(pkg-config --libs-only-other --static gopro) \
+  $(pkg-config --static --libs gopro | tr ' ' '\n' | grep -v -- '-lgopro' | paste -sd ' ' -)
+"$out/app_static" "$addr" "static" | grep -qx "1 Server says: static"
+
+step "all C tests passed"
