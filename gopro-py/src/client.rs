@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
 use crate::codec::Frame;
-use crate::errors::{client_err, closed_err};
+use crate::errors::{client_err, closed_err, frame_err};
 use crate::util::{body_bytes, command_code, seconds};
 
 type CoreClient = gopro::client::Client;
@@ -51,9 +51,18 @@ impl Output for gopro::Frame {
     }
 }
 
-impl Output for CoreClient {
+/// A new connection and its body limit.
+struct Connected(CoreClient, usize);
+
+impl Output for Connected {
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(Py::new(py, AsyncClient::wrap(self))?.into_any())
+        Ok(Py::new(
+            py,
+            AsyncClient {
+                slot: Slot::new(self.0, self.1),
+            },
+        )?
+        .into_any())
     }
 }
 
@@ -75,11 +84,32 @@ fn builder(
 }
 
 /// The open connection, shared by the calls in progress; `close` drops it.
-struct Slot(Mutex<Option<Arc<CoreClient>>>);
+struct Slot(Mutex<Option<Arc<CoreClient>>>, gopro::Encoder);
 
 impl Slot {
-    fn new(client: CoreClient) -> Slot {
-        Slot(Mutex::new(Some(Arc::new(client))))
+    fn new(client: CoreClient, max_body: usize) -> Slot {
+        Slot(
+            Mutex::new(Some(Arc::new(client))),
+            gopro::Encoder::with_max_body(max_body),
+        )
+    }
+
+    /// The command and body of a request, the body checked against the limit.
+    fn args(
+        &self,
+        command: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u8, Bytes)> {
+        let py = command.py();
+        let command = command_code(command)?;
+        let body = match body {
+            Some(body) => body_bytes(body)?,
+            None => Bytes::new(),
+        };
+        self.1
+            .check_len(body.len())
+            .map_err(|e| frame_err(py, &e))?;
+        Ok((command, body))
     }
 
     fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -208,8 +238,10 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
         )?
         .into_any());
     }
+    // Fails outside a running loop, before anything is started.
+    let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
     let task = gopro::blocking::runtime().spawn(fut);
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    pyo3_async_runtimes::tokio::future_into_py_with_locals(py, locals, async move {
         let result = task
             .await
             .map_err(|e| PyRuntimeError::new_err(format!("gopro client task failed: {e}")))?;
@@ -250,7 +282,7 @@ impl Client {
             .detach(|| rt.block_on(fut))
             .map_err(|e| client_err(py, e))?;
         Ok(Client {
-            slot: Slot::new(client),
+            slot: Slot::new(client, max_body),
             addr,
         })
     }
@@ -263,7 +295,7 @@ impl Client {
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (command, body) = args(command, body)?;
+        let (command, body) = self.slot.args(command, body)?;
         block(py, request_fut(self.slot.get(py)?, command, body))
     }
 
@@ -286,7 +318,7 @@ impl Client {
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (command, body) = args(command, body)?;
+        let (command, body) = self.slot.args(command, body)?;
         block(py, send_fut(self.slot.get(py)?, command, body))
     }
 
@@ -337,15 +369,6 @@ impl Client {
     }
 }
 
-fn args(command: &Bound<'_, PyAny>, body: Option<&Bound<'_, PyAny>>) -> PyResult<(u8, Bytes)> {
-    let command = command_code(command)?;
-    let body = match body {
-        Some(body) => body_bytes(body)?,
-        None => Bytes::new(),
-    };
-    Ok((command, body))
-}
-
 /// Credentials: bytes-like, or text sent as UTF-8.
 fn credentials_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(text) = obj.cast::<pyo3::types::PyString>() {
@@ -358,14 +381,6 @@ fn credentials_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct AsyncClient {
     slot: Slot,
-}
-
-impl AsyncClient {
-    fn wrap(client: CoreClient) -> AsyncClient {
-        AsyncClient {
-            slot: Slot::new(client),
-        }
-    }
 }
 
 #[pymethods]
@@ -383,7 +398,8 @@ impl AsyncClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
         let addr = addr.to_string();
-        let fut: BoxFut<CoreClient> = Box::pin(async move { builder.connect(&addr).await });
+        let fut: BoxFut<Connected> =
+            Box::pin(async move { Ok(Connected(builder.connect(&addr).await?, max_body)) });
         awaitable(py, fut)
     }
 
@@ -395,7 +411,7 @@ impl AsyncClient {
         command: &Bound<'py, PyAny>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (command, body) = args(command, body)?;
+        let (command, body) = self.slot.args(command, body)?;
         awaitable(py, request_fut(self.slot.get(py)?, command, body))
     }
 
@@ -422,7 +438,7 @@ impl AsyncClient {
         command: &Bound<'py, PyAny>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (command, body) = args(command, body)?;
+        let (command, body) = self.slot.args(command, body)?;
         awaitable(py, send_fut(self.slot.get(py)?, command, body))
     }
 

@@ -1,0 +1,216 @@
+"""Type stubs of the native module gopro._gopro (checked by mypy.stubtest)."""
+
+import enum
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar, Union
+
+from typing_extensions import final
+
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "HEADER_LEN",
+    "MAGIC",
+    "VERSION",
+    "AsyncClient",
+    "BadMagic",
+    "Client",
+    "Command",
+    "ConnectError",
+    "ConnectionClosed",
+    "Decoder",
+    "Frame",
+    "FrameError",
+    "FrameTooLarge",
+    "GoAway",
+    "GoproError",
+    "IncompleteFrame",
+    "ProtocolError",
+    "Server",
+    "ServerError",
+    "Timeout",
+    "UnsupportedVersion",
+    "__version__",
+    "decode",
+    "encode",
+]
+
+__version__: str
+DEFAULT_MAX_BODY: int
+HEADER_LEN: int
+MAGIC: int
+VERSION: int
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CommandLike = Union["Command", int]
+_Reply = Union[Buffer, str, "Frame", None]
+
+class Command(enum.IntEnum):
+    HEARTBEAT = 0
+    MESSAGE = 1
+    LOGIN = 2
+    ERROR = 3
+    GOAWAY = 4
+
+class GoproError(Exception): ...
+
+class FrameError(GoproError, ValueError):
+    kind: str
+
+class FrameTooLarge(FrameError): ...
+class BadMagic(FrameError): ...
+class UnsupportedVersion(FrameError): ...
+class IncompleteFrame(FrameError): ...
+
+class ServerError(GoproError):
+    reason: str
+
+ProtocolError = ServerError
+
+class GoAway(GoproError):
+    reason: str
+    unanswered: int
+
+class ConnectionClosed(GoproError, ConnectionError):
+    unanswered: int | None
+
+class ConnectError(GoproError, ConnectionError): ...
+class Timeout(GoproError, TimeoutError): ...
+
+@final
+class Frame:
+    def __new__(
+        cls, command: _CommandLike, body: Buffer | None = None, version: int = ...
+    ) -> Frame: ...
+    @property
+    def command(self) -> int:
+        """A Command for the named codes, an int for the others."""
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def version(self) -> int: ...
+    def __bytes__(self) -> bytes: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, tuple[int, bytes, int]]: ...
+
+def encode(
+    command: _CommandLike, body: Buffer | None = None, *, max_body: int = ...
+) -> bytes: ...
+def decode(data: Buffer, *, max_body: int = ..., version: int | None = None) -> Frame: ...
+
+@final
+class Decoder:
+    def __new__(cls, max_body: int = ..., *, version: int | None = None) -> Decoder: ...
+    def feed(self, data: Buffer) -> None: ...
+    @property
+    def max_body(self) -> int: ...
+    @property
+    def buffered(self) -> int: ...
+    def eof(self) -> list[Frame]: ...
+    def __iter__(self) -> Iterator[Frame]: ...
+    def __next__(self) -> Frame: ...
+
+@final
+class Client:
+    def __new__(
+        cls,
+        addr: str = "127.0.0.1:8888",
+        timeout: float = 30.0,
+        *,
+        connect_timeout: float = 10.0,
+        max_body: int = ...,
+        keep_alive: float | None = None,
+    ) -> Client: ...
+    def request(self, command: _CommandLike, body: Buffer | None = None) -> Frame: ...
+    def heartbeat(self) -> None: ...
+    def login(self, credentials: Buffer | str) -> None: ...
+    def send(self, command: _CommandLike, body: Buffer | None = None) -> None: ...
+    def flush(self) -> None: ...
+    def recv(self) -> Frame: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def addr(self) -> str: ...
+    def __enter__(self) -> Client: ...
+    def __exit__(
+        self,
+        *_exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> bool: ...
+
+@final
+class AsyncClient:
+    @staticmethod
+    def connect(
+        addr: str = "127.0.0.1:8888",
+        timeout: float = 30.0,
+        *,
+        connect_timeout: float = 10.0,
+        max_body: int = ...,
+        keep_alive: float | None = None,
+    ) -> Awaitable[AsyncClient]: ...
+    def request(
+        self, command: _CommandLike, body: Buffer | None = None
+    ) -> Awaitable[Frame]: ...
+    def heartbeat(self) -> Awaitable[None]: ...
+    def login(self, credentials: Buffer | str) -> Awaitable[None]: ...
+    def send(self, command: _CommandLike, body: Buffer | None = None) -> Awaitable[None]: ...
+    def flush(self) -> Awaitable[None]: ...
+    def recv(self) -> Awaitable[Frame]: ...
+    def close(self) -> Awaitable[None]: ...
+    @property
+    def closed(self) -> bool: ...
+    def __aenter__(self) -> Awaitable[AsyncClient]: ...
+    def __aexit__(
+        self,
+        *_exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> Awaitable[bool]: ...
+
+@final
+class Server:
+    def __new__(
+        cls,
+        listen: str = "127.0.0.1:8888",
+        *,
+        read_timeout: float = 60.0,
+        write_timeout: float = 10.0,
+        max_body: int = ...,
+        max_connections: int = 10000,
+        grace: float = 10.0,
+        prelogin_max_body: int = ...,
+        max_login_failures: int = 3,
+    ) -> Server: ...
+    def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
+        """`@server.handler(code)` or `server.handler(code, func)`."""
+    def authenticator(self, func: _F) -> _F: ...
+    def start(self) -> None: ...
+    def serve_forever(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def local_addr(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def listen(self) -> str: ...
+    def __enter__(self) -> Server: ...
+    def __exit__(
+        self,
+        *_exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> bool: ...
+    def serve(self) -> Awaitable[None]: ...
+    def __aenter__(self) -> Awaitable[Server]: ...
+    def __aexit__(
+        self,
+        *_exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> Awaitable[bool]: ...

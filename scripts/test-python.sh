@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds the Python package into a venv and runs its tests: stubtest, then
+# pytest (tests/python). Expects target/release/gopro and interop/go/bin/
+# built (scripts/test.sh does that first); tests that need them skip otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/target/py-venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q . pytest pytest-timeout pytest-asyncio mypy typing_extensions
+
+export GOPRO_BIN="${GOPRO_BIN:-$root/target/release/gopro}"
+export GOPRO_GO_BIN="${GOPRO_GO_BIN:-$root/interop/go/bin}"
+
+# stubtest imports the installed package: run it away from the source tree.
+(cd "$(mktemp -d)" && "$venv/bin/python" -m mypy.stubtest gopro._gopro)
+
+"$venv/bin/python" -m pytest tests/python -p no:cacheprovider "$@"

@@ -1,0 +1,327 @@
+"""The blocking and asyncio clients against `gopro serve`, and against
+scripted fake servers for the errors a real server rarely gives."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+import gopro
+from conftest import Process
+
+
+class FakeServer:
+    """Accepts one connection; `script(conn)` plays the server's part."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _run(self, script: Callable[[socket.socket], None]) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            script(conn)
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.sock.close()
+
+
+def read_frame(conn: socket.socket) -> gopro.Frame:
+    decoder = gopro.Decoder()
+    while True:
+        for frame in decoder:
+            return frame
+        data = conn.recv(65536)
+        if not data:
+            raise EOFError
+        decoder.feed(data)
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Callable[[socket.socket], None]], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def make(script: Callable[[socket.socket], None]) -> FakeServer:
+        servers.append(FakeServer(script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_sync_client(rust_server: Process) -> None:
+    with gopro.Client(rust_server.addr, timeout=5) as client:
+        reply = client.request(gopro.Command.MESSAGE, b"Hello TCP World!")
+        assert reply == gopro.Frame(gopro.Command.MESSAGE, b"Server says: Hello TCP World!")
+        assert client.request(1, bytearray(b"ba")).body == b"Server says: ba"
+        assert client.request(1, memoryview(b"mv")).body == b"Server says: mv"
+        assert client.heartbeat() is None
+        assert client.login(b"user:secret") is None
+        assert client.login("user:secret") is None
+        assert client.request(gopro.Command.HEARTBEAT, b"ping") == gopro.Frame(0, b"ping")
+        for i in range(500):
+            client.send(gopro.Command.MESSAGE, b"msg-%d" % i)
+        client.flush()
+        replies = [client.recv() for _ in range(500)]
+        assert [r.body for r in replies] == [b"Server says: msg-%d" % i for i in range(500)]
+        assert client.addr == rust_server.addr
+        assert "gopro.Client" in repr(client)
+    assert client.closed
+    with pytest.raises(gopro.ConnectionClosed):
+        client.request(1, b"after close")
+
+
+def test_sync_client_errors(rust_server: Process) -> None:
+    with gopro.Client(rust_server.addr, timeout=5) as client:
+        with pytest.raises(gopro.ServerError) as info:
+            client.request(42, b"")
+        assert info.value.reason == "unknown command: 42"
+        assert isinstance(info.value, gopro.ProtocolError)
+        # ERROR replaces a reply; the connection stays usable.
+        assert client.request(1, b"still here").body == b"Server says: still here"
+        with pytest.raises(gopro.FrameTooLarge):
+            client.request(1, bytes(gopro.DEFAULT_MAX_BODY + 1))
+        with pytest.raises(ValueError):
+            client.request(300, b"")
+        with pytest.raises(gopro.GoproError):
+            client.recv()  # nothing in flight
+
+
+def test_big_bodies(rust_server: Process) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    with gopro.Client(rust_server.addr, timeout=10) as client:
+        assert client.request(1, body).body == b"Server says: " + body
+        limit = gopro.DEFAULT_MAX_BODY - len(b"Server says: ")
+        assert len(client.request(1, bytes(limit)).body) == gopro.DEFAULT_MAX_BODY
+        with pytest.raises(gopro.ServerError):
+            client.request(1, bytes(limit + 1))
+
+
+def test_connect_refused() -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(gopro.ConnectError):
+        gopro.Client(f"127.0.0.1:{port}", timeout=2)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        gopro.Client("127.0.0.1:1", timeout=0)
+    with pytest.raises(ValueError):
+        gopro.Client("127.0.0.1:1", timeout=-1)
+
+
+def test_timeout(fake: Callable[..., FakeServer]) -> None:
+    done = threading.Event()
+    server = fake(lambda conn: done.wait(10))
+    client = gopro.Client(server.addr, timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(gopro.Timeout):
+        client.request(1, b"no answer")
+    assert isinstance(gopro.Timeout(), TimeoutError)
+    assert time.monotonic() - started < 5
+    # A late reply would belong to the request that timed out: closed.
+    with pytest.raises(gopro.ConnectionClosed):
+        client.request(1, b"again")
+    done.set()
+    client.close()
+
+
+def test_connection_closed(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+
+    server = fake(script)
+    with gopro.Client(server.addr, timeout=5) as client:
+        with pytest.raises(gopro.ConnectionClosed) as info:
+            client.request(1, b"x")
+        assert isinstance(info.value, ConnectionError)
+        assert info.value.unanswered == 1
+
+
+def test_goaway(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(gopro.encode(1, b"first") + gopro.encode(gopro.Command.GOAWAY, b"shutting down"))
+        time.sleep(0.5)
+
+    server = fake(script)
+    with gopro.Client(server.addr, timeout=5) as client:
+        client.send(1, b"a")
+        client.send(1, b"b")
+        assert client.recv().body == b"first"
+        with pytest.raises(gopro.GoAway) as info:
+            client.recv()
+        assert info.value.reason == "shutting down"
+        assert info.value.unanswered == 1
+        with pytest.raises(gopro.GoAway):
+            client.request(1, b"c")
+
+
+def test_bad_magic_from_server(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        time.sleep(0.3)
+
+    server = fake(script)
+    with gopro.Client(server.addr, timeout=5) as client:
+        with pytest.raises(gopro.BadMagic):
+            client.request(1, b"x")
+
+
+def test_reply_too_large(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(bytes.fromhex("474f010100000005") + b"12345")
+        time.sleep(0.3)
+
+    server = fake(script)
+    with gopro.Client(server.addr, timeout=5, max_body=4) as client:
+        with pytest.raises(gopro.FrameTooLarge):
+            client.request(1, b"x")
+
+
+def test_gil_released_while_waiting(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        time.sleep(0.5)
+        conn.sendall(gopro.encode(1, b"late"))
+
+    server = fake(script)
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    with gopro.Client(server.addr, timeout=5) as client:
+        assert client.request(1, b"x").body == b"late"
+    stop.set()
+    counter.join()
+    assert ticks > 50
+
+
+def test_threads_share_a_client(rust_server: Process) -> None:
+    errors: list[BaseException] = []
+    with gopro.Client(rust_server.addr, timeout=10) as client:
+
+        def work(n: int) -> None:
+            try:
+                for i in range(200):
+                    body = b"t%d-%d" % (n, i)
+                    assert client.request(1, body).body == b"Server says: " + body
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
+async def test_async_client(rust_server: Process) -> None:
+    async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+        reply = await client.request(gopro.Command.MESSAGE, b"Hello TCP World!")
+        assert reply.body == b"Server says: Hello TCP World!"
+        assert await client.heartbeat() is None
+        assert await client.login(b"user:secret") is None
+        for i in range(500):
+            await client.send(1, b"m%d" % i)
+        await client.flush()
+        replies = [await client.recv() for _ in range(500)]
+        assert replies[-1].body == b"Server says: m499"
+        with pytest.raises(gopro.ServerError) as info:
+            await client.request(42, b"")
+        assert info.value.reason == "unknown command: 42"
+        results = await asyncio.gather(*(client.request(1, b"g%d" % i) for i in range(50)))
+        assert [r.body for r in results] == [b"Server says: g%d" % i for i in range(50)]
+    assert client.closed
+    with pytest.raises(gopro.ConnectionClosed):
+        await client.request(1, b"x")
+
+
+async def test_async_cancellation_keeps_order(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        first = read_frame(conn)
+        time.sleep(0.3)
+        conn.sendall(gopro.encode(1, b"reply to " + first.body))
+        second = read_frame(conn)
+        conn.sendall(gopro.encode(1, b"reply to " + second.body))
+        time.sleep(0.3)
+
+    server = fake(script)
+    client = await gopro.AsyncClient.connect(server.addr, timeout=5)
+    task = asyncio.ensure_future(client.request(1, b"one"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The cancelled request's reply is not handed to the next one.
+    assert (await client.request(1, b"two")).body == b"reply to two"
+    await client.close()
+
+
+async def test_async_wait_for_timeout(fake: Callable[..., FakeServer]) -> None:
+    done = threading.Event()
+    server = fake(lambda conn: done.wait(10))
+    client = await gopro.AsyncClient.connect(server.addr, timeout=0.3)
+    with pytest.raises(gopro.Timeout):
+        await client.request(1, b"x")
+    with pytest.raises(gopro.ConnectionClosed):
+        await client.request(1, b"x")
+    done.set()
+    await client.close()
+
+
+async def test_async_connect_refused() -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(gopro.ConnectError):
+        await gopro.AsyncClient.connect(f"127.0.0.1:{port}")
+
+
+async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        time.sleep(0.3)
+        conn.sendall(gopro.encode(1, b"late"))
+
+    server = fake(script)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.ensure_future(tick())
+    client = await gopro.AsyncClient.connect(server.addr)
+    assert (await client.request(1, b"x")).body == b"late"
+    ticker.cancel()
+    await client.close()
+    assert ticks > 20
+
+
+def test_async_needs_a_loop() -> None:
+    with pytest.raises(RuntimeError):
+        gopro.AsyncClient.connect("127.0.0.1:1")
