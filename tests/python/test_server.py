@@ -1,0 +1,402 @@
+"""The Python server: handlers, errors, shutdown, Ctrl-C, and the Rust and
+Go clients against it; `python -m gopro` against both servers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import gopro
+from conftest import GO_BIN, GOPRO_BIN, ROOT, Process, need
+
+
+def test_handlers(py_server: gopro.Server) -> None:
+    assert py_server.running
+    assert py_server.local_addr == f"127.0.0.1:{py_server.port}"
+    with gopro.Client(py_server.local_addr, timeout=5) as client:
+        assert client.request(16, b"echo") == gopro.Frame(16, b"echo")
+        assert client.request(17, b"x") == gopro.Frame(18, b"later x")
+        # Defaults from the core: MESSAGE echo, HEARTBEAT, LOGIN without an authenticator.
+        assert client.request(1, b"hi").body == b"Server says: hi"
+        client.heartbeat()
+        client.login(b"anyone")
+        with pytest.raises(gopro.ServerError) as info:
+            client.request(99, b"")
+        assert info.value.reason == "unknown command: 99"
+        # A handler returning None sends nothing: the next reply is the next request's.
+        client.send(20, b"")
+        client.send(16, b"after silence")
+        assert client.recv().body == b"after silence"
+
+
+def test_handler_that_raises(py_server: gopro.Server, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="gopro.server"):
+        with gopro.Client(py_server.local_addr, timeout=5) as client:
+            with pytest.raises(gopro.ServerError) as info:
+                client.request(19, b"")
+            assert info.value.reason == "handler failed on purpose"
+            # The connection and the server live on.
+            assert client.request(16, b"ok").body == b"ok"
+    records = [r for r in caplog.records if r.name == "gopro.server"]
+    assert records and records[0].exc_info is not None
+    assert records[0].exc_info[0] is RuntimeError
+    assert "fails" in caplog.text  # the handler's frame is in the traceback
+
+
+def test_handler_bad_return(caplog: pytest.LogCaptureFixture) -> None:
+    server = gopro.Server("127.0.0.1:0")
+    server.handler(16, lambda frame: 42)
+    server.handler(17, lambda frame: "text")
+    server.handler(18, lambda frame: bytearray(b"ba"))
+    server.handler(gopro.Command.MESSAGE, lambda frame: memoryview(b"mv"))
+    with caplog.at_level(logging.ERROR, logger="gopro.server"), server:
+        with gopro.Client(server.local_addr, timeout=5) as client:
+            with pytest.raises(gopro.ServerError) as info:
+                client.request(16, b"")
+            assert "must return bytes" in info.value.reason
+            assert client.request(17, b"").body == b"text"
+            assert client.request(18, b"").body == b"ba"
+            assert client.request(1, b"").body == b"mv"
+    assert not server.running
+
+
+def test_registration_errors() -> None:
+    server = gopro.Server("127.0.0.1:0")
+    for code in (gopro.Command.LOGIN, gopro.Command.ERROR, gopro.Command.GOAWAY, 5, 15):
+        with pytest.raises(ValueError):
+            server.handler(code, lambda f: None)
+    with pytest.raises(ValueError):
+        server.handler(256)
+    with pytest.raises(TypeError):
+        server.handler(16, 42)
+    with pytest.raises(RuntimeError):
+        server.local_addr
+    with pytest.raises(ValueError):
+        gopro.Server("127.0.0.1:0", read_timeout=0)
+    with pytest.raises(ValueError):
+        gopro.Server("127.0.0.1:0", max_connections=0)
+    with pytest.raises(OSError):
+        gopro.Server("256.0.0.1:0").start()
+    with server:
+        with pytest.raises(RuntimeError):
+            server.handler(16, lambda f: None)
+        with pytest.raises(RuntimeError):
+            server.start()
+
+
+def test_authenticator() -> None:
+    server = gopro.Server("127.0.0.1:0")
+
+    @server.authenticator
+    def check(credentials: bytes) -> bool:
+        if credentials == b"boom":
+            raise PermissionError("no such user")
+        return credentials == b"user:secret"
+
+    with server, gopro.Client(server.local_addr, timeout=5) as client:
+        with pytest.raises(gopro.ServerError) as info:
+            client.request(1, b"before login")
+        assert info.value.reason == "not authenticated"
+        with pytest.raises(gopro.ServerError):
+            client.login(b"user:wrong")
+        with pytest.raises(gopro.ServerError) as info:
+            client.login(b"boom")
+        assert "no such user" in info.value.reason
+        client.login(b"user:secret")
+        assert client.request(1, b"in").body == b"Server says: in"
+
+
+def test_async_authenticator() -> None:
+    server = gopro.Server("127.0.0.1:0")
+
+    @server.authenticator
+    async def check(credentials: bytes) -> bool:
+        await asyncio.sleep(0.01)
+        return credentials == b"ok"
+
+    with server, gopro.Client(server.local_addr, timeout=5) as client:
+        with pytest.raises(gopro.ServerError):
+            client.login(b"no")
+        client.login(b"ok")
+
+
+def test_shutdown_from_another_thread_and_goaway() -> None:
+    server = gopro.Server("127.0.0.1:0", grace=2.0)
+    server.start()
+    client = gopro.Client(server.local_addr, timeout=5)
+    assert client.request(1, b"x").body == b"Server says: x"
+    threading.Timer(0.1, server.shutdown).start()
+    server.serve_forever()  # returns once the shutdown is done
+    assert not server.running
+    with pytest.raises((gopro.GoAway, gopro.ConnectionClosed)):
+        client.request(1, b"after")
+    client.close()
+
+
+def test_shutdown_from_a_handler() -> None:
+    server = gopro.Server("127.0.0.1:0", grace=2.0)
+
+    @server.handler(16)
+    def stop(frame: gopro.Frame) -> bytes:
+        server.shutdown()
+        return b"bye"
+
+    server.start()
+    done = threading.Event()
+
+    def serve() -> None:
+        server.serve_forever()
+        done.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with gopro.Client(server.local_addr, timeout=5) as client:
+        # The reply to a request fully received is sent before GOAWAY (SPEC §6).
+        assert client.request(16, b"").body == b"bye"
+        with pytest.raises(gopro.GoAway) as info:
+            client.request(1, b"more")
+        assert info.value.unanswered >= 0
+    assert done.wait(10)
+    thread.join()
+
+
+def test_restart() -> None:
+    server = gopro.Server("127.0.0.1:0")
+    for _ in range(2):
+        with server, gopro.Client(server.local_addr, timeout=5) as client:
+            assert client.request(1, b"x").body == b"Server says: x"
+
+
+def test_serve_forever_keyboard_interrupt_in_process() -> None:
+    import _thread
+
+    server = gopro.Server("127.0.0.1:0", grace=1.0)
+    server.start()
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        server.serve_forever()
+    assert not server.running
+
+
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import sys, gopro
+    server = gopro.Server("127.0.0.1:0", grace=5.0)
+
+    @server.handler(16)
+    def slow(frame):
+        import time
+        time.sleep(0.5)
+        return b"finished"
+
+    server.start()
+    print(server.local_addr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(0)
+    sys.exit(3)
+    """
+)
+
+
+def test_sigint_stops_gracefully() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    addr = proc.stdout.readline().strip()
+    with gopro.Client(addr, timeout=10) as client:
+        client.send(16, b"")
+        client.flush()
+        time.sleep(0.1)  # the server has the request in hand
+        proc.send_signal(signal.SIGINT)
+        # The request in progress is answered before the server goes away.
+        assert client.recv().body == b"finished"
+        with pytest.raises((gopro.GoAway, gopro.ConnectionClosed)):
+            client.request(1, b"")
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert "interrupted" in out
+
+
+async def test_async_serve() -> None:
+    server = gopro.Server("127.0.0.1:0", grace=2.0)
+    loop = asyncio.get_running_loop()
+    seen_loops = []
+
+    @server.handler(16)
+    async def on_loop(frame: gopro.Frame) -> bytes:
+        seen_loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0.01)
+        return frame.body.upper()
+
+    async with server:
+        client = await gopro.AsyncClient.connect(server.local_addr, timeout=5)
+        replies = await asyncio.gather(*(client.request(16, b"abc%d" % i) for i in range(20)))
+        assert {r.body for r in replies} == {b"ABC%d" % i for i in range(20)}
+        await client.close()
+    assert not server.running
+    assert seen_loops and all(l is loop for l in seen_loops)
+
+
+async def test_async_serve_forever_task() -> None:
+    server = gopro.Server("127.0.0.1:0")
+    task = asyncio.ensure_future(server.serve())
+    for _ in range(100):
+        if server.running and _addr(server):
+            break
+        await asyncio.sleep(0.01)
+    client = await gopro.AsyncClient.connect(server.local_addr)
+    assert (await client.request(1, b"x")).body == b"Server says: x"
+    server.shutdown()
+    await asyncio.wait_for(task, 10)
+    await client.close()
+    # Cancelling the serving task stops the server too.
+    task = asyncio.ensure_future(server.serve())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):
+        if not server.running:
+            break
+        await asyncio.sleep(0.01)
+    assert not server.running
+
+
+def _addr(server: gopro.Server) -> str | None:
+    try:
+        return server.local_addr
+    except RuntimeError:
+        return None
+
+
+def test_coroutine_handlers_get_their_own_loop() -> None:
+    server = gopro.Server("127.0.0.1:0")
+    threads = []
+
+    @server.handler(16)
+    async def handler(frame: gopro.Frame) -> bytes:
+        threads.append(threading.current_thread().name)
+        await asyncio.sleep(0)
+        return b"ok"
+
+    with server, gopro.Client(server.local_addr) as client:
+        assert client.request(16, b"").body == b"ok"
+    assert threads == ["gopro-handlers"]
+    # The loop thread stops with the server.
+    assert all(t.name != "gopro-handlers" for t in threading.enumerate())
+
+
+def test_rust_client_against_python_server(py_server: gopro.Server) -> None:
+    binary = str(need(GOPRO_BIN))
+    out = subprocess.run(
+        [binary, "send", "--addr", py_server.local_addr, "hello"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "MESSAGE Server says: hello"
+    out = subprocess.run(
+        [binary, "send", "--addr", py_server.local_addr, "--command", "16", "raw"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.stdout.strip() == "16 raw"
+    out = subprocess.run(
+        [binary, "send", "--addr", py_server.local_addr, "--command", "19", "x"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 1
+    assert "handler failed on purpose" in out.stderr
+    out = subprocess.run(
+        [binary, "ping", "--addr", py_server.local_addr, "--count", "2", "--interval", "10ms"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 heartbeats" in out.stdout
+
+
+@pytest.mark.parametrize("scenario", ["article", "pipeline", "big"])
+def test_go_client_against_python_server(py_server: gopro.Server, scenario: str) -> None:
+    client = str(need(GO_BIN / "client"))
+    out = subprocess.run(
+        [client, "-addr", py_server.local_addr, "-scenario", scenario],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"PASS {scenario}" in out.stdout
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gopro", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_send_and_ping_against_rust_server(rust_server: Process) -> None:
+    out = run_cli("send", "--addr", rust_server.addr, "hi")
+    assert (out.returncode, out.stdout) == (0, "MESSAGE Server says: hi\n")
+    out = run_cli("send", "--addr", rust_server.addr, "--command", "42", "hi")
+    assert out.returncode == 1
+    assert "unknown command: 42" in out.stderr
+    out = run_cli("send", "--addr", rust_server.addr, "--command", "0", "")
+    assert (out.returncode, out.stdout) == (0, "HEARTBEAT \n")
+    out = run_cli("ping", "--addr", rust_server.addr, "--count", "3", "--interval", "5ms")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("HEARTBEAT from") == 3
+    assert "3 heartbeats, rtt min/avg/max" in out.stdout
+    out = run_cli("send", "--addr", "127.0.0.1:1", "hi")
+    assert out.returncode == 1
+    assert run_cli("send", "--command", "300", "x").returncode == 2
+
+
+def test_cli_serve() -> None:
+    server = Process(
+        [sys.executable, "-m", "gopro", "serve", "--listen", "127.0.0.1:0",
+         "--read-timeout", "5s", "--write-timeout", "500ms", "--max-body", "1024",
+         "--max-connections", "10", "--grace", "1s"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        with gopro.Client(server.addr, timeout=5) as client:
+            assert client.request(1, b"py").body == b"Server says: py"
+            with pytest.raises((gopro.ServerError, gopro.ConnectionClosed)):
+                client.request(1, bytes(2000))
+        if GOPRO_BIN.exists():
+            out = subprocess.run(
+                [str(GOPRO_BIN), "send", "--addr", server.addr, "hi"],
+                capture_output=True, text=True, timeout=30,
+            )
+            assert out.stdout == "MESSAGE Server says: hi\n"
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(15) == 0
+    finally:
+        rc = server.stop()
+    assert rc == 0
+    assert any("stopped" in line for line in server.lines)
+
+
+def test_cli_serve_sigterm() -> None:
+    server = Process([sys.executable, "-m", "gopro", "serve", "--listen", "127.0.0.1:0"])
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(15) == 0
+    server.stop()
+
+
+def test_cli_help() -> None:
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for command in ("serve", "send", "ping"):
+        assert command in out.stdout
+    assert run_cli("--version").stdout.strip() == f"gopro {gopro.__version__}"
+    assert ROOT.exists()
