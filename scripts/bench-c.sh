@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# C ABI benchmarks, each a ratio against the Rust core in the same run:
+# - decoding 1,000,000 frames with 32-byte bodies through the C decoder
+#   handle vs through gopro::Decoder directly (target: FFI cost <= 20%);
+# - 100,000 pipelined MESSAGE requests (64 in flight) against `gopro serve`
+#   through the C client vs the Rust blocking client (target: >= 90%).
+# Usage: scripts/bench-c.sh   (prints a Markdown table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+N=${N:-100000}
+DEPTH=${DEPTH:-64}
+
+cargo build --release -p gopro --features cli
+cargo build --release -p gopro-c --lib --example bench_decode --example bench_client
+out="$root/target/c-bench"
+mkdir -p "$out"
+lib="$root/target/release"
+for b in bench_decode bench_client; do
+  cc -std=c11 -O2 -I"$root/include" -o "$out/$b" "gopro-c/bench/$b.c" \
+    -L"$lib" -lgopro -Wl,-rpath,"$lib"
+done
+
+"$lib/gopro" serve --listen 127.0.0.1:0 2>"$out/serve.log" &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true' EXIT
+addr=""
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$out/serve.log" | head -n 1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "gopro serve did not start" >&2; exit 1; }
+
+value() { awk '{print $2}'; }
+best() { # best of 3 runs of a client bench
+  local best=0 v
+  for _ in 1 2 3; do
+    v=$("$@" | value)
+    best=$(awk -v a="$best" -v b="$v" 'BEGIN { print (b > a ? b : a) }')
+  done
+  echo "$best"
+}
+rust_dec=$("$lib/examples/bench_decode" | value)
+c_dec=$("$out/bench_decode" | value)
+rust_cli=$(best "$lib/examples/bench_client" "$addr" "$N" "$DEPTH")
+c_cli=$(best "$out/bench_client" "$addr" "$N" "$DEPTH")
+
+awk -v rd="$rust_dec" -v cd="$c_dec" -v rc="$rust_cli" -v cc="$c_cli" -v n="$N" -v d="$DEPTH" 'BEGIN {
+  printf "| work | C ABI | Rust core | ratio |\n|---|---:|---:|---:|\n"
+  printf "| decode 1,000,000 frames, 32 B bodies | %.1f M frames/s | %.1f M frames/s | **%.2f** |\n", cd/1e6, rd/1e6, cd/rd
+  printf "| %d pipelined requests, %d in flight, vs gopro serve | %.0f k replies/s | %.0f k replies/s | **%.2f** |\n", n, d, cc/1e3, rc/1e3, cc/rc
+}'
