@@ -328,6 +328,30 @@ async fn finish<T>(
     }
 }
 
+/// Gives the calling thread (a runtime worker) a Python thread state that
+/// lives as long as the thread. Without it every handler call would create
+/// and destroy one, which costs more than most handlers.
+fn keep_thread_state() {
+    thread_local! {
+        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    KEPT.with(|kept| {
+        if kept.get() {
+            return;
+        }
+        kept.set(true);
+        Python::attach(|_| {
+            // SAFETY: PyGILState_Ensure is called with the GIL held by this
+            // thread (inside attach); its matching release is never made, so
+            // the thread state stays registered while the GIL is given back
+            // as usual when attach returns.
+            unsafe {
+                pyo3::ffi::PyGILState_Ensure();
+            }
+        });
+    });
+}
+
 async fn handle(
     code: u8,
     func: Arc<Py<PyAny>>,
@@ -335,6 +359,7 @@ async fn handle(
     frame: gopro::Frame,
 ) -> Result<Reply, String> {
     let target = Target::Command(code);
+    keep_thread_state();
     let step = Python::attach(|py| match Bound::new(py, Frame::from_core(py, &frame)) {
         Ok(arg) => call(py, target, &ctx, &func, arg.into_any(), to_reply),
         Err(e) => Step::Done(Err(report(py, target, e))),

@@ -1,0 +1,254 @@
+"""Python benchmarks: gopro's Python API against pure-Python equivalents.
+
+Run by scripts/bench-python.sh; prints a Markdown table of ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import gopro
+
+GOPRO_BIN = os.environ.get("GOPRO_BIN", "target/release/gopro")
+HEADER = struct.Struct(">HBBI")
+MAGIC = 0x474F
+MAX_BODY = 10 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def struct_decode(data: bytes) -> list[tuple[int, int, bytes]]:
+    """A careful pure-Python decoder: header checks, then the body."""
+    frames = []
+    append = frames.append
+    unpack = HEADER.unpack_from
+    pos, end = 0, len(data)
+    while end - pos >= 8:
+        magic, version, command, length = unpack(data, pos)
+        if magic != MAGIC:
+            raise ValueError("bad magic")
+        if length > MAX_BODY:
+            raise ValueError("body too large")
+        if end - pos - 8 < length:
+            break
+        append((version, command, data[pos + 8 : pos + 8 + length]))
+        pos += 8 + length
+    return frames
+
+
+def bench_decode(n: int) -> tuple[float, float]:
+    data = gopro.encode(1, b"x" * 32) * n
+    started = time.perf_counter()
+    decoder = gopro.Decoder()
+    decoder.feed(data)
+    frames = list(decoder)
+    ours = time.perf_counter() - started
+    assert len(frames) == n
+    del frames
+    started = time.perf_counter()
+    frames2 = struct_decode(data)
+    theirs = time.perf_counter() - started
+    assert len(frames2) == n
+    return n / ours, n / theirs
+
+
+# ------------------------------------------------------- pipelined clients
+
+
+def sync_client(addr: str, n: int, batch: int) -> float:
+    body = b"x" * 32
+    with gopro.Client(addr) as client:
+        started = time.perf_counter()
+        for _ in range(n // batch):
+            for _ in range(batch):
+                client.send(1, body)
+            client.flush()
+            for _ in range(batch):
+                client.recv()
+        return n / (time.perf_counter() - started)
+
+
+async def async_client(addr: str, n: int, batch: int) -> float:
+    body = b"x" * 32
+    client = await gopro.AsyncClient.connect(addr)
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        for _ in range(batch):
+            await client.send(1, body)
+        await client.flush()
+        for _ in range(batch):
+            await client.recv()
+    rate = n / (time.perf_counter() - started)
+    await client.close()
+    return rate
+
+
+async def asyncio_struct_client(addr: str, n: int, batch: int) -> float:
+    """The same pipelining with asyncio streams and struct."""
+    host, port = addr.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b"x" * 32
+    request = HEADER.pack(MAGIC, 1, 1, len(body)) + body
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        writer.write(request * batch)
+        await writer.drain()
+        for _ in range(batch):
+            head = await reader.readexactly(8)
+            magic, version, command, length = HEADER.unpack(head)
+            if magic != MAGIC or length > MAX_BODY:
+                raise ValueError("bad frame")
+            await reader.readexactly(length)
+    rate = n / (time.perf_counter() - started)
+    writer.close()
+    await writer.wait_closed()
+    return rate
+
+
+# ----------------------------------------------------------------- servers
+
+PREFIX = b"Server says: "
+
+
+def message(frame: gopro.Frame) -> bytes:
+    return PREFIX + frame.body
+
+
+class StructServer(asyncio.Protocol):
+    """A pure-asyncio server with the same handler, batching its replies."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        out = []
+        pos, end = 0, len(buf)
+        while end - pos >= 8:
+            magic, version, command, length = HEADER.unpack_from(buf, pos)
+            if magic != MAGIC or length > MAX_BODY:
+                self.transport.close()
+                return
+            if end - pos - 8 < length:
+                break
+            body = bytes(buf[pos + 8 : pos + 8 + length])
+            pos += 8 + length
+            if command == 0:
+                reply = body
+            elif command == 1:
+                reply = PREFIX + body
+            else:
+                reply = b"unknown command: %d" % command
+                command = 3
+            out.append(HEADER.pack(MAGIC, 1, command, len(reply)))
+            out.append(reply)
+        del buf[:pos]
+        if out:
+            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+
+
+def run_struct_server(ready: list[str], stop: threading.Event) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(StructServer, "127.0.0.1", 0)
+        ready.append("127.0.0.1:%d" % server.sockets[0].getsockname()[1])
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def load(addr: str, seconds: str, conns: int, pipeline: int) -> float:
+    out = subprocess.run(
+        [GOPRO_BIN, "bench", "--addr", addr, "--json", "--duration", seconds,
+         "--conns", str(conns), "--pipeline", str(pipeline), "--threads", "1"],
+        capture_output=True, text=True, check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["errors"] == 0, result
+    return float(result["replies_per_sec"])
+
+
+def bench_servers(seconds: str, conns: int, pipeline: int) -> tuple[float, float]:
+    server = gopro.Server("127.0.0.1:0")
+    server.handler(gopro.Command.MESSAGE, message)
+    with server:
+        ours = load(server.local_addr, seconds, conns, pipeline)
+    ready: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=run_struct_server, args=(ready, stop))
+    thread.start()
+    while not ready:
+        time.sleep(0.01)
+    try:
+        theirs = load(ready[0], seconds, conns, pipeline)
+    finally:
+        stop.set()
+        thread.join()
+    return ours, theirs
+
+
+def start_rust_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [GOPRO_BIN, "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = re.search(r"listening on (\S+:\d+)", re.sub(r"\x1b\[[0-9;]*m", "", line))
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return proc, match.group(1)
+    raise RuntimeError("gopro serve did not start")
+
+
+def best(f, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
+    return max(f() for _ in range(runs))
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    n_decode = 200_000 if quick else 1_000_000
+    n_requests = 50_000 if quick else 200_000
+    seconds = "1s" if quick else "3s"
+    rows = []
+
+    ours, theirs = bench_decode(n_decode)
+    rows.append((f"decode {n_decode:,} frames, 32 B bodies, one bytes", "gopro.Decoder", ours, "struct loop", theirs, "frames/s"))
+
+    proc, addr = start_rust_server()
+    try:
+        batch = 1000
+        theirs = best(lambda: asyncio.run(asyncio_struct_client(addr, n_requests, batch)))
+        ours = best(lambda: sync_client(addr, n_requests, batch))
+        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.Client", ours, "asyncio + struct", theirs, "replies/s"))
+        ours = best(lambda: asyncio.run(async_client(addr, n_requests, batch)))
+        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.AsyncClient", ours, "asyncio + struct", theirs, "replies/s"))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+    for conns, pipeline in ((16, 1), (4, 32)):
+        ours, theirs = bench_servers(seconds, conns, pipeline)
+        rows.append((f"server, Python MESSAGE handler, {conns} conns x {pipeline} pipelined (gopro bench)", "gopro.Server", ours, "asyncio Protocol + struct", theirs, "replies/s"))
+
+    print("| work | gopro | baseline | ratio |")
+    print("|---|---:|---:|---:|")
+    for work, name, ours, base, theirs, unit in rows:
+        print(f"| {work} | {name}: {ours / 1e3:,.0f} k {unit} | {base}: {theirs / 1e3:,.0f} k {unit} | **{ours / theirs:.1f}×** |")
+
+
+if __name__ == "__main__":
+    main()
