@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Runs `gopro bench` against `gopro serve` and three baselines, with the
+server pinned to one core and the load generator to the other, and reports
+server CPU time per reply (from /proc/PID/stat) and resident memory.
+
+Usage: scripts/bench-server.sh [--duration 3s] [--idle 10000] [--stalled 1000]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOPRO = os.path.join(ROOT, "target/release/gopro")
+EXAMPLES = os.path.join(ROOT, "target/release/examples")
+GO_SERVER = os.path.join(ROOT, "interop/go/bin/server")
+HOLD = os.path.join(ROOT, "scripts/bench/hold.py")
+TICK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = "0"
+LOAD_CPU = "1" if os.cpu_count() and os.cpu_count() > 1 else "0"
+
+SERVERS = {
+    "gopro": [GOPRO, "serve", "--listen", "127.0.0.1:0", "--threads", "1", "--max-connections", "20000"],
+    "tokio byte-echo": [os.path.join(EXAMPLES, "echo_baseline"), "127.0.0.1:0"],
+    "tokio + LengthDelimitedCodec": [os.path.join(EXAMPLES, "ldc_baseline"), "127.0.0.1:0"],
+    "Go (bufio, batched flush)": [GO_SERVER, "-addr", "127.0.0.1:0", "-tuned"],
+}
+
+WORKLOADS = [
+    # (connections, pipeline, body size)
+    (1, 1, 32),
+    (50, 1, 32),
+    (50, 64, 32),
+    (4, 4, 64 * 1024),
+]
+
+
+class Server:
+    def __init__(self, name):
+        self.name = name
+        env = dict(os.environ, GOPRO_LOG="info", GOMAXPROCS="1")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU] + SERVERS[name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        stream = self.proc.stderr if name == "gopro" else self.proc.stdout
+        while True:
+            line = stream.readline()
+            if not line:
+                raise RuntimeError(f"{name} did not start")
+            if "listening on " in line:
+                self.addr = line.split("listening on ", 1)[1].strip()
+                break
+        # Drain the other pipe so that logging never blocks the server.
+        import threading
+
+        for s in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=lambda s=s: [None for _ in s], daemon=True).start()
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def load(server, command, conns, pipeline, size, duration):
+    before = server.cpu_seconds()
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, GOPRO, "bench", "--addr", server.addr, "--conns", str(conns),
+         "--pipeline", str(pipeline), "--size", str(size), "--duration", duration,
+         "--command", command, "--json", "--threads", "1"],
+        capture_output=True, text=True, check=False,
+    )
+    cpu = server.cpu_seconds() - before
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    report = json.loads(out.stdout)
+    report["cpu_ns_per_reply"] = cpu * 1e9 / max(report["replies"], 1)
+    return report
+
+
+def hold(server, count, prefix=""):
+    """RSS growth (KiB) of the server while `count` connections are held."""
+    base = server.rss_kib()
+    holder = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, sys.executable, HOLD, server.addr, "--count", str(count),
+         "--prefix", prefix, "--seconds", "120"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    line = holder.stdout.readline()
+    if not line.startswith("held"):
+        holder.kill()
+        return None
+    time.sleep(1.5)
+    grown = server.rss_kib() - base
+    holder.stdin.close()
+    holder.wait(timeout=60)
+    time.sleep(0.5)
+    return grown
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", default="3s")
+    p.add_argument("--idle", type=int, default=10000)
+    p.add_argument("--stalled", type=int, default=1000)
+    p.add_argument("--json", help="also write the raw results here")
+    args = p.parse_args()
+
+    results = {}
+    for name in SERVERS:
+        server = Server(name)
+        try:
+            rows = {}
+            for conns, pipeline, size in WORKLOADS:
+                for command in ("heartbeat", "message"):
+                    if name == "tokio byte-echo" and command == "message":
+                        continue
+                    key = f"{conns}x{pipeline} {size}B {command}"
+                    rows[key] = load(server, command, conns, pipeline, size, args.duration)
+                    r = rows[key]
+                    print(f"{name:30} {key:28} " + (
+                        f"{r['replies_per_sec']:>10.0f}/s  cpu {r['cpu_ns_per_reply']:7.1f} ns/reply  "
+                        f"p50 {r['p50_us']:8.1f} us  p99 {r['p99_us']:8.1f} us" if "error" not in r else r["error"]),
+                        flush=True)
+            rows["idle_kib"] = hold(server, args.idle)
+            # A header announcing a 10 MiB body (the largest accepted) plus one
+            # body byte, then nothing: the server must not reserve the body.
+            rows["stalled_kib"] = hold(server, args.stalled, "474f010100a0000041")
+            print(f"{name:30} {args.idle} idle connections: +{rows['idle_kib']} KiB; "
+                  f"{args.stalled} stalled 10 MiB headers: +{rows['stalled_kib']} KiB", flush=True)
+            results[name] = rows
+        finally:
+            server.stop()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    report(results, args)
+
+
+def report(results, args):
+    base = results.get("tokio byte-echo", {})
+    go = results.get("Go (bufio, batched flush)", {})
+    ldc = results.get("tokio + LengthDelimitedCodec", {})
+    ours = results.get("gopro", {})
+    print("\n| workload | gopro ns/reply | byte-echo | Go | LDC | gopro / byte-echo | gopro / Go | gopro / LDC | p99 gopro / Go |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, r in ours.items():
+        if not isinstance(r, dict) or "error" in r:
+            continue
+        def ns(rows, k=key):
+            v = rows.get(k)
+            return v["cpu_ns_per_reply"] if isinstance(v, dict) and "error" not in v else None
+        def p99(rows, k=key):
+            v = rows.get(k)
+            return v["p99_us"] if isinstance(v, dict) and "error" not in v else None
+        echo_key = key.replace("message", "heartbeat")
+        cells = [ns(ours), ns(base, echo_key), ns(go), ns(ldc)]
+        fmt = lambda v: f"{v:.0f}" if v is not None else "–"
+        ratio = lambda a, b: f"{a / b:.2f}×" if a is not None and b else "–"
+        print(f"| {key} | {fmt(cells[0])} | {fmt(cells[1])} | {fmt(cells[2])} | {fmt(cells[3])} | "
+              f"{ratio(cells[0], cells[1])} | {ratio(cells[0], cells[2])} | {ratio(cells[0], cells[3])} | "
+              f"{ratio(p99(ours), p99(go))} |")
+    print(f"\n| memory | " + " | ".join(results) + " |")
+    print("|---|" + "---:|" * len(results))
+    print(f"| per idle connection ({args.idle} held) | " + " | ".join(
+        f"{r['idle_kib'] * 1024 / args.idle / 1024:.2f} KiB" if r.get("idle_kib") is not None else "–" for r in results.values()) + " |")
+    print(f"| {args.stalled} stalled 10 MiB headers, total | " + " | ".join(
+        f"{r['stalled_kib'] / 1024:.1f} MiB" if r.get("stalled_kib") is not None else "–" for r in results.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
