@@ -55,15 +55,14 @@ fn main() -> std::io::Result<()> {
                             }
                             _ => return,
                         };
-                        // We write magic, version and command; the codec adds
-                        // length and body. `feed` buffers; flush only when no
-                        // further whole frame is waiting (batched replies).
-                        framed
-                            .write_buffer_mut()
-                            .put_slice(&[0x47, 0x4F, 1, command]);
-                        if framed.feed(reply).await.is_err() {
-                            return;
-                        }
+                        // LengthDelimitedCodec's encoder would subtract the
+                        // decoder's length adjustment, so the reply is written
+                        // into Framed's write buffer directly; `flush` sends
+                        // it once no further whole frame is waiting.
+                        let out = framed.write_buffer_mut();
+                        out.put_slice(&[0x47, 0x4F, 1, command]);
+                        out.put_u32(reply.len() as u32);
+                        out.put_slice(&reply);
                         if !has_frame(framed.read_buffer())
                             && SinkExt::<bytes::Bytes>::flush(&mut framed).await.is_err()
                         {

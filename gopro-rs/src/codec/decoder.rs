@@ -125,6 +125,32 @@ impl Decoder {
     /// keeps what is there until more bytes arrive.
     #[inline]
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        Ok(self.decode_in_place(src)?.map(|header| Frame {
+            version: header.version,
+            command: header.command,
+            body: src.split_to(header.length as usize).freeze(),
+        }))
+    }
+
+    /// Like [`Decoder::decode`], but leaves the body in place for callers
+    /// that only read it: on `Ok(Some(header))` the header has been consumed
+    /// from `src` and the body is `src[..header.length as usize]`, which the
+    /// caller must consume (`src.advance(len)`) before the next call. Saves
+    /// the reference counting of splitting a [`Bytes`](bytes::Bytes) out.
+    ///
+    /// ```
+    /// use bytes::{Buf, BytesMut};
+    /// use gopro::{Command, Decoder, Frame};
+    ///
+    /// let mut buf = BytesMut::from(&Frame::new(Command::MESSAGE, "hi").to_bytes()[..]);
+    /// let mut dec = Decoder::new();
+    /// let header = dec.decode_in_place(&mut buf)?.unwrap();
+    /// assert_eq!(&buf[..header.length as usize], b"hi");
+    /// buf.advance(header.length as usize);
+    /// # Ok::<(), gopro::Error>(())
+    /// ```
+    #[inline]
+    pub fn decode_in_place(&mut self, src: &mut BytesMut) -> Result<Option<Header>, Error> {
         let header = match self.state {
             State::Body(header) => header,
             State::Head => {
@@ -136,17 +162,12 @@ impl Decoder {
                 header
             }
         };
-        let length = header.length as usize;
-        if src.len() < length {
+        if src.len() < header.length as usize {
             self.state = State::Body(header);
             return Ok(None);
         }
         self.state = State::Head;
-        Ok(Some(Frame {
-            version: header.version,
-            command: header.command,
-            body: src.split_to(length).freeze(),
-        }))
+        Ok(Some(header))
     }
 
     /// Like [`Decoder::decode`], for when the stream has ended: bytes left

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::handler::{Authenticator, Handler};
 use super::{Server, ServerError};
 use crate::{Command, DEFAULT_MAX_BODY};
@@ -41,6 +43,10 @@ pub(crate) struct Config {
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     /// The first invalid setting, reported by [`ServerBuilder::bind`].
     pub invalid: Option<String>,
+    /// Asks every connection to finish gracefully (SPEC §6).
+    pub shutdown: CancellationToken,
+    /// Closes whatever is still open once the grace period is over.
+    pub force: CancellationToken,
 }
 
 /// Builds a [`Server`]. Every setting has a default:
@@ -89,6 +95,8 @@ impl ServerBuilder {
                 authenticator: None,
                 handlers: vec![None; 256],
                 invalid: None,
+                shutdown: CancellationToken::new(),
+                force: CancellationToken::new(),
             },
         }
     }

@@ -1,31 +1,43 @@
 //! One connection: read what has arrived, handle every whole frame in order,
 //! write all the replies at once, repeat.
+//!
+//! The built-in commands are handled synchronously, straight from the read
+//! buffer into the write buffer; only application handlers and logins with
+//! an authenticator await, in boxed futures. That keeps the per-frame path
+//! free of allocation and reference counting, and the future every
+//! connection carries (idle or not) small.
 
+use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::Config;
 use super::handler::{BoxFuture, Reply};
 use super::pool;
-use crate::{Codec, Command, Decoder, Encoder, Error, Frame, Header, HEADER_LEN};
+use crate::{Codec, Command, Decoder, Encoder, Error, Header, HEADER_LEN};
 
 /// The prefix of the default MESSAGE reply, as the reference server writes it.
 const MESSAGE_PREFIX: &[u8] = b"Server says: ";
 /// Reads ask for at least this much room, and at most this much at once.
 const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 256 * 1024;
+/// A partial frame this small is moved out of the pooled read buffer into
+/// one of its own size, so that a peer that stalls mid-frame holds bytes,
+/// not a whole buffer.
+const SMALL_PARTIAL: usize = 512;
 /// How long a closing connection keeps reading (and discarding) so that the
 /// last frames it wrote are not destroyed by a reset.
 const LINGER: Duration = Duration::from_millis(500);
@@ -37,19 +49,49 @@ enum Event {
     Readable(io::Result<()>),
 }
 
+/// Why [`Connection::step`] had to stop before it was done.
+enum Slow {
+    /// The frame just decoded (its body still in the buffer) needs a handler
+    /// or an authenticator.
+    Frame(Header),
+    /// The socket did not take all the replies.
+    Write,
+    /// The stream cannot be trusted.
+    Error(Error),
+    /// Writing failed.
+    Io(io::Error),
+}
+
+/// What a synchronous step leaves to do.
+enum Step {
+    Continue,
+    Close,
+    Slow(BytesMut, Slow),
+}
+
 /// What to do after a step.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Continue,
     Close,
 }
 
+/// The peer's address, looked up only when a log line is written.
+struct Peer<'a>(&'a TcpStream);
+
+impl fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => addr.fmt(f),
+            Err(_) => f.write_str("(disconnected)"),
+        }
+    }
+}
+
 pub(crate) struct Connection {
     stream: TcpStream,
-    peer: SocketAddr,
     config: Arc<Config>,
     decoder: Decoder,
-    encoder: Encoder,
     /// The read buffer, held only while a frame is partly received.
     rbuf: Option<BytesMut>,
     /// Replies not yet written; taken from the pool when the first is added.
@@ -64,6 +106,7 @@ impl Connection {
     pub(crate) fn new(stream: TcpStream, peer: SocketAddr, config: Arc<Config>) -> Connection {
         // Replies are batched by hand: one write per batch, so Nagle only adds latency.
         let _ = stream.set_nodelay(true);
+        info!(%peer, "connection opened");
         let max_body = if config.authenticator.is_some() {
             config.prelogin_max_body.min(config.max_body)
         } else {
@@ -75,8 +118,6 @@ impl Connection {
             .decoder();
         Connection {
             stream,
-            peer,
-            encoder: Encoder::with_max_body(config.max_body),
             deadline: Instant::now() + config.read_timeout,
             logged_in: config.authenticator.is_none(),
             config,
@@ -88,31 +129,33 @@ impl Connection {
     }
 
     #[allow(clippy::manual_async_fn)] // on purpose, see below
-    pub(crate) fn run(
-        mut self,
-        shutdown: CancellationToken,
-    ) -> impl std::future::Future<Output = ()> + Send {
+    pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         // An async block, not an async fn: an async fn would keep a second
         // copy of `self` in its state for the whole life of the connection.
-        async move { self.serve(shutdown).await }
+        async move { self.serve().await }
     }
 
-    async fn serve(&mut self, shutdown: CancellationToken) {
-        let peer = self.peer;
-        info!(%peer, "connection opened");
+    async fn serve(&mut self) {
         // Pinned once, so that waiting costs no registration per batch; the
         // timer is moved to the deadline only when it fires early.
-        let mut cancelled = pin!(shutdown.cancelled_owned());
+        let mut cancelled = pin!(self.config.shutdown.clone().cancelled_owned());
         let mut timer = pin!(sleep_until(self.deadline));
         loop {
-            // The select only says what happened; acting on it outside lets
-            // the compiler overlap the waiting and the handling states.
-            let event = tokio::select! {
-                biased;
-                () = &mut cancelled => Event::Shutdown,
-                () = &mut timer => Event::Timer,
-                ready = self.stream.readable() => Event::Readable(ready),
-            };
+            // Waiting is a plain poll of the three sources: readiness goes
+            // through `poll_read_ready`, which stores only a waker, where a
+            // `readable()` future would carry a waiter node in every idle
+            // connection. Acting on the event outside lets the compiler
+            // overlap the waiting and the handling states.
+            let event = std::future::poll_fn(|cx| {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Shutdown);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                self.stream.poll_read_ready(cx).map(Event::Readable)
+            })
+            .await;
             match event {
                 Event::Shutdown => {
                     Box::pin(self.shut_down()).await;
@@ -127,113 +170,205 @@ impl Connection {
                     break;
                 }
                 Event::Readable(Err(e)) => {
-                    debug!(%peer, "connection failed: {e}");
+                    debug!(peer = %Peer(&self.stream), "connection failed: {e}");
                     break;
                 }
-                Event::Readable(Ok(())) => {
-                    if self.read_and_handle().await == Flow::Close {
-                        break;
+                Event::Readable(Ok(())) => match self.step() {
+                    Step::Continue => {}
+                    Step::Close => break,
+                    Step::Slow(buf, slow) => {
+                        if Box::pin(self.slow_path(buf, slow)).await == Flow::Close {
+                            break;
+                        }
                     }
-                }
+                },
             }
         }
-        info!(%peer, "connection closed");
+        self.release_buffers();
+        info!(peer = %Peer(&self.stream), "connection closed");
     }
 
-    /// Reads what has arrived, handles the whole frames, writes the replies.
-    async fn read_and_handle(&mut self) -> Flow {
+    /// Reads what has arrived, handles the whole frames, writes the replies,
+    /// all without waiting; hands over to [`slow_path`](Self::slow_path)
+    /// when something has to wait (a handler, a login, a full socket).
+    fn step(&mut self) -> Step {
         let mut buf = self.rbuf.take().unwrap_or_else(pool::take);
         let want = self.decoder.bytes_needed(&buf).clamp(MIN_READ, MAX_READ);
         if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
-        let flow = match self.stream.try_read_buf(&mut buf) {
+        match self.stream.try_read_buf(&mut buf) {
             Ok(0) => {
                 if self.decoder.is_mid_frame(&buf) {
-                    let err = self.decoder.decode_eof(&mut buf).err();
-                    info!(peer = %self.peer, "peer closed mid-frame: {}", err.map_or_else(String::new, |e| e.to_string()));
+                    if let Err(e) = self.decoder.decode_eof(&mut buf) {
+                        info!(peer = %Peer(&self.stream), "peer closed mid-frame: {e}");
+                    }
                 }
                 buf.clear();
-                Flow::Close
+                pool::give(buf);
+                return Step::Close;
             }
-            Ok(_) => self.handle_buffered(&mut buf).await,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flow::Continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.keep_or_return(buf);
+                return Step::Continue;
+            }
             Err(e) => {
-                debug!(peer = %self.peer, "read failed: {e}");
+                debug!(peer = %Peer(&self.stream), "read failed: {e}");
                 buf.clear();
-                Flow::Close
+                pool::give(buf);
+                return Step::Close;
+            }
+        }
+        if let Err(slow) = self.process(&mut buf) {
+            return Step::Slow(buf, slow);
+        }
+        match self.write_now() {
+            Ok(true) => {
+                self.release_wbuf();
+                self.keep_or_return(buf);
+                Step::Continue
+            }
+            Ok(false) => Step::Slow(buf, Slow::Write),
+            Err(e) => Step::Slow(buf, Slow::Io(e)),
+        }
+    }
+
+    /// Handles whole frames inline, in order, until none is left or one
+    /// needs waiting.
+    fn process(&mut self, buf: &mut BytesMut) -> Result<(), Slow> {
+        let mut handled = false;
+        let result = loop {
+            let header = match self.decoder.decode_in_place(buf) {
+                Ok(Some(header)) => header,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Slow::Error(e)),
+            };
+            handled = true;
+            let length = header.length as usize;
+            debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
+            if !self.handle_inline(header.command, &buf[..length]) {
+                break Err(Slow::Frame(header));
+            }
+            buf.advance(length);
+            if self.wbuf.len() >= self.config.max_buffered_replies {
+                match self.write_now() {
+                    Ok(true) => {}
+                    Ok(false) => break Err(Slow::Write),
+                    Err(e) => break Err(Slow::Io(e)),
+                }
             }
         };
+        if handled {
+            self.deadline = Instant::now() + self.config.read_timeout;
+        }
+        result
+    }
+
+    /// Goes on from where [`step`](Self::step) had to stop, waiting where it
+    /// must, until the buffer is handled and the replies written.
+    async fn slow_path(&mut self, mut buf: BytesMut, mut slow: Slow) -> Flow {
+        let flow = loop {
+            match slow {
+                Slow::Error(e) => break self.protocol_error(e).await,
+                Slow::Io(e) => {
+                    debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                    break Flow::Close;
+                }
+                Slow::Write => {
+                    if self.flush().await == Flow::Close {
+                        break Flow::Close;
+                    }
+                }
+                Slow::Frame(header) => {
+                    let body = buf.split_to(header.length as usize).freeze();
+                    if self.handle_async(header.command, body).await == Flow::Close {
+                        break self.close_after_flush().await;
+                    }
+                }
+            }
+            match self.process(&mut buf) {
+                Ok(()) => break self.flush().await,
+                Err(next) => slow = next,
+            }
+        };
+        if flow == Flow::Close {
+            buf.clear();
+        }
         self.keep_or_return(buf);
         flow
     }
 
     /// Keeps the read buffer only while it holds part of a frame.
-    fn keep_or_return(&mut self, buf: BytesMut) {
+    fn keep_or_return(&mut self, mut buf: BytesMut) {
         if buf.is_empty() {
+            pool::give(buf);
+        } else if buf.len() <= SMALL_PARTIAL && buf.capacity() > 4 * SMALL_PARTIAL {
+            self.rbuf = Some(BytesMut::from(&buf[..]));
+            buf.clear();
             pool::give(buf);
         } else {
             self.rbuf = Some(buf);
         }
     }
 
-    /// Handles every whole frame in `buf`, in order, then writes the replies.
-    async fn handle_buffered(&mut self, buf: &mut BytesMut) -> Flow {
-        let mut handled = false;
-        loop {
-            match self.decoder.decode(buf) {
-                Ok(Some(frame)) => {
-                    handled = true;
-                    if self.handle(frame).await == Flow::Close {
-                        buf.clear();
-                        return Box::pin(self.close_after_flush()).await;
-                    }
-                    if self.wbuf.len() >= self.config.max_buffered_replies
-                        && self.flush().await == Flow::Close
-                    {
-                        buf.clear();
-                        return Flow::Close;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    buf.clear();
-                    return Box::pin(self.protocol_error(e)).await;
-                }
-            }
+    fn release_buffers(&mut self) {
+        if let Some(mut buf) = self.rbuf.take() {
+            buf.clear();
+            pool::give(buf);
         }
-        if handled {
-            self.deadline = Instant::now() + self.config.read_timeout;
-        }
-        self.flush().await
+        self.release_wbuf();
     }
 
-    /// Handles one frame, adding its reply (if any) to the write buffer.
-    async fn handle(&mut self, frame: Frame) -> Flow {
-        let command = frame.command;
-        debug!(peer = %self.peer, %command, length = frame.body.len(), "frame");
-        // Handlers and logins are boxed: their futures would otherwise make
-        // every connection's future larger, idle or not.
+    fn release_wbuf(&mut self) {
+        let mut buf = std::mem::take(&mut self.wbuf);
+        if buf.capacity() > 0 {
+            buf.clear();
+            pool::give(buf);
+        }
+    }
+
+    /// Handles a frame that needs no waiting; `false` if it does (a LOGIN
+    /// with an authenticator, or an application handler).
+    fn handle_inline(&mut self, command: Command, body: &[u8]) -> bool {
         if command == Command::LOGIN {
-            return Box::pin(self.login(frame.body)).await;
+            if self.config.authenticator.is_some() {
+                return false;
+            }
+            self.push_parts(Command::LOGIN, b"OK", &[]);
+            return true;
         }
         if !self.logged_in && command != Command::HEARTBEAT {
             self.push_error("not authenticated");
-            return Flow::Continue;
+            return true;
         }
-        if let Some(handler) = &self.config.handlers[command.0 as usize] {
-            let handler = handler.clone();
-            let reply = Box::pin(guarded(command, || handler.call(frame))).await;
-            match reply {
-                Ok(reply) => self.push_reply(command, reply),
-                Err(reason) => self.push_error(&reason),
-            }
-            return Flow::Continue;
+        if self.config.handlers[command.0 as usize].is_some() {
+            return false;
         }
         match command {
-            Command::HEARTBEAT => self.push_parts(command, &[], &frame.body),
-            Command::MESSAGE => self.push_parts(command, MESSAGE_PREFIX, &frame.body),
+            Command::HEARTBEAT => self.push_parts(command, &[], body),
+            Command::MESSAGE => self.push_parts(command, MESSAGE_PREFIX, body),
             _ => self.push_error(&format!("unknown command: {}", command.0)),
+        }
+        true
+    }
+
+    /// A LOGIN with an authenticator, or a frame for an application handler.
+    async fn handle_async(&mut self, command: Command, body: Bytes) -> Flow {
+        if command == Command::LOGIN {
+            return self.login(body).await;
+        }
+        let Some(handler) = self.config.handlers[command.0 as usize].clone() else {
+            return Flow::Continue;
+        };
+        let frame = crate::Frame::new(command, body);
+        let force = self.config.force.clone();
+        tokio::select! {
+            reply = guarded(command, || handler.call(frame)) => match reply {
+                Ok(reply) => self.push_reply(command, reply),
+                Err(reason) => self.push_error(&reason),
+            },
+            () = force.cancelled() => return Flow::Close,
         }
         Flow::Continue
     }
@@ -243,19 +378,24 @@ impl Connection {
             self.push_parts(Command::LOGIN, b"OK", &[]);
             return Flow::Continue;
         };
-        match guarded(Command::LOGIN, || authenticator.authenticate(credentials)).await {
+        let force = self.config.force.clone();
+        let verdict = tokio::select! {
+            verdict = guarded(Command::LOGIN, || authenticator.authenticate(credentials)) => verdict,
+            () = force.cancelled() => return Flow::Close,
+        };
+        match verdict {
             Ok(()) => {
                 self.logged_in = true;
                 self.login_failures = 0;
                 self.decoder.set_max_body(self.config.max_body);
-                info!(peer = %self.peer, "logged in");
+                info!(peer = %Peer(&self.stream), "logged in");
                 self.push_parts(Command::LOGIN, b"OK", &[]);
                 Flow::Continue
             }
             Err(reason) => {
                 self.login_failures += 1;
                 let max = self.config.max_login_failures;
-                warn!(peer = %self.peer, failures = self.login_failures, "login failed: {reason}");
+                warn!(peer = %Peer(&self.stream), failures = self.login_failures, "login failed: {reason}");
                 if self.login_failures >= max {
                     self.push_error(&format!(
                         "login failed: {reason}; {max} failed logins in a row, closing"
@@ -276,11 +416,15 @@ impl Connection {
         &mut self.wbuf
     }
 
+    fn encoder(&self) -> Encoder {
+        Encoder::with_max_body(self.config.max_body)
+    }
+
     /// Adds a reply made of `prefix` and `body`, without building a frame;
     /// replies over the body limit become ERROR (SPEC §2).
     fn push_parts(&mut self, command: Command, prefix: &[u8], body: &[u8]) {
         let length = prefix.len() + body.len();
-        if let Err(e) = self.encoder.check_len(length) {
+        if let Err(e) = self.encoder().check_len(length) {
             return self.push_error(&format!("reply not sent: {e}"));
         }
         let out = self.out();
@@ -295,7 +439,7 @@ impl Connection {
             Reply::None => {}
             Reply::Body(body) => self.push_parts(command, &[], &body),
             Reply::Frame(frame) => {
-                let encoder = self.encoder;
+                let encoder = self.encoder();
                 if let Err(e) = encoder.encode(&frame, self.out()) {
                     self.push_error(&format!("reply not sent: {e}"));
                 }
@@ -304,67 +448,73 @@ impl Connection {
     }
 
     fn push_error(&mut self, reason: &str) {
-        debug!(peer = %self.peer, "ERROR {reason}");
+        debug!(peer = %Peer(&self.stream), "ERROR {reason}");
         // Reasons are short; cut one that is not, on a character boundary.
-        let mut end = reason.len().min(self.encoder.max_body()).min(4096);
+        let mut end = reason.len().min(self.config.max_body).min(4096);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
         self.push_parts(Command::ERROR, &[], &reason.as_bytes()[..end]);
     }
 
-    /// Writes every buffered reply in one go, within the write timeout.
+    /// Writes every buffered reply, waiting (within the write timeout) for a
+    /// peer that is slow to read.
     async fn flush(&mut self) -> Flow {
         if self.wbuf.is_empty() {
             return Flow::Continue;
         }
-        // Usually the socket takes the whole batch at once; only a peer that
-        // is slow to read needs the timed path (boxed, to keep the
-        // connection's future small).
-        let mut written = 0;
-        let result = loop {
-            match self.stream.try_write(&self.wbuf[written..]) {
-                Ok(n) => {
-                    written += n;
-                    if written == self.wbuf.len() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    break Box::pin(self.write_rest(written)).await;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
+        let result = match self.write_now() {
+            Ok(true) => Ok(()),
+            Ok(false) => self.write_rest().await,
+            Err(e) => Err(e),
         };
-        let mut buf = std::mem::take(&mut self.wbuf);
-        buf.clear();
-        pool::give(buf);
+        self.release_wbuf();
         match result {
             Ok(()) => Flow::Continue,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                warn!(peer = %self.peer, timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
+                warn!(peer = %Peer(&self.stream), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
                 Flow::Close
             }
             Err(e) => {
-                debug!(peer = %self.peer, "write failed: {e}");
+                debug!(peer = %Peer(&self.stream), "write failed: {e}");
                 Flow::Close
             }
         }
     }
 
-    /// Writes the rest of the batch within the write timeout.
-    async fn write_rest(&mut self, from: usize) -> io::Result<()> {
-        let rest = &self.wbuf[from..];
-        match timeout(self.config.write_timeout, self.stream.write_all(rest)).await {
-            Ok(result) => result,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    /// Writes what the socket takes now; `true` once everything is written.
+    fn write_now(&mut self) -> io::Result<bool> {
+        loop {
+            match self.stream.try_write(&self.wbuf) {
+                Ok(n) => {
+                    self.wbuf.advance(n);
+                    if self.wbuf.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the rest within the write timeout (or until the server closes).
+    async fn write_rest(&mut self) -> io::Result<()> {
+        let force = self.config.force.clone();
+        let limit = self.config.write_timeout;
+        tokio::select! {
+            written = timeout(limit, self.stream.write_all(&self.wbuf)) => match written {
+                Ok(result) => result,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            },
+            () = force.cancelled() => Err(io::ErrorKind::ConnectionAborted.into()),
         }
     }
 
     /// The stream cannot be trusted: say why, then close (SPEC §2).
     async fn protocol_error(&mut self, error: Error) -> Flow {
-        warn!(peer = %self.peer, "protocol error: {error}");
+        warn!(peer = %Peer(&self.stream), "protocol error: {error}");
         self.push_error(&error.to_string());
         self.close_after_flush().await
     }
@@ -372,7 +522,7 @@ impl Connection {
     /// Writes what is buffered, then closes without destroying it.
     async fn close_after_flush(&mut self) -> Flow {
         if self.flush().await == Flow::Continue {
-            Box::pin(self.linger()).await;
+            self.linger().await;
         }
         Flow::Close
     }
@@ -404,29 +554,30 @@ impl Connection {
 
     /// No whole frame arrived in time (SPEC §5).
     async fn timed_out(&mut self) {
-        let mid_frame = self
-            .rbuf
-            .as_deref()
-            .is_some_and(|b| self.decoder.is_mid_frame(b))
-            || self.decoder.pending_header().is_some();
+        let mid_frame = self.rbuf.is_some() || self.decoder.pending_header().is_some();
         if mid_frame {
-            info!(peer = %self.peer, timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
+            info!(peer = %Peer(&self.stream), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
             self.push_error(&format!(
                 "read timeout: no whole frame within {:?}",
                 self.config.read_timeout
             ));
             let _ = self.close_after_flush().await;
         } else {
-            debug!(peer = %self.peer, "idle past the read timeout: closing");
-        }
-        if let Some(mut buf) = self.rbuf.take() {
-            buf.clear();
-            pool::give(buf);
+            debug!(peer = %Peer(&self.stream), "idle past the read timeout: closing");
         }
     }
 
-    /// Shutdown (SPEC §6): handle the frames already received, reply, then GOAWAY.
+    /// Shutdown (SPEC §6): handle the frames already received, reply, then
+    /// GOAWAY; cut short when the grace period is over.
     async fn shut_down(&mut self) {
+        let force = self.config.force.clone();
+        tokio::select! {
+            () = self.finish() => {}
+            () = force.cancelled() => {}
+        }
+    }
+
+    async fn finish(&mut self) {
         let mut buf = self.rbuf.take().unwrap_or_else(pool::take);
         // Frames that reached the socket before shutdown count as received.
         loop {
@@ -440,8 +591,17 @@ impl Connection {
         }
         let mut flow = Flow::Continue;
         while flow == Flow::Continue {
-            match self.decoder.decode(&mut buf) {
-                Ok(Some(frame)) => flow = self.handle(frame).await,
+            match self.decoder.decode_in_place(&mut buf) {
+                Ok(Some(header)) => {
+                    let length = header.length as usize;
+                    flow = if self.handle_inline(header.command, &buf[..length]) {
+                        buf.advance(length);
+                        Flow::Continue
+                    } else {
+                        let body = buf.split_to(length).freeze();
+                        self.handle_async(header.command, body).await
+                    };
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.push_error(&e.to_string());
@@ -494,9 +654,10 @@ mod tests {
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (stream, peer) = accepted.unwrap();
         let config = Arc::new(crate::server::ServerBuilder::new().into_config());
-        let future = Connection::new(stream, peer, config).run(CancellationToken::new());
+        let future = Connection::new(stream, peer, config).run();
         let size = std::mem::size_of_val(&future);
         drop(client);
-        assert!(size <= 800, "connection future is {size} bytes");
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 512, "connection future is {size} bytes");
     }
 }

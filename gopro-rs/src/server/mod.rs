@@ -82,7 +82,6 @@ impl ShutdownHandle {
 pub struct Server {
     listener: TcpListener,
     config: Arc<Config>,
-    shutdown: CancellationToken,
     local_addr: SocketAddr,
 }
 
@@ -106,7 +105,6 @@ impl Server {
         Ok(Server {
             listener,
             config: Arc::new(config),
-            shutdown: CancellationToken::new(),
             local_addr,
         })
     }
@@ -118,7 +116,7 @@ impl Server {
 
     /// A handle that stops the server gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.shutdown.clone())
+        ShutdownHandle(self.config.shutdown.clone())
     }
 
     /// Serves until `signal` completes, then shuts down gracefully.
@@ -159,13 +157,10 @@ impl Server {
     /// connections still busy after the grace period are closed.
     pub async fn run(self) {
         let Server {
-            listener,
-            config,
-            shutdown,
-            ..
+            listener, config, ..
         } = self;
+        let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
-        let force = CancellationToken::new();
         let active = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
@@ -189,15 +184,9 @@ impl Server {
             active.fetch_add(1, Ordering::Relaxed);
             let guard = ActiveGuard(active.clone());
             let connection = Connection::new(stream, peer, config.clone());
-            let shutdown = shutdown.clone();
-            let force = force.clone();
             tracker.spawn(async move {
                 let _guard = guard;
-                tokio::select! {
-                    biased;
-                    () = force.cancelled() => info!(%peer, "closed after the grace period"),
-                    () = connection.run(shutdown) => {}
-                }
+                connection.run().await;
             });
         }
         drop(listener);
@@ -212,7 +201,7 @@ impl Server {
                 open = active.load(Ordering::Relaxed),
                 "grace period over: closing the connections still open"
             );
-            force.cancel();
+            config.force.cancel();
             tracker.wait().await;
         }
         info!("server stopped");
