@@ -143,7 +143,17 @@ def main():
                         f"{r['replies_per_sec']:>10.0f}/s  cpu {r['cpu_ns_per_reply']:7.1f} ns/reply  "
                         f"p50 {r['p50_us']:8.1f} us  p99 {r['p99_us']:8.1f} us" if "error" not in r else r["error"]),
                         flush=True)
+        finally:
+            server.stop()
+        # Memory is measured on fresh servers: after load, the allocator's
+        # high-water mark would hide what connections cost.
+        server = Server(name)
+        try:
             rows["idle_kib"] = hold(server, args.idle)
+        finally:
+            server.stop()
+        server = Server(name)
+        try:
             # A header announcing a 10 MiB body (the largest accepted) plus one
             # body byte, then nothing: the server must not reserve the body.
             rows["stalled_kib"] = hold(server, args.stalled, "474f010100a0000041")

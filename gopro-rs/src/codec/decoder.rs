@@ -151,23 +151,51 @@ impl Decoder {
     /// ```
     #[inline]
     pub fn decode_in_place(&mut self, src: &mut BytesMut) -> Result<Option<Header>, Error> {
-        let header = match self.state {
-            State::Body(header) => header,
+        let (used, header) = self.decode_slice(src)?;
+        let header_bytes = used - header.map_or(0, |h| h.length as usize);
+        src.advance(header_bytes);
+        Ok(header)
+    }
+
+    /// The lowest level: reads from `src` without consuming anything, and
+    /// says how many bytes of it the decoder used. `(used, Some(header))`:
+    /// a whole frame ends at `used`, its body is
+    /// `src[used - header.length as usize..used]`. `(used, None)`: more bytes
+    /// are needed, and the first `used` bytes (a header, or nothing) are
+    /// taken into the decoder's state. The caller drops the used bytes
+    /// before the next call; a server handling many frames from one buffer
+    /// can do so once, after the last.
+    ///
+    /// ```
+    /// use gopro::{Command, Decoder, Frame};
+    ///
+    /// let mut wire = Frame::new(Command::MESSAGE, "a").to_bytes().to_vec();
+    /// wire.extend_from_slice(&Frame::heartbeat().to_bytes());
+    /// let mut dec = Decoder::new();
+    /// let (used, header) = dec.decode_slice(&wire)?;
+    /// assert_eq!((used, header.unwrap().command), (9, Command::MESSAGE));
+    /// let (used2, header) = dec.decode_slice(&wire[used..])?;
+    /// assert_eq!((used2, header.unwrap().command), (8, Command::HEARTBEAT));
+    /// # Ok::<(), gopro::Error>(())
+    /// ```
+    #[inline]
+    pub fn decode_slice(&mut self, src: &[u8]) -> Result<(usize, Option<Header>), Error> {
+        let (header, used) = match self.state {
+            State::Body(header) => (header, 0),
             State::Head => {
                 let Some(head) = src.first_chunk::<HEADER_LEN>() else {
-                    return Ok(None);
+                    return Ok((0, None));
                 };
-                let header = self.check(Header::parse(head)?)?;
-                src.advance(HEADER_LEN);
-                header
+                (self.check(Header::parse(head)?)?, HEADER_LEN)
             }
         };
-        if src.len() < header.length as usize {
+        let end = used + header.length as usize;
+        if src.len() < end {
             self.state = State::Body(header);
-            return Ok(None);
+            return Ok((used, None));
         }
         self.state = State::Head;
-        Ok(Some(header))
+        Ok((end, Some(header)))
     }
 
     /// Like [`Decoder::decode`], for when the stream has ended: bytes left

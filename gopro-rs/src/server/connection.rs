@@ -35,8 +35,7 @@ const MESSAGE_PREFIX: &[u8] = b"Server says: ";
 const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 256 * 1024;
 /// A partial frame this small is moved out of the pooled read buffer into
-/// one of its own size, so that a peer that stalls mid-frame holds bytes,
-/// not a whole buffer.
+/// one of its own size when the connection goes idle.
 const SMALL_PARTIAL: usize = 512;
 /// How long a closing connection keeps reading (and discarding) so that the
 /// last frames it wrote are not destroyed by a reset.
@@ -192,11 +191,7 @@ impl Connection {
     /// all without waiting; hands over to [`slow_path`](Self::slow_path)
     /// when something has to wait (a handler, a login, a full socket).
     fn step(&mut self) -> Step {
-        let mut buf = self.rbuf.take().unwrap_or_else(pool::take);
-        let want = self.decoder.bytes_needed(&buf).clamp(MIN_READ, MAX_READ);
-        if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
-        }
+        let mut buf = self.read_buffer();
         match self.stream.try_read_buf(&mut buf) {
             Ok(0) => {
                 if self.decoder.is_mid_frame(&buf) {
@@ -210,7 +205,8 @@ impl Connection {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.keep_or_return(buf);
+                // Nothing more for now: the connection goes idle.
+                self.keep_or_return(buf, true);
                 return Step::Continue;
             }
             Err(e) => {
@@ -226,7 +222,7 @@ impl Connection {
         match self.write_now() {
             Ok(true) => {
                 self.release_wbuf();
-                self.keep_or_return(buf);
+                self.keep_or_return(buf, false);
                 Step::Continue
             }
             Ok(false) => Step::Slow(buf, Slow::Write),
@@ -237,20 +233,29 @@ impl Connection {
     /// Handles whole frames inline, in order, until none is left or one
     /// needs waiting.
     fn process(&mut self, buf: &mut BytesMut) -> Result<(), Slow> {
+        // Frames are read in place through a cursor; the buffer is advanced
+        // once, past everything handled.
+        let mut at = 0;
         let mut handled = false;
         let result = loop {
-            let header = match self.decoder.decode_in_place(buf) {
-                Ok(Some(header)) => header,
-                Ok(None) => break Ok(()),
+            let (used, header) = match self.decoder.decode_slice(&buf[at..]) {
+                Ok(decoded) => decoded,
                 Err(e) => break Err(Slow::Error(e)),
             };
+            let Some(header) = header else {
+                at += used;
+                break Ok(());
+            };
             handled = true;
+            let end = at + used;
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
-            if !self.handle_inline(header.command, &buf[..length]) {
+            if !self.handle_inline(header.command, &buf[end - length..end]) {
+                // Leave the body at the front of the buffer for the slow path.
+                at = end - length;
                 break Err(Slow::Frame(header));
             }
-            buf.advance(length);
+            at = end;
             if self.wbuf.len() >= self.config.max_buffered_replies {
                 match self.write_now() {
                     Ok(true) => {}
@@ -259,6 +264,7 @@ impl Connection {
                 }
             }
         };
+        buf.advance(at);
         if handled {
             self.deadline = Instant::now() + self.config.read_timeout;
         }
@@ -295,15 +301,44 @@ impl Connection {
         if flow == Flow::Close {
             buf.clear();
         }
-        self.keep_or_return(buf);
+        self.keep_or_return(buf, false);
         flow
     }
 
-    /// Keeps the read buffer only while it holds part of a frame.
-    fn keep_or_return(&mut self, mut buf: BytesMut) {
+    /// The buffer to read into: the partial frame held, in a pooled buffer,
+    /// with room for what that frame still needs. The room grows with what
+    /// has arrived (at most doubling), so a header announcing a large body
+    /// reserves nothing until its bytes come.
+    fn read_buffer(&mut self) -> BytesMut {
+        let mut buf = match self.rbuf.take() {
+            Some(small) if small.capacity() < MIN_READ => {
+                let mut buf = pool::take();
+                buf.extend_from_slice(&small);
+                buf
+            }
+            Some(buf) => buf,
+            None => pool::take(),
+        };
+        let want = self
+            .decoder
+            .bytes_needed(&buf)
+            .min(MAX_READ)
+            .min(buf.len().max(pool::BUFFER_SIZE))
+            .max(MIN_READ);
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        buf
+    }
+
+    /// Keeps the read buffer only while it holds part of a frame. A small
+    /// partial frame left when the connection goes `idle` moves into a
+    /// buffer of its own size, so that a peer stalling mid-frame holds its
+    /// bytes, not a whole buffer.
+    fn keep_or_return(&mut self, mut buf: BytesMut, idle: bool) {
         if buf.is_empty() {
             pool::give(buf);
-        } else if buf.len() <= SMALL_PARTIAL && buf.capacity() > 4 * SMALL_PARTIAL {
+        } else if idle && buf.len() <= SMALL_PARTIAL && buf.capacity() >= MIN_READ {
             self.rbuf = Some(BytesMut::from(&buf[..]));
             buf.clear();
             pool::give(buf);
