@@ -28,10 +28,13 @@ pub(crate) fn take() -> BytesMut {
 /// Gives an empty buffer back.
 pub(crate) fn give(mut buf: BytesMut) {
     debug_assert!(buf.is_empty());
-    if buf.capacity() > MAX_POOLED_CAPACITY {
+    buf.clear();
+    // Moves the start back to the beginning of the allocation (the buffer
+    // was advanced past what was handled); fails, and the buffer is freed,
+    // if a frame body still shares the allocation or it grew too large.
+    if buf.capacity() > MAX_POOLED_CAPACITY || !buf.try_reclaim(BUFFER_SIZE) {
         return;
     }
-    buf.clear();
     POOL.with_borrow_mut(|pool| {
         if pool.len() < MAX_POOLED {
             pool.push(buf);
