@@ -1,6 +1,6 @@
 //! The sans-IO decoder handle: bytes in, frames out, no IO of its own.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use gopro::{CodecBuilder, Decoder};
 
 use crate::ffi;
@@ -14,8 +14,9 @@ use crate::status::{gopro_status, Fail};
 pub struct gopro_decoder {
     decoder: Decoder,
     buffer: BytesMut,
-    /// The body last handed out, kept alive until the next call.
-    current: Bytes,
+    /// Length of the body last handed out, still at the front of `buffer`
+    /// (read in place, not copied); dropped at the next call.
+    handed_out: usize,
     /// After a decoding error the stream is out of sync; the error sticks.
     failed: Option<(gopro_status, String)>,
 }
@@ -51,7 +52,7 @@ pub unsafe extern "C" fn gopro_decoder_new(
         out.write(ffi::into_handle(gopro_decoder {
             decoder: builder.decoder(),
             buffer: BytesMut::new(),
-            current: Bytes::new(),
+            handed_out: 0,
             failed: None,
         }));
         Ok(())
@@ -71,8 +72,7 @@ pub unsafe extern "C" fn gopro_decoder_feed(
         let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
         let bytes = unsafe { ffi::bytes(bytes, len, "bytes") }?;
         d.check_failed()?;
-        // Releasing the last body first lets the buffer reuse its memory.
-        d.current = Bytes::new();
+        d.release();
         d.buffer.extend_from_slice(bytes);
         Ok(())
     })
@@ -103,8 +103,9 @@ pub unsafe extern "C" fn gopro_decoder_next(
         let out_body = ffi::out(out_body, "out_body")?;
         let out_body_len = ffi::out(out_body_len, "out_body_len")?;
         d.check_failed()?;
-        let frame = match d.decoder.decode(&mut d.buffer) {
-            Ok(Some(frame)) => frame,
+        d.release();
+        let header = match d.decoder.decode_in_place(&mut d.buffer) {
+            Ok(Some(header)) => header,
             Ok(None) => return Err(Fail::need_more()),
             Err(e) => {
                 let fail = Fail::from(e);
@@ -112,15 +113,15 @@ pub unsafe extern "C" fn gopro_decoder_next(
                 return Err(fail);
             }
         };
-        d.current = frame.body;
-        out_command.write(frame.command.code());
-        out_version.write(frame.version);
-        out_body.write(if d.current.is_empty() {
+        d.handed_out = header.length as usize;
+        out_command.write(header.command.code());
+        out_version.write(header.version);
+        out_body.write(if d.handed_out == 0 {
             std::ptr::null()
         } else {
-            d.current.as_ptr()
+            d.buffer.as_ptr()
         });
-        out_body_len.write(d.current.len());
+        out_body_len.write(d.handed_out);
         Ok(())
     })
 }
@@ -135,7 +136,7 @@ pub unsafe extern "C" fn gopro_decoder_finish(decoder: *mut gopro_decoder) -> go
     ffi_boundary!({
         let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
         d.check_failed()?;
-        d.current = Bytes::new();
+        d.release();
         if d.decoder.is_mid_frame(&d.buffer) {
             let received = d.buffer.len() + d.decoder.pending_header().map_or(0, |_| 8);
             return Err(Fail::new(
@@ -154,6 +155,12 @@ pub unsafe extern "C" fn gopro_decoder_free(decoder: *mut gopro_decoder) {
 }
 
 impl gopro_decoder {
+    /// Drops the body handed out by the previous `gopro_decoder_next`.
+    fn release(&mut self) {
+        self.buffer.advance(self.handed_out);
+        self.handed_out = 0;
+    }
+
     fn check_failed(&self) -> Result<(), Fail> {
         match &self.failed {
             Some((status, message)) => Err(Fail::new(*status, message.clone())),
