@@ -1,4 +1,4 @@
-"""The examples of python/README.md, run as written (with the test
+"""The Python examples of README.md, run as written (with the test
 servers' addresses in place of 127.0.0.1:8888)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import gopro
 from conftest import ROOT, Process
 
-README = ROOT / "python" / "README.md"
+README = ROOT / "README.md"
 DEFAULT = "127.0.0.1:8888"
 
 
