@@ -226,6 +226,9 @@ impl Ready {
 
 /// Hands a call to the running asyncio loop.
 fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_, PyAny>> {
+    // The async API needs a running loop, even when the answer is already
+    // there: the same call must not work or fail depending on timing.
+    pyo3_async_runtimes::get_running_loop(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         let result = result
             .map_err(|e| client_err(py, e))
@@ -238,7 +241,6 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
         )?
         .into_any());
     }
-    // Fails outside a running loop, before anything is started.
     let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
     let task = gopro::blocking::runtime().spawn(fut);
     pyo3_async_runtimes::tokio::future_into_py_with_locals(py, locals, async move {
