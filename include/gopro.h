@@ -226,6 +226,31 @@ typedef struct gopro_server gopro_server;
 typedef struct gopro_server_config gopro_server_config;
 #endif
 
+/**
+ * One frame handed out by `gopro_decoder_next_many`: values in host
+ * order (this is not the wire layout); `body` points into the decoder's
+ * buffer (NULL for an empty body) and stays valid until the next call on
+ * the decoder.
+ */
+typedef struct gopro_frame_view {
+  /**
+   * The command byte.
+   */
+  uint8_t command;
+  /**
+   * The version byte.
+   */
+  uint8_t version;
+  /**
+   * The body, owned by the decoder.
+   */
+  const uint8_t *body;
+  /**
+   * The body's length in bytes.
+   */
+  size_t body_len;
+} gopro_frame_view;
+
 #if defined(GOPRO_RUNTIME)
 /**
  * A command handler, called for each request frame of the command it is
@@ -320,6 +345,24 @@ enum gopro_status gopro_decoder_next(struct gopro_decoder *decoder,
                                      uint8_t *out_version,
                                      const uint8_t **out_body,
                                      size_t *out_body_len);
+
+/**
+ * Takes up to `capacity` complete frames at once into `frames[0]` ..
+ * `frames[*out_count - 1]`: the same frames, in the same order, as that
+ * many calls of `gopro_decoder_next`, for one crossing of the library
+ * boundary. Bodies stay owned by the decoder and valid until the next call
+ * on it (feed, next, next_many, finish or free).
+ *
+ * Returns `GOPRO_STATUS_OK` with `*out_count` at least 1,
+ * `GOPRO_STATUS_NEED_MORE` when no whole frame is buffered, or the
+ * decoding error of `gopro_decoder_next`. A decoding error after some
+ * frames returns those frames first; the error comes with the next call.
+ * `capacity` 0 is `GOPRO_STATUS_INVALID_ARGUMENT`.
+ */
+enum gopro_status gopro_decoder_next_many(struct gopro_decoder *decoder,
+                                          struct gopro_frame_view *frames,
+                                          size_t capacity,
+                                          size_t *out_count);
 
 /**
  * Tells the decoder the stream has ended. `GOPRO_STATUS_OK` if it ended

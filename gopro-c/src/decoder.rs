@@ -126,6 +126,98 @@ pub unsafe extern "C" fn gopro_decoder_next(
     })
 }
 
+/// One frame handed out by `gopro_decoder_next_many`: values in host
+/// order (this is not the wire layout); `body` points into the decoder's
+/// buffer (NULL for an empty body) and stays valid until the next call on
+/// the decoder.
+#[repr(C)]
+pub struct gopro_frame_view {
+    /// The command byte.
+    pub command: u8,
+    /// The version byte.
+    pub version: u8,
+    /// The body, owned by the decoder.
+    pub body: *const u8,
+    /// The body's length in bytes.
+    pub body_len: usize,
+}
+
+/// Takes up to `capacity` complete frames at once into `frames[0]` ..
+/// `frames[*out_count - 1]`: the same frames, in the same order, as that
+/// many calls of `gopro_decoder_next`, for one crossing of the library
+/// boundary. Bodies stay owned by the decoder and valid until the next call
+/// on it (feed, next, next_many, finish or free).
+///
+/// Returns `GOPRO_STATUS_OK` with `*out_count` at least 1,
+/// `GOPRO_STATUS_NEED_MORE` when no whole frame is buffered, or the
+/// decoding error of `gopro_decoder_next`. A decoding error after some
+/// frames returns those frames first; the error comes with the next call.
+/// `capacity` 0 is `GOPRO_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_decoder_next_many(
+    decoder: *mut gopro_decoder,
+    frames: *mut gopro_frame_view,
+    capacity: usize,
+    out_count: *mut usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
+        let out_count = ffi::out(out_count, "out_count")?;
+        if frames.is_null() {
+            return Err(Fail::null("frames"));
+        }
+        if capacity == 0 {
+            return Err(Fail::invalid("capacity must be at least 1"));
+        }
+        // SAFETY: non-null, and the caller promises room for `capacity` views.
+        let views = unsafe { std::slice::from_raw_parts_mut(frames, capacity) };
+        d.check_failed()?;
+        d.release();
+        // Frames are read in place through a cursor; the buffer is advanced
+        // past them all at the next call, as for a single frame.
+        let mut at = 0;
+        let mut count = 0;
+        while count < capacity {
+            match d.decoder.decode_slice(&d.buffer[at..]) {
+                Ok((used, Some(header))) => {
+                    let length = header.length as usize;
+                    let body = at + used - length;
+                    views[count] = gopro_frame_view {
+                        command: header.command.code(),
+                        version: header.version,
+                        body: if length == 0 {
+                            std::ptr::null()
+                        } else {
+                            d.buffer[body..].as_ptr()
+                        },
+                        body_len: length,
+                    };
+                    at += used;
+                    count += 1;
+                }
+                Ok((used, None)) => {
+                    at += used;
+                    break;
+                }
+                Err(e) => {
+                    let fail = Fail::from(e);
+                    d.failed = Some((fail.status, fail.message().to_string()));
+                    if count == 0 {
+                        return Err(fail);
+                    }
+                    break;
+                }
+            }
+        }
+        d.handed_out = at;
+        if count == 0 {
+            return Err(Fail::need_more());
+        }
+        out_count.write(count);
+        Ok(())
+    })
+}
+
 /// Tells the decoder the stream has ended. `GOPRO_STATUS_OK` if it ended
 /// cleanly between frames; `GOPRO_STATUS_UNEXPECTED_EOF` if bytes of an
 /// unfinished frame (or frames not yet taken with `gopro_decoder_next`) are

@@ -141,12 +141,59 @@ static void test_messages(void) {
   gopro_decoder_free(d);
 }
 
+/* Many frames per call: the same frames as one at a time. */
+static void test_decoder_next_many(void) {
+  gopro_decoder *d = NULL;
+  gopro_frame_view views[2];
+  size_t count = 0, written = 0, at = 0;
+  uint8_t wire[64];
+  static const uint8_t bad[8] = {0x47, 0x30, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00};
+
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"ab", 2,
+                        GOPRO_DEFAULT_MAX_BODY, wire, sizeof wire, &written));
+  at += written;
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_HEARTBEAT, NULL, 0, GOPRO_DEFAULT_MAX_BODY,
+                        wire + at, sizeof wire - at, &written));
+  at += written;
+  OK(gopro_frame_encode(1, 17, (const uint8_t *)"xyz", 3, GOPRO_DEFAULT_MAX_BODY, wire + at,
+                        sizeof wire - at, &written));
+  at += written;
+
+  OK(gopro_decoder_new(GOPRO_DEFAULT_MAX_BODY, GOPRO_ANY_VERSION, &d));
+  EXPECT(gopro_decoder_next_many(d, views, 2, &count), GOPRO_STATUS_NEED_MORE);
+  EXPECT(gopro_decoder_next_many(d, NULL, 2, &count), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_decoder_next_many(d, views, 0, &count), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_decoder_next_many(d, views, 2, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_decoder_next_many(NULL, views, 2, &count), GOPRO_STATUS_NULL_ARGUMENT);
+  /* Three frames and the first 5 bytes of a fourth (a copy of the first). */
+  OK(gopro_decoder_feed(d, wire, at));
+  OK(gopro_decoder_feed(d, wire, 5));
+  OK(gopro_decoder_next_many(d, views, 2, &count));
+  CHECK(count == 2);
+  CHECK(views[0].command == GOPRO_COMMAND_MESSAGE && views[0].version == 1);
+  CHECK(views[0].body_len == 2 && memcmp(views[0].body, "ab", 2) == 0);
+  CHECK(views[1].command == GOPRO_COMMAND_HEARTBEAT && views[1].body_len == 0 &&
+        views[1].body == NULL);
+  OK(gopro_decoder_next_many(d, views, 2, &count));
+  CHECK(count == 1);
+  CHECK(views[0].command == 17 && views[0].body_len == 3 && memcmp(views[0].body, "xyz", 3) == 0);
+  EXPECT(gopro_decoder_next_many(d, views, 2, &count), GOPRO_STATUS_NEED_MORE);
+  /* The rest of the fourth frame, then bad magic: the frame first, the error next. */
+  OK(gopro_decoder_feed(d, wire + 5, 5));
+  OK(gopro_decoder_feed(d, bad, sizeof bad));
+  OK(gopro_decoder_next_many(d, views, 2, &count));
+  CHECK(count == 1 && views[0].body_len == 2 && memcmp(views[0].body, "ab", 2) == 0);
+  EXPECT(gopro_decoder_next_many(d, views, 2, &count), GOPRO_STATUS_BAD_MAGIC);
+  gopro_decoder_free(d);
+}
+
 int main(void) {
   test_version();
   test_status_str();
   test_header();
   test_frame_encode();
   test_decoder();
+  test_decoder_next_many();
   test_messages();
   printf("test_codec: passed\n");
   return 0;
