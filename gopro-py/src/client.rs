@@ -47,7 +47,7 @@ impl Output for () {
 
 impl Output for gopro::Frame {
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(Py::new(py, Frame::from_core(py, &self))?.into_any())
+        Ok(Frame::new_untracked(py, &self)?.into_any())
     }
 }
 

@@ -1,6 +1,6 @@
 //! `Command`, `Frame`, `encode`, `decode` and `Decoder`: the core's sans-IO codec.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -74,6 +74,34 @@ impl Frame {
             command: frame.command.code(),
             body: PyBytes::new(py, &frame.body).unbind(),
         }
+    }
+
+    /// A new Python frame for a core frame; see [`Frame::untracked`].
+    pub(crate) fn new_untracked(py: Python<'_>, frame: &gopro::Frame) -> PyResult<Py<Frame>> {
+        Frame::untracked(py, frame.version, frame.command.code(), &frame.body)
+    }
+
+    /// A new Python frame, left out of the cycle collector: a frozen frame
+    /// holds only a `bytes` body, so it can never be part of a cycle, and
+    /// tracking millions of them (a decoder's output kept in a list) makes
+    /// every collection walk them all.
+    pub(crate) fn untracked(
+        py: Python<'_>,
+        version: u8,
+        command: u8,
+        body: &[u8],
+    ) -> PyResult<Py<Frame>> {
+        let frame = Frame {
+            version,
+            command,
+            body: PyBytes::new(py, body).unbind(),
+        };
+        let obj = Py::new(py, frame)?;
+        // SAFETY: `obj` is a live object of a GC type; untracking only takes
+        // it off the collector's list (CPython does the same for tuples of
+        // atoms), and its dealloc untracks again harmlessly.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+        Ok(obj)
     }
 
     /// The core frame, with a copy of the body.
@@ -314,7 +342,7 @@ impl Decoder {
         let list = PyList::empty(py);
         loop {
             match self.inner.decode_eof(&mut self.buf) {
-                Ok(Some(frame)) => list.append(Frame::from_core(py, &frame))?,
+                Ok(Some(frame)) => list.append(Frame::new_untracked(py, &frame)?)?,
                 Ok(None) => return Ok(list),
                 Err(e) => return Err(self.fail(py, &e)),
             }
@@ -325,9 +353,20 @@ impl Decoder {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Frame>> {
-        match self.inner.decode(&mut self.buf) {
-            Ok(Some(frame)) => Ok(Some(Frame::from_core(py, &frame))),
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<Frame>>> {
+        // In place: the body is copied once, into the `bytes` object.
+        match self.inner.decode_in_place(&mut self.buf) {
+            Ok(Some(header)) => {
+                let length = header.length as usize;
+                let frame = Frame::untracked(
+                    py,
+                    header.version,
+                    header.command.code(),
+                    &self.buf[..length],
+                );
+                self.buf.advance(length);
+                Ok(Some(frame?))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(self.fail(py, &e)),
         }
