@@ -178,10 +178,10 @@ pub unsafe extern "C" fn gopro_decoder_next_many(
         let mut at = 0;
         let mut count = 0;
         while count < capacity {
-            match d.decoder.decode_slice(&d.buffer[at..]) {
-                Ok((used, Some(header))) => {
+            match d.decoder.decode_slice(&d.buffer, &mut at) {
+                Ok(Some(header)) => {
                     let length = header.length as usize;
-                    let body = at + used - length;
+                    let body = at - length;
                     views[count] = gopro_frame_view {
                         command: header.command.code(),
                         version: header.version,
@@ -192,13 +192,9 @@ pub unsafe extern "C" fn gopro_decoder_next_many(
                         },
                         body_len: length,
                     };
-                    at += used;
                     count += 1;
                 }
-                Ok((used, None)) => {
-                    at += used;
-                    break;
-                }
+                Ok(None) => break,
                 Err(e) => {
                     let fail = Fail::from(e);
                     d.failed = Some((fail.status, fail.message().to_string()));

@@ -78,3 +78,29 @@ fn vectors_reencode_to_their_bytes() {
         }
     }
 }
+
+#[test]
+fn vectors_through_the_slice_cursor() {
+    // The cursor API over the whole input must see the same frames and
+    // ending as the buffer API.
+    for case in load() {
+        let mut decoder = case.codec().decoder().clone();
+        let mut at = 0;
+        let mut frames = Vec::new();
+        let ending = loop {
+            match decoder.decode_slice(&case.input, &mut at) {
+                Ok(Some(header)) => {
+                    let body = case.input[at - header.length as usize..at].to_vec();
+                    frames.push(Frame::new(header.command, body).with_version(header.version));
+                }
+                Ok(None) if at == case.input.len() && decoder.pending_header().is_none() => {
+                    break Ending::End
+                }
+                Ok(None) => break Ending::Partial,
+                Err(e) => break Ending::Error(e.kind().to_string()),
+            }
+        };
+        assert_eq!(frames, case.frames, "{}", case.name);
+        assert_eq!(ending, case.ending, "{}", case.name);
+    }
+}

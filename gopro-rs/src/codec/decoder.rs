@@ -151,19 +151,19 @@ impl Decoder {
     /// ```
     #[inline]
     pub fn decode_in_place(&mut self, src: &mut BytesMut) -> Result<Option<Header>, Error> {
-        let (used, header) = self.decode_slice(src)?;
-        let header_bytes = used - header.map_or(0, |h| h.length as usize);
-        src.advance(header_bytes);
+        let mut used = 0;
+        let header = self.decode_slice(src, &mut used)?;
+        src.advance(used - header.map_or(0, |h| h.length as usize));
         Ok(header)
     }
 
-    /// The lowest level: reads from `src` without consuming anything, and
-    /// says how many bytes of it the decoder used. `(used, Some(header))`:
-    /// a whole frame ends at `used`, its body is
-    /// `src[used - header.length as usize..used]`. `(used, None)`: more bytes
-    /// are needed, and the first `used` bytes (a header, or nothing) are
-    /// taken into the decoder's state. The caller drops the used bytes
-    /// before the next call; a server handling many frames from one buffer
+    /// The lowest level: reads from `src[*at..]` without consuming anything
+    /// and moves `*at` past what the decoder used. `Some(header)`: a whole
+    /// frame ends at the new `*at`, its body is
+    /// `src[*at - header.length as usize..*at]`. `None`: more bytes are
+    /// needed, and what `*at` moved past (a header, or nothing) is taken into
+    /// the decoder's state. The caller drops the used bytes before the next
+    /// call on a new buffer; a server handling many frames from one buffer
     /// can do so once, after the last.
     ///
     /// ```
@@ -172,30 +172,34 @@ impl Decoder {
     /// let mut wire = Frame::new(Command::MESSAGE, "a").to_bytes().to_vec();
     /// wire.extend_from_slice(&Frame::heartbeat().to_bytes());
     /// let mut dec = Decoder::new();
-    /// let (used, header) = dec.decode_slice(&wire)?;
-    /// assert_eq!((used, header.unwrap().command), (9, Command::MESSAGE));
-    /// let (used2, header) = dec.decode_slice(&wire[used..])?;
-    /// assert_eq!((used2, header.unwrap().command), (8, Command::HEARTBEAT));
+    /// let mut at = 0;
+    /// let header = dec.decode_slice(&wire, &mut at)?.unwrap();
+    /// assert_eq!((at, header.command), (9, Command::MESSAGE));
+    /// let header = dec.decode_slice(&wire, &mut at)?.unwrap();
+    /// assert_eq!((at, header.command), (17, Command::HEARTBEAT));
     /// # Ok::<(), gopro::Error>(())
     /// ```
     #[inline]
-    pub fn decode_slice(&mut self, src: &[u8]) -> Result<(usize, Option<Header>), Error> {
-        let (header, used) = match self.state {
+    pub fn decode_slice(&mut self, src: &[u8], at: &mut usize) -> Result<Option<Header>, Error> {
+        let rest = &src[*at..];
+        let (header, body) = match self.state {
             State::Body(header) => (header, 0),
             State::Head => {
-                let Some(head) = src.first_chunk::<HEADER_LEN>() else {
-                    return Ok((0, None));
+                let Some(head) = rest.first_chunk::<HEADER_LEN>() else {
+                    return Ok(None);
                 };
                 (self.check(Header::parse(head)?)?, HEADER_LEN)
             }
         };
-        let end = used + header.length as usize;
-        if src.len() < end {
+        let end = body + header.length as usize;
+        if rest.len() < end {
             self.state = State::Body(header);
-            return Ok((used, None));
+            *at += body;
+            return Ok(None);
         }
         self.state = State::Head;
-        Ok((end, Some(header)))
+        *at += end;
+        Ok(Some(header))
     }
 
     /// Like [`Decoder::decode`], for when the stream has ended: bytes left

@@ -238,24 +238,19 @@ impl Connection {
         let mut at = 0;
         let mut handled = false;
         let result = loop {
-            let (used, header) = match self.decoder.decode_slice(&buf[at..]) {
-                Ok(decoded) => decoded,
+            let header = match self.decoder.decode_slice(buf, &mut at) {
+                Ok(Some(header)) => header,
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(Slow::Error(e)),
             };
-            let Some(header) = header else {
-                at += used;
-                break Ok(());
-            };
             handled = true;
-            let end = at + used;
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
-            if !self.handle_inline(header.command, &buf[end - length..end]) {
+            if !self.handle_inline(header.command, &buf[at - length..at]) {
                 // Leave the body at the front of the buffer for the slow path.
-                at = end - length;
+                at -= length;
                 break Err(Slow::Frame(header));
             }
-            at = end;
             if self.wbuf.len() >= self.config.max_buffered_replies {
                 match self.write_now() {
                     Ok(true) => {}
