@@ -223,8 +223,13 @@ def test_sigint_stops_gracefully() -> None:
         proc.send_signal(signal.SIGINT)
         # The request in progress is answered before the server goes away.
         assert client.recv().body == b"finished"
+        # A request that reaches the server while it shuts down is either
+        # handled (its reply comes before the GOAWAY) or refused with GOAWAY
+        # (SPEC §6): which one depends on timing. The next one after that
+        # always meets the GOAWAY or the closed connection.
         with pytest.raises((gopro.GoAway, gopro.ConnectionClosed)):
-            client.request(1, b"")
+            for _ in range(2):
+                assert client.request(1, b"").body == b"Server says: "
     out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0
     assert "interrupted" in out
