@@ -68,15 +68,14 @@ pub struct gopro_reply {
 /// may be freed, changed or reused once a server has started. One thread at
 /// a time.
 pub struct gopro_server_config {
-    read_timeout: Duration,
-    write_timeout: Duration,
-    max_body: usize,
-    max_connections: usize,
-    grace: Duration,
-    prelogin_max_body: usize,
-    max_login_failures: u32,
-    handlers: Vec<(u8, Callback<Handler>)>,
-    authenticator: Option<Callback<Authenticate>>,
+    builder: ServerBuilder,
+}
+
+impl gopro_server_config {
+    /// Applies one builder setting.
+    fn update(&mut self, f: impl FnOnce(ServerBuilder) -> ServerBuilder) {
+        self.builder = f(std::mem::take(&mut self.builder));
+    }
 }
 
 /// A running server, made by `gopro_server_start` and freed by
@@ -219,15 +218,7 @@ pub unsafe extern "C" fn gopro_server_config_new(
     ffi_boundary!({
         let out = ffi::out(out, "out")?;
         out.write(ffi::into_handle(gopro_server_config {
-            read_timeout: gopro::server::DEFAULT_READ_TIMEOUT,
-            write_timeout: gopro::server::DEFAULT_WRITE_TIMEOUT,
-            max_body: gopro::DEFAULT_MAX_BODY,
-            max_connections: gopro::server::DEFAULT_MAX_CONNECTIONS,
-            grace: gopro::server::DEFAULT_GRACE,
-            prelogin_max_body: gopro::server::DEFAULT_PRELOGIN_MAX_BODY,
-            max_login_failures: gopro::server::DEFAULT_MAX_LOGIN_FAILURES,
-            handlers: Vec::new(),
-            authenticator: None,
+            builder: Server::builder(),
         }));
         Ok(())
     })
@@ -242,7 +233,8 @@ pub unsafe extern "C" fn gopro_server_config_set_read_timeout(
     ms: u64,
 ) -> gopro_status {
     set(config, |c| {
-        c.read_timeout = positive_ms(ms, "read timeout")?;
+        let timeout = positive_ms(ms, "read timeout")?;
+        c.update(|b| b.read_timeout(timeout));
         Ok(())
     })
 }
@@ -255,7 +247,8 @@ pub unsafe extern "C" fn gopro_server_config_set_write_timeout(
     ms: u64,
 ) -> gopro_status {
     set(config, |c| {
-        c.write_timeout = positive_ms(ms, "write timeout")?;
+        let timeout = positive_ms(ms, "write timeout")?;
+        c.update(|b| b.write_timeout(timeout));
         Ok(())
     })
 }
@@ -267,7 +260,7 @@ pub unsafe extern "C" fn gopro_server_config_set_max_body(
     max_body: usize,
 ) -> gopro_status {
     set(config, |c| {
-        c.max_body = max_body;
+        c.update(|b| b.max_body(max_body));
         Ok(())
     })
 }
@@ -283,7 +276,7 @@ pub unsafe extern "C" fn gopro_server_config_set_max_connections(
         if max == 0 {
             return Err(Fail::invalid("max_connections must be at least 1"));
         }
-        c.max_connections = max;
+        c.update(|b| b.max_connections(max));
         Ok(())
     })
 }
@@ -296,7 +289,7 @@ pub unsafe extern "C" fn gopro_server_config_set_grace(
     ms: u64,
 ) -> gopro_status {
     set(config, |c| {
-        c.grace = Duration::from_millis(ms);
+        c.update(|b| b.grace(Duration::from_millis(ms)));
         Ok(())
     })
 }
@@ -308,7 +301,7 @@ pub unsafe extern "C" fn gopro_server_config_set_prelogin_max_body(
     max_body: usize,
 ) -> gopro_status {
     set(config, |c| {
-        c.prelogin_max_body = max_body;
+        c.update(|b| b.prelogin_max_body(max_body));
         Ok(())
     })
 }
@@ -320,7 +313,7 @@ pub unsafe extern "C" fn gopro_server_config_set_max_login_failures(
     max: u32,
 ) -> gopro_status {
     set(config, |c| {
-        c.max_login_failures = max;
+        c.update(|b| b.max_login_failures(max));
         Ok(())
     })
 }
@@ -346,8 +339,12 @@ pub unsafe extern "C" fn gopro_server_config_set_handler(
                 "command {command} cannot have a handler: use 16-255, or 0/1 to override HEARTBEAT/MESSAGE"
             )));
         }
-        c.handlers.retain(|(code, _)| *code != command);
-        c.handlers.push((command, Callback { f, user_data }));
+        let callback = Callback { f, user_data };
+        c.update(|b| {
+            b.handler(command, move |frame: Frame| {
+                std::future::ready(callback.call(&frame))
+            })
+        });
         Ok(())
     })
 }
@@ -363,7 +360,12 @@ pub unsafe extern "C" fn gopro_server_config_set_authenticator(
 ) -> gopro_status {
     set(config, |c| {
         let f = authenticate.ok_or_else(|| Fail::null("authenticate"))?;
-        c.authenticator = Some(Callback { f, user_data });
+        let callback = Callback { f, user_data };
+        c.update(|b| {
+            b.authenticator(move |credentials: Bytes| {
+                std::future::ready(callback.call(&credentials))
+            })
+        });
         Ok(())
     })
 }
@@ -395,10 +397,9 @@ pub unsafe extern "C" fn gopro_server_start(
         let config = unsafe { config.as_ref() };
         let out = ffi::out(out, "out")?;
         check_not_in_callback()?;
-        let mut builder = Server::builder().listen(addr);
-        if let Some(c) = config {
-            builder = configure(builder, c);
-        }
+        let builder = config
+            .map_or_else(Server::builder, |c| c.builder.clone())
+            .listen(addr);
         let server = gopro::blocking::Server::start(builder).map_err(|e| match e {
             ServerError::Bind { .. } => Fail::new(gopro_status::BindFailed, e.to_string()),
             _ => Fail::invalid(e.to_string()),
@@ -410,28 +411,6 @@ pub unsafe extern "C" fn gopro_server_start(
         }));
         Ok(())
     })
-}
-
-fn configure(mut b: ServerBuilder, c: &gopro_server_config) -> ServerBuilder {
-    b = b
-        .read_timeout(c.read_timeout)
-        .write_timeout(c.write_timeout)
-        .max_body(c.max_body)
-        .max_connections(c.max_connections)
-        .grace(c.grace)
-        .prelogin_max_body(c.prelogin_max_body)
-        .max_login_failures(c.max_login_failures);
-    for &(code, callback) in &c.handlers {
-        b = b.handler(code, move |frame: Frame| {
-            std::future::ready(callback.call(&frame))
-        });
-    }
-    if let Some(callback) = c.authenticator {
-        b = b.authenticator(move |credentials: Bytes| {
-            std::future::ready(callback.call(&credentials))
-        });
-    }
-    b
 }
 
 /// Stores the port the server listens on in `*out_port` (useful after

@@ -387,18 +387,6 @@ async fn authenticate(
     finish(step, Target::Login, to_verdict).await
 }
 
-#[derive(Clone)]
-struct Settings {
-    listen: String,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    max_body: usize,
-    max_connections: usize,
-    grace: Duration,
-    prelogin_max_body: usize,
-    max_login_failures: u32,
-}
-
 struct Running {
     handle: ShutdownHandle,
     done: watch::Receiver<bool>,
@@ -423,7 +411,10 @@ struct State {
 /// A GoPro server with handlers written in Python.
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {
-    settings: Settings,
+    /// The address asked for, as given.
+    listen: String,
+    /// The settings; each start clones it and adds the Python handlers.
+    base: ServerBuilder,
     state: Mutex<State>,
 }
 
@@ -491,16 +482,7 @@ impl Server {
             _ => return Err(PyRuntimeError::new_err("the server is already running")),
         }
         state.phase = Phase::Starting { shutdown: false };
-        let s = &self.settings;
-        let mut builder = gopro::server::Server::builder()
-            .listen(s.listen.clone())
-            .read_timeout(s.read_timeout)
-            .write_timeout(s.write_timeout)
-            .max_body(s.max_body)
-            .max_connections(s.max_connections)
-            .grace(s.grace)
-            .prelogin_max_body(s.prelogin_max_body)
-            .max_login_failures(s.max_login_failures);
+        let mut builder = self.base.clone();
         for (code, func) in &state.handlers {
             let (code, func, ctx) = (*code, func.clone(), ctx.clone());
             builder = builder.handler(code, move |frame: gopro::Frame| {
@@ -644,17 +626,18 @@ impl Server {
         } else {
             seconds("grace", grace)?
         };
+        let base = gopro::server::Server::builder()
+            .listen(listen)
+            .read_timeout(seconds("read_timeout", read_timeout)?)
+            .write_timeout(seconds("write_timeout", write_timeout)?)
+            .max_body(max_body)
+            .max_connections(max_connections)
+            .grace(grace)
+            .prelogin_max_body(prelogin_max_body)
+            .max_login_failures(max_login_failures);
         Ok(Server {
-            settings: Settings {
-                listen: listen.to_string(),
-                read_timeout: seconds("read_timeout", read_timeout)?,
-                write_timeout: seconds("write_timeout", write_timeout)?,
-                max_body,
-                max_connections,
-                grace,
-                prelogin_max_body,
-                max_login_failures,
-            },
+            listen: listen.to_string(),
+            base,
             state: Mutex::new(State {
                 handlers: Vec::new(),
                 authenticator: None,
@@ -814,7 +797,7 @@ impl Server {
     /// The address asked for.
     #[getter]
     fn listen(&self) -> &str {
-        &self.settings.listen
+        &self.listen
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -894,7 +877,7 @@ impl Server {
             (Phase::Running(r), Some(addr)) if !*r.done.borrow() => {
                 format!("<gopro.Server listening on {addr}>")
             }
-            _ => format!("<gopro.Server {} (not running)>", self.settings.listen),
+            _ => format!("<gopro.Server {} (not running)>", self.listen),
         }
     }
 }

@@ -452,3 +452,17 @@ async fn shutdown_force_closes_after_the_grace_period() {
     assert!(started.elapsed() >= Duration::from_millis(250));
     peer.expect_closed().await;
 }
+
+#[tokio::test]
+async fn servers_from_clones_of_one_builder_stop_apart() {
+    let builder = Server::builder().handler(16, |f: Frame| async move { Ok::<_, String>(f.body) });
+    let first = start(builder.clone()).await;
+    let second = start(builder).await;
+    first.stop().await;
+    let mut peer = Peer::connect(second.addr).await;
+    assert_eq!(
+        peer.request(&Frame::new(16, "alive")).await,
+        Frame::new(16, "alive")
+    );
+    second.stop().await;
+}

@@ -28,6 +28,7 @@ pub const DEFAULT_MAX_LOGIN_FAILURES: u32 = 3;
 pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
 
 /// Settings shared by every connection of a server.
+#[derive(Clone)]
 pub(crate) struct Config {
     pub listen: String,
     pub read_timeout: Duration,
@@ -43,7 +44,8 @@ pub(crate) struct Config {
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     /// The first invalid setting, reported by [`ServerBuilder::bind`].
     pub invalid: Option<String>,
-    /// Asks every connection to finish gracefully (SPEC §6).
+    /// Asks every connection to finish gracefully (SPEC §6). Made anew by
+    /// each bind, so servers built from clones of one builder stop apart.
     pub shutdown: CancellationToken,
     /// Closes whatever is still open once the grace period is over.
     pub force: CancellationToken,
@@ -64,9 +66,13 @@ pub(crate) struct Config {
 /// | [`max_buffered_replies`](Self::max_buffered_replies) | 1 MiB of replies before they are written out |
 /// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
 ///
+/// A builder can be cloned to start several servers with the same settings
+/// and handlers; each bound server has its own shutdown.
+///
 /// HEARTBEAT is echoed and MESSAGE answered `"Server says: "` + body unless
 /// handlers are registered for them; LOGIN succeeds unless an
 /// [`authenticator`](Self::authenticator) is set.
+#[derive(Clone)]
 pub struct ServerBuilder {
     config: Config,
 }

@@ -91,7 +91,9 @@ impl Server {
         ServerBuilder::new()
     }
 
-    async fn bind(config: Config) -> Result<Server, ServerError> {
+    async fn bind(mut config: Config) -> Result<Server, ServerError> {
+        config.shutdown = CancellationToken::new();
+        config.force = CancellationToken::new();
         if config.raise_nofile_limit {
             raise_nofile_limit();
         }
