@@ -466,3 +466,23 @@ async fn servers_from_clones_of_one_builder_stop_apart() {
     );
     second.stop().await;
 }
+
+#[tokio::test]
+async fn replies_past_the_buffer_cap_are_written_mid_batch_in_order() {
+    // A cap smaller than one batch of replies: the server writes at the cap
+    // and goes on handling the rest of what it read.
+    let server = start(Server::builder().max_buffered_replies(100)).await;
+    let mut peer = Peer::connect(server.addr).await;
+    let mut wire = Vec::new();
+    for i in 0..200 {
+        wire.extend_from_slice(&message(format!("m{i:03}")).to_bytes());
+    }
+    peer.send_raw(&wire).await;
+    for i in 0..200 {
+        assert_eq!(
+            peer.recv().await.unwrap(),
+            says(format!("m{i:03}").as_bytes())
+        );
+    }
+    server.stop().await;
+}

@@ -619,32 +619,18 @@ impl Connection {
                 _ => break,
             }
         }
-        let mut flow = Flow::Continue;
-        while flow == Flow::Continue {
-            match self.decoder.decode_in_place(&mut buf) {
-                Ok(Some(header)) => {
-                    let length = header.length as usize;
-                    flow = if self.handle_inline(header.command, &buf[..length]) {
-                        buf.advance(length);
-                        Flow::Continue
-                    } else {
-                        let body = buf.split_to(length).freeze();
-                        self.handle_async(header.command, body).await
-                    };
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.push_error(&e.to_string());
-                    break;
-                }
+        // Handled as any batch; the replies go out with the GOAWAY.
+        let flow = match self.process(&mut buf) {
+            Ok(()) => {
+                self.keep_or_return(buf, true);
+                Flow::Continue
             }
-        }
-        buf.clear();
-        pool::give(buf);
+            Err(slow) => self.slow_path(buf, slow).await,
+        };
         if flow == Flow::Continue {
             self.push_parts(Command::GOAWAY, b"server shutting down", &[]);
+            let _ = self.close_after_flush().await;
         }
-        let _ = self.close_after_flush().await;
     }
 }
 
