@@ -177,8 +177,8 @@ def load(addr: str, seconds: str, conns: int, pipeline: int) -> float:
          "--conns", str(conns), "--pipeline", str(pipeline), "--threads", "1"],
         capture_output=True, text=True, check=True,
     )
+    # check=True: `gopro bench` exits non-zero on any wrong reply.
     result = json.loads(out.stdout)
-    assert result["errors"] == 0, result
     return float(result["replies_per_sec"])
 
 

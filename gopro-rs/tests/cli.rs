@@ -162,7 +162,6 @@ fn bench_checks_replies_and_reports_json() {
         assert!(report["replies"].as_u64().unwrap() > 100, "{report}");
         assert!(report["p99_us"].as_f64().unwrap() > 0.0);
         assert!(report["replies_per_sec"].as_f64().unwrap() > 0.0);
-        assert_eq!(report["errors"], 0);
     }
 }
 

@@ -79,7 +79,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "p99_us": us(0.99),
                 "p999_us": us(0.999),
                 "max_us": histogram.max() as f64 / 1e3,
-                "errors": 0,
             })
         );
     } else {
