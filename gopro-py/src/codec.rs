@@ -1,6 +1,8 @@
 //! `Command`, `Frame`, `encode`, `decode` and `Decoder`: the core's sans-IO codec.
 
-use bytes::{Buf, BytesMut};
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -63,55 +65,90 @@ pub(crate) fn command_obj(py: Python<'_>, code: u8) -> PyResult<Py<PyAny>> {
 pub(crate) struct Frame {
     version: u8,
     command: u8,
-    body: Py<PyBytes>,
+    body: Body,
+}
+
+/// A frame's body: `len` bytes at `start` of a `bytes` object — the body
+/// itself, or a chunk a `Decoder` was fed, sliced on first use. A decoded
+/// frame then costs one small object and no copy until its body is read.
+struct Body {
+    data: Py<PyBytes>,
+    start: usize,
+    len: usize,
+    slice: OnceLock<Py<PyBytes>>,
+}
+
+impl Body {
+    fn whole(data: Py<PyBytes>, py: Python<'_>) -> Body {
+        let len = data.as_bytes(py).len();
+        Body::slice(data, 0, len)
+    }
+
+    fn slice(data: Py<PyBytes>, start: usize, len: usize) -> Body {
+        Body {
+            data,
+            start,
+            len,
+            slice: OnceLock::new(),
+        }
+    }
+
+    fn as_slice<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
+        &self.data.as_bytes(py)[self.start..self.start + self.len]
+    }
+
+    fn object(&self, py: Python<'_>) -> Py<PyBytes> {
+        if self.start == 0 && self.len == self.data.as_bytes(py).len() {
+            return self.data.clone_ref(py);
+        }
+        self.slice
+            .get_or_init(|| PyBytes::new(py, self.as_slice(py)).unbind())
+            .clone_ref(py)
+    }
 }
 
 impl Frame {
+    fn with_body(version: u8, command: u8, body: Body) -> Frame {
+        Frame {
+            version,
+            command,
+            body,
+        }
+    }
+
     /// A Python frame holding a copy of a core frame's body.
     pub(crate) fn from_core(py: Python<'_>, frame: &gopro::Frame) -> Frame {
-        Frame {
-            version: frame.version,
-            command: frame.command.code(),
-            body: PyBytes::new(py, &frame.body).unbind(),
-        }
+        let data = PyBytes::new(py, &frame.body).unbind();
+        Frame::with_body(
+            frame.version,
+            frame.command.code(),
+            Body::slice(data, 0, frame.body.len()),
+        )
     }
 
     /// A new Python frame for a core frame; see [`Frame::untracked`].
     pub(crate) fn new_untracked(py: Python<'_>, frame: &gopro::Frame) -> PyResult<Py<Frame>> {
-        Frame::untracked(py, frame.version, frame.command.code(), &frame.body)
-    }
-
-    /// A new Python frame, left out of the cycle collector: a frozen frame
-    /// holds only a `bytes` body, so it can never be part of a cycle, and
-    /// tracking millions of them (a decoder's output kept in a list) makes
-    /// every collection walk them all.
-    pub(crate) fn untracked(
-        py: Python<'_>,
-        version: u8,
-        command: u8,
-        body: &[u8],
-    ) -> PyResult<Py<Frame>> {
-        let frame = Frame {
-            version,
-            command,
-            body: PyBytes::new(py, body).unbind(),
-        };
-        let obj = Py::new(py, frame)?;
-        // SAFETY: `obj` is a live object of a GC type; untracking only takes
-        // it off the collector's list (CPython does the same for tuples of
-        // atoms), and its dealloc untracks again harmlessly.
-        unsafe { pyo3::ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
-        Ok(obj)
+        untracked(py, Frame::from_core(py, frame))
     }
 
     /// The core frame, with a copy of the body.
     pub(crate) fn to_core(&self, py: Python<'_>) -> gopro::Frame {
-        gopro::Frame::new(
-            self.command,
-            bytes::Bytes::copy_from_slice(self.body.as_bytes(py)),
-        )
-        .with_version(self.version)
+        gopro::Frame::new(self.command, Bytes::copy_from_slice(self.body.as_slice(py)))
+            .with_version(self.version)
     }
+}
+
+/// A new Python frame, left out of the cycle collector: a frozen frame
+/// holds only `bytes`, so it can never be part of a cycle, and tracking
+/// millions of them (a decoder's output kept in a list) makes every
+/// collection walk them all.
+fn untracked(py: Python<'_>, frame: Frame) -> PyResult<Py<Frame>> {
+    let obj = Py::new(py, frame)?;
+    // SAFETY: `obj` is a live object of a GC type; untracking only takes it
+    // off the collector's list (CPython does the same for tuples of atoms),
+    // and its dealloc untracks again harmlessly.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) };
+    Ok(obj)
 }
 
 #[pymethods]
@@ -125,13 +162,14 @@ impl Frame {
         version: u8,
     ) -> PyResult<Frame> {
         let command = command_code(command)?;
-        let body = match body {
+        let data = match body {
             None => PyBytes::new(py, b"").unbind(),
             Some(b) => match b.cast::<PyBytes>() {
                 Ok(bytes) => bytes.clone().unbind(),
                 Err(_) => with_body(b, |s| PyBytes::new(py, s).unbind())?,
             },
         };
+        let body = Body::whole(data, py);
         Ok(Frame {
             version,
             command,
@@ -148,7 +186,7 @@ impl Frame {
     /// The body.
     #[getter]
     fn body(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.body.clone_ref(py)
+        self.body.object(py)
     }
 
     /// The version byte (1 unless given).
@@ -159,7 +197,7 @@ impl Frame {
 
     /// The frame's wire bytes.
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let body = self.body.as_bytes(py);
+        let body = self.body.as_slice(py);
         let header = gopro::Header {
             version: self.version,
             command: gopro::Command(self.command),
@@ -184,7 +222,7 @@ impl Frame {
         let other = other.get();
         let equal = self.version == other.version
             && self.command == other.command
-            && self.body.as_bytes(py) == other.body.as_bytes(py);
+            && self.body.as_slice(py) == other.body.as_slice(py);
         match op {
             CompareOp::Eq => Ok(equal.into_pyobject(py)?.to_owned().into_any().unbind()),
             CompareOp::Ne => Ok((!equal).into_pyobject(py)?.to_owned().into_any().unbind()),
@@ -193,7 +231,7 @@ impl Frame {
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
-        (self.version, self.command, self.body.bind(py))
+        (self.version, self.command, self.body.object(py))
             .into_pyobject(py)?
             .hash()
     }
@@ -203,7 +241,7 @@ impl Frame {
             Some(name) => format!("Command.{name}"),
             None => self.command.to_string(),
         };
-        let body = self.body.bind(py).repr()?;
+        let body = self.body.object(py).into_bound(py).repr()?;
         if self.version == gopro::VERSION {
             Ok(format!("Frame({command}, {body})"))
         } else {
@@ -216,7 +254,7 @@ impl Frame {
 
     fn __reduce__(&self, py: Python<'_>) -> PyResult<Reduced> {
         let cls = py.get_type::<Frame>().into_any().unbind();
-        Ok((cls, (self.command, self.body.clone_ref(py), self.version)))
+        Ok((cls, (self.command, self.body.object(py), self.version)))
     }
 }
 
@@ -300,11 +338,19 @@ pub(crate) fn decode(
 
 /// Turns a byte stream into frames: `feed(data)`, then iterate.
 ///
+/// A `bytes` chunk is kept, not copied: the frames inside it slice it.
+/// Only a frame cut across two chunks is copied, into `carry`.
+///
 /// After an error the stream cannot be trusted: the buffer is dropped.
 #[pyclass(module = "gopro._gopro")]
 pub(crate) struct Decoder {
     inner: gopro::Decoder,
-    buf: BytesMut,
+    /// The start of a frame whose end has not arrived, past any header the
+    /// decoder already holds.
+    carry: BytesMut,
+    /// The chunk being read, and how far.
+    chunk: Option<Py<PyBytes>>,
+    at: usize,
 }
 
 #[pymethods]
@@ -314,14 +360,26 @@ impl Decoder {
     fn new(max_body: usize, version: Option<u8>) -> Decoder {
         Decoder {
             inner: codec(max_body, version),
-            buf: BytesMut::new(),
+            carry: BytesMut::new(),
+            chunk: None,
+            at: 0,
         }
     }
 
     /// Adds bytes received from the stream.
     fn feed(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let buf = &mut self.buf;
-        with_body(data, |bytes| buf.extend_from_slice(bytes))
+        let py = data.py();
+        let data = match data.cast::<PyBytes>() {
+            Ok(bytes) => bytes.clone().unbind(),
+            Err(_) => with_body(data, |b| PyBytes::new(py, b).unbind())?,
+        };
+        if data.as_bytes(py).is_empty() {
+            return Ok(());
+        }
+        self.spill(py);
+        self.chunk = Some(data);
+        self.at = 0;
+        Ok(())
     }
 
     /// The largest body accepted.
@@ -332,17 +390,37 @@ impl Decoder {
 
     /// Bytes received but not yet returned as frames.
     #[getter]
-    fn buffered(&self) -> usize {
-        self.buf.len() + self.inner.pending_header().map_or(0, |_| gopro::HEADER_LEN)
+    fn buffered(&self, py: Python<'_>) -> usize {
+        let unread = self
+            .chunk
+            .as_ref()
+            .map_or(0, |c| c.as_bytes(py).len() - self.at);
+        let header = self.inner.pending_header().map_or(0, |_| gopro::HEADER_LEN);
+        self.carry.len() + header + unread
     }
 
     /// Declares the end of the stream: returns the frames still buffered,
     /// and raises `IncompleteFrame` if the stream ends inside a frame.
     fn eof<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.spill(py);
         let list = PyList::empty(py);
         loop {
-            match self.inner.decode_eof(&mut self.buf) {
+            match self.inner.decode_eof(&mut self.carry) {
                 Ok(Some(frame)) => list.append(Frame::new_untracked(py, &frame)?)?,
+                Ok(None) => return Ok(list),
+                Err(e) => return Err(self.fail(py, &e)),
+            }
+        }
+    }
+
+    /// Every complete frame buffered, as a list: `list(decoder)` in one
+    /// call. After an error, the frames before it are lost with the stream;
+    /// iterate to keep them.
+    fn frames<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        loop {
+            match self.next_frame(py) {
+                Ok(Some(frame)) => list.append(untracked(py, frame)?)?,
                 Ok(None) => return Ok(list),
                 Err(e) => return Err(self.fail(py, &e)),
             }
@@ -354,36 +432,78 @@ impl Decoder {
     }
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<Frame>>> {
-        // In place: the body is copied once, into the `bytes` object.
-        match self.inner.decode_in_place(&mut self.buf) {
-            Ok(Some(header)) => {
-                let length = header.length as usize;
-                let frame = Frame::untracked(
-                    py,
-                    header.version,
-                    header.command.code(),
-                    &self.buf[..length],
-                );
-                self.buf.advance(length);
-                Ok(Some(frame?))
-            }
+        match self.next_frame(py) {
+            Ok(Some(frame)) => Ok(Some(untracked(py, frame)?)),
             Ok(None) => Ok(None),
             Err(e) => Err(self.fail(py, &e)),
         }
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Decoder(max_body={}, buffered={})",
             self.inner.max_body(),
-            self.buffered()
+            self.buffered(py)
         )
     }
 }
 
 impl Decoder {
+    fn next_frame(&mut self, py: Python<'_>) -> Result<Option<Frame>, gopro::Error> {
+        // A frame begun in an earlier chunk: complete it in `carry`, taking
+        // from the chunk only the bytes it still needs.
+        while !self.carry.is_empty() || self.inner.pending_header().is_some() {
+            if let Some(frame) = self.inner.decode(&mut self.carry)? {
+                return Ok(Some(Frame::from_core(py, &frame)));
+            }
+            let Some(chunk) = &self.chunk else {
+                return Ok(None);
+            };
+            let data = &chunk.as_bytes(py)[self.at..];
+            let take = self.inner.bytes_needed(&self.carry).min(data.len());
+            if take == 0 {
+                self.chunk = None;
+                return Ok(None);
+            }
+            self.carry.extend_from_slice(&data[..take]);
+            self.at += take;
+        }
+        let Some(chunk) = &self.chunk else {
+            return Ok(None);
+        };
+        let data = chunk.as_bytes(py);
+        match self.inner.decode_slice(data, &mut self.at)? {
+            Some(header) => {
+                let len = header.length as usize;
+                let body = Body::slice(chunk.clone_ref(py), self.at - len, len);
+                Ok(Some(Frame::with_body(
+                    header.version,
+                    header.command.code(),
+                    body,
+                )))
+            }
+            None => {
+                // The rest of the chunk starts a frame: keep only that.
+                self.carry.extend_from_slice(&data[self.at..]);
+                self.chunk = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves what is unread of the current chunk into `carry`, which then
+    /// holds the stream from the decoder's position on.
+    fn spill(&mut self, py: Python<'_>) {
+        if let Some(chunk) = self.chunk.take() {
+            self.carry.extend_from_slice(&chunk.as_bytes(py)[self.at..]);
+        }
+        self.at = 0;
+    }
+
     fn fail(&mut self, py: Python<'_>, e: &gopro::Error) -> PyErr {
-        self.buf = BytesMut::new();
+        self.carry = BytesMut::new();
+        self.chunk = None;
+        self.at = 0;
         self.inner = codec(self.inner.max_body(), self.inner.required_version());
         frame_err(py, e)
     }

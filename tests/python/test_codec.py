@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,49 @@ def test_decoder_stream() -> None:
     assert list(decoder) == []
     assert "Decoder(" in repr(decoder)
     assert decoder.max_body == gopro.DEFAULT_MAX_BODY
+
+
+def test_decoder_any_chunking() -> None:
+    """Chunks of every kind and size, drained or not between feeds."""
+    rng = random.Random(7)
+    frames = [gopro.Frame(rng.randrange(256), rng.randbytes(rng.choice([0, 1, 7, 32, 300, 5000]))) for _ in range(400)]
+    wire = b"".join(bytes(f) for f in frames)
+    for trial in range(30):
+        decoder = gopro.Decoder()
+        got: list[gopro.Frame] = []
+        at = 0
+        while at < len(wire):
+            size = rng.choice([1, 2, 8, 9, 100, 4096, 70000])
+            chunk = wire[at : at + size]
+            at += len(chunk)
+            kind = rng.randrange(3)
+            decoder.feed(chunk if kind == 0 else bytearray(chunk) if kind == 1 else memoryview(chunk))
+            if rng.random() < 0.5:  # leave frames buffered across feeds
+                got.extend(decoder.frames() if trial % 2 else list(decoder))
+            assert decoder.buffered == at - sum(8 + len(f.body) for f in got)
+        got.extend(decoder)
+        assert decoder.eof() == []
+        assert got == frames
+        assert decoder.buffered == 0
+
+
+def test_decoded_bodies_outlive_the_stream() -> None:
+    wire = b"".join(gopro.encode(1, bytes([i]) * i) for i in range(50))
+    decoder = gopro.Decoder()
+    decoder.feed(bytearray(wire))
+    frames = decoder.frames()
+    del decoder, wire
+    assert [f.body for f in frames] == [bytes([i]) * i for i in range(50)]
+    assert frames[3].body is frames[3].body  # sliced once, then kept
+    assert hash(frames[5]) == hash(gopro.Frame(1, b"\x05" * 5))
+
+
+def test_decoder_frames_stops_at_an_error() -> None:
+    decoder = gopro.Decoder(max_body=4)
+    decoder.feed(gopro.encode(0, b"ok") + gopro.encode(1, b"12345", max_body=5))
+    with pytest.raises(gopro.FrameTooLarge):
+        decoder.frames()
+    assert decoder.buffered == 0
 
 
 def test_decoder_limit_and_recovery() -> None:
