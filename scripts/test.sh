@@ -34,3 +34,4 @@ for part in c python; do
     "scripts/test-$part.sh"
   fi
 done
+step "Soak: 15 s of churn and pipelined load against gopro serve"; scripts/soak.sh 15

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use gopro::client::Client;
+use gopro::client::{Client, ClientBuilder};
 use gopro::Command;
 use hdrhistogram::Histogram;
 
@@ -45,21 +45,27 @@ pub(crate) struct BenchArgs {
     /// Worker threads [default: the CPUs this process may use].
     #[arg(long)]
     threads: Option<usize>,
+    /// Churn: each connection closes after N replies and opens a new one
+    /// (the last batch before a reconnect is cut to fit) [default: never].
+    #[arg(long, value_name = "N")]
+    reconnect_every: Option<u64>,
 }
 
 struct Totals {
     replies: AtomicU64,
     bytes: AtomicU64,
+    connections: AtomicU64,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.conns == 0 || args.pipeline == 0 {
-        return Err("--conns and --pipeline must be at least 1".into());
+    if args.conns == 0 || args.pipeline == 0 || args.reconnect_every == Some(0) {
+        return Err("--conns, --pipeline and --reconnect-every must be at least 1".into());
     }
     let runtime = crate::runtime(args.threads)?;
     let (histogram, elapsed, totals) = runtime.block_on(load(&args))?;
     let replies = totals.replies.load(Ordering::Relaxed);
     let bytes = totals.bytes.load(Ordering::Relaxed);
+    let connections = totals.connections.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64();
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
     if args.json {
@@ -71,6 +77,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "pipeline": args.pipeline,
                 "size": args.size,
                 "command": match args.command { Kind::Heartbeat => "heartbeat", Kind::Message => "message" },
+                "reconnect_every": args.reconnect_every,
+                "connections": connections,
                 "seconds": secs,
                 "replies": replies,
                 "replies_per_sec": replies as f64 / secs,
@@ -86,6 +94,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             "{replies} replies in {secs:.2} s from {} connection(s) x pipeline {}, {}-byte bodies",
             args.conns, args.pipeline, args.size
         );
+        if let Some(n) = args.reconnect_every {
+            println!("{connections} connections opened, each closed after {n} replies");
+        }
         println!(
             "{:.0} replies/s, {:.2} MB/s (requests and replies)",
             replies as f64 / secs,
@@ -105,19 +116,17 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 async fn load(
     args: &BenchArgs,
 ) -> Result<(Histogram<u64>, Duration, Arc<Totals>), Box<dyn std::error::Error>> {
+    let builder = Client::builder()
+        .timeout(args.timeout)
+        .max_body(args.size + 64);
     let mut clients = Vec::with_capacity(args.conns);
     for _ in 0..args.conns {
-        clients.push(
-            Client::builder()
-                .timeout(args.timeout)
-                .max_body(args.size + 64)
-                .connect(&args.addr)
-                .await?,
-        );
+        clients.push(builder.clone().connect(&args.addr).await?);
     }
     let totals = Arc::new(Totals {
         replies: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        connections: AtomicU64::new(args.conns as u64),
     });
     let body = Bytes::from((0..args.size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let started = Instant::now();
@@ -125,11 +134,17 @@ async fn load(
     let progress = progress_bar(args);
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
-        let body = body.clone();
-        let totals = totals.clone();
-        let pipeline = args.pipeline;
-        let kind = args.command;
-        tasks.spawn(async move { connection(client, body, pipeline, kind, until, totals).await });
+        let load = Load {
+            body: body.clone(),
+            pipeline: args.pipeline,
+            kind: args.command,
+            until,
+            totals: totals.clone(),
+            reconnect: args
+                .reconnect_every
+                .map(|n| (n, builder.clone(), args.addr.clone())),
+        };
+        tasks.spawn(async move { connection(client, load).await });
     }
     let ticker = {
         let totals = totals.clone();
@@ -170,32 +185,62 @@ fn progress_bar(args: &BenchArgs) -> indicatif::ProgressBar {
     bar
 }
 
-/// One connection's loop: a batch of `pipeline` requests, then their
-/// replies, each checked, until the time is up.
-async fn connection(
-    client: Client,
+/// What each connection task sends, until when, and where it counts.
+struct Load {
     body: Bytes,
     pipeline: usize,
     kind: Kind,
     until: Instant,
     totals: Arc<Totals>,
-) -> Result<Histogram<u64>, String> {
+    /// Replies per connection before it is replaced, and how to open the next.
+    reconnect: Option<(u64, ClientBuilder, String)>,
+}
+
+/// One connection's loop: a batch of `pipeline` requests, then their
+/// replies, each checked, until the time is up. With `reconnect`, the
+/// connection is closed and another opened after every `n` replies.
+async fn connection(mut client: Client, load: Load) -> Result<Histogram<u64>, String> {
+    let Load {
+        body,
+        pipeline,
+        kind,
+        until,
+        totals,
+        reconnect,
+    } = load;
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
     let (command, prefix): (Command, &[u8]) = match kind {
         Kind::Heartbeat => (Command::HEARTBEAT, b""),
         Kind::Message => (Command::MESSAGE, b"Server says: "),
     };
     let frame_bytes = (2 * 8 + body.len() * 2 + prefix.len()) as u64;
+    let mut answered: u64 = 0;
     while Instant::now() < until {
+        if let Some((every, builder, addr)) = &reconnect {
+            if answered >= *every {
+                drop(client);
+                client = builder
+                    .clone()
+                    .connect(addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                totals.connections.fetch_add(1, Ordering::Relaxed);
+                answered = 0;
+            }
+        }
+        let batch = match &reconnect {
+            Some((every, _, _)) => pipeline.min((every - answered) as usize),
+            None => pipeline,
+        };
         let sent = Instant::now();
-        for _ in 0..pipeline {
+        for _ in 0..batch {
             client
                 .send(command, body.clone())
                 .await
                 .map_err(|e| e.to_string())?;
         }
         client.flush().await.map_err(|e| e.to_string())?;
-        for _ in 0..pipeline {
+        for _ in 0..batch {
             let reply = client.recv().await.map_err(|e| e.to_string())?;
             let ok = reply.command == command
                 && reply.body.len() == prefix.len() + body.len()
@@ -213,10 +258,76 @@ async fn connection(
                 .record(latency.max(1))
                 .map_err(|e| e.to_string())?;
         }
-        totals.replies.fetch_add(pipeline as u64, Ordering::Relaxed);
+        answered += batch as u64;
+        totals.replies.fetch_add(batch as u64, Ordering::Relaxed);
         totals
             .bytes
-            .fetch_add(frame_bytes * pipeline as u64, Ordering::Relaxed);
+            .fetch_add(frame_bytes * batch as u64, Ordering::Relaxed);
     }
     Ok(histogram)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// Runs `load` against an in-process server with these `gopro bench` flags.
+    fn bench(flags: &[&str]) -> (u64, u64) {
+        let runtime = crate::runtime(Some(2)).unwrap();
+        runtime.block_on(async {
+            let server = gopro::server::Server::builder()
+                .listen("127.0.0.1:0")
+                .bind()
+                .await
+                .unwrap();
+            let addr = server.local_addr().to_string();
+            let serving = tokio::spawn(server.run());
+            let mut argv = vec!["bench", "--addr", &addr, "--duration", "300ms"];
+            argv.extend_from_slice(flags);
+            let args = Cli::try_parse_from(argv).unwrap().bench;
+            let (_, _, totals) = load(&args).await.unwrap();
+            serving.abort();
+            (
+                totals.replies.load(Ordering::Relaxed),
+                totals.connections.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    #[test]
+    fn connections_stay_open_by_default() {
+        let (replies, connections) = bench(&["--conns", "3", "--pipeline", "4"]);
+        assert!(replies > 0);
+        assert_eq!(connections, 3);
+    }
+
+    #[test]
+    fn reconnect_every_closes_each_connection_after_n_replies() {
+        let (replies, connections) =
+            bench(&["--conns", "3", "--pipeline", "4", "--reconnect-every", "10"]);
+        // Batches of 4, 4 and 2 per connection: none carries more than 10
+        // replies, and every one but the last of each task carries exactly 10.
+        assert!(replies > 30, "{replies} replies");
+        assert!(connections * 10 >= replies, "{connections} for {replies}");
+        assert!(
+            connections * 10 < replies + 3 * 10,
+            "{connections} for {replies}"
+        );
+    }
+
+    #[test]
+    fn reconnect_every_zero_is_refused() {
+        let args = Cli::try_parse_from(["bench", "--reconnect-every", "0"])
+            .unwrap()
+            .bench;
+        let err = run(args).unwrap_err().to_string();
+        assert!(err.contains("--reconnect-every"), "{err}");
+    }
 }
