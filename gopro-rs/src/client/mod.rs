@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::{timeout, Instant};
@@ -194,7 +195,7 @@ impl Client {
         conn.check_open()?;
         conn.queue(command, &body)?;
         let result = timeout(self.timeout, conn.flush_and_recv()).await;
-        conn.settle(result, self.timeout)
+        conn.settle(result, self.timeout).await
     }
 
     /// A HEARTBEAT round trip; the reply must echo it.
@@ -229,7 +230,8 @@ impl Client {
         conn.queue(command.into(), &body)?;
         if conn.wbuf.len() >= SEND_BUFFER {
             let result = timeout(self.timeout, conn.flush()).await;
-            conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)?;
+            conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
+                .await?;
         }
         Ok(())
     }
@@ -240,6 +242,7 @@ impl Client {
         conn.check_open()?;
         let result = timeout(self.timeout, conn.flush()).await;
         conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
+            .await
     }
 
     /// The reply to the oldest request not yet answered.
@@ -252,7 +255,7 @@ impl Client {
             ));
         }
         let result = timeout(self.timeout, conn.flush_and_recv()).await;
-        conn.settle(result, self.timeout)
+        conn.settle(result, self.timeout).await
     }
 
     /// Requests sent (or queued) that have no reply yet.
@@ -308,7 +311,7 @@ impl Conn {
 
     /// Closes the connection after a failure that leaves its replies out
     /// of step (anything but an ERROR or GOAWAY reply), including a timeout.
-    fn settle<T>(
+    async fn settle<T>(
         &mut self,
         result: Result<Result<T, ClientError>, tokio::time::error::Elapsed>,
         limit: Duration,
@@ -328,16 +331,25 @@ impl Conn {
                         | io::ErrorKind::UnexpectedEof
                 ) =>
             {
-                self.state = State::Closed;
+                self.close().await;
                 Err(ClientError::Closed {
                     unanswered: self.in_flight,
                 })
             }
             Err(e) => {
-                self.state = State::Closed;
+                self.close().await;
                 Err(e)
             }
         }
+    }
+
+    /// Refuses further calls and ends the stream now, so that the server
+    /// lets go of the connection without waiting for the client to be dropped.
+    async fn close(&mut self) {
+        self.state = State::Closed;
+        // Only the writing side: that is immediate (no waiting on the peer),
+        // and the socket itself is freed when the client is dropped.
+        let _ = self.stream.shutdown().await;
     }
 
     async fn flush_and_recv(&mut self) -> Result<Frame, ClientError> {
@@ -474,7 +486,7 @@ async fn keep_alive(conn: std::sync::Weak<Mutex<Conn>>, interval: Duration) {
                 .put_slice(&Header::new(Command::HEARTBEAT, 0).to_bytes());
             conn.keepalive_pending += 1;
             if timeout(interval, conn.flush()).await.is_err() {
-                conn.state = State::Closed;
+                conn.close().await;
                 return;
             }
             next = Instant::now() + interval;
