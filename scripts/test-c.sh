@@ -28,8 +28,10 @@ out="$root/target/c-tests"
 rm -rf "$out"
 mkdir -p "$out"
 serve_pid=""
+proxy_pids=()
 cleanup() {
   if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+  for pid in ${proxy_pids[@]+"${proxy_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -50,7 +52,7 @@ fi
 
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
-c_tests=(test_vectors test_codec test_client test_server)
+c_tests=(test_vectors test_codec test_client test_server test_faults)
 src="$root/gopro-c/tests/c"
 
 step "codec-only build (no runtime): the codec tests linked against it"
@@ -101,6 +103,31 @@ if [ -z "$addr" ]; then
 fi
 echo "gopro serve on $addr"
 
+step "start a gopro proxy per fault in front of it"
+# FAULT,DIRECTION: test_faults gets FAULT,DIRECTION,ADDR for each.
+faults=(none,both chunk1,both delay=10ms,both throttle=4000000,both
+  reset-after=100000,up reset-after=25,down stop-after=100000,both stop-after=25,down
+  half-close,down half-close=25,down half-close,up)
+fault_args=()
+for spec in "${faults[@]}"; do
+  n=${#proxy_pids[@]}
+  "$gopro" proxy --listen 127.0.0.1:0 --upstream "$addr" --fault "${spec%,*}" \
+    --direction "${spec#*,}" >"$out/proxy-$n.out" 2>"$out/proxy-$n.log" &
+  proxy_pids+=($!)
+  proxy_addr=""
+  for _ in $(seq 100); do
+    proxy_addr=$(sed -n 's/^listening on //p' "$out/proxy-$n.out")
+    [ -n "$proxy_addr" ] && break
+    sleep 0.1
+  done
+  if [ -z "$proxy_addr" ]; then
+    cat "$out/proxy-$n.log" >&2
+    echo "gopro proxy --fault ${spec%,*} did not start" >&2
+    exit 1
+  fi
+  fault_args+=("$spec,$proxy_addr")
+done
+
 export GOPRO_TEST_STATUS_LOG="$out/statuses.log"
 # Runs every test binary with the suffix $1, under the command in $2...
 run_all() {
@@ -109,6 +136,7 @@ run_all() {
   "$@" "$out/test_vectors$suffix" tests/vectors/frames.txt
   "$@" "$out/test_codec$suffix"
   "$@" "$out/test_client$suffix" "$addr"
+  "$@" "$out/test_faults$suffix" "${fault_args[@]}"
   "$@" "$out/test_server$suffix"
   "$@" "$out/test_cpp$suffix"
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod ping;
+mod proxy;
 mod send;
 mod serve;
 
@@ -27,6 +28,8 @@ enum Cmd {
     Ping(ping::PingArgs),
     /// Load a server with pipelined requests, check every reply, report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Forward TCP to a server while injecting a network fault (chunking, delay, throttle, reset, stall, half-close).
+    Proxy(proxy::ProxyArgs),
 }
 
 /// Parses durations such as `2s`, `500ms` or `1m`.
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Send(args) => send::run(args),
         Cmd::Ping(args) => ping::run(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Proxy(args) => proxy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
