@@ -244,3 +244,114 @@ fn our_client_against_the_go_server() {
         assert_eq!(err.kind(), "protocol", "{err}");
     }
 }
+
+/// The server's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// `connections` clients at once, each echoing `count` MESSAGE frames of
+/// `size` bytes, every reply checked. Each frame is sent but for its last
+/// byte, and completed once every client got that far (or after a moment),
+/// so that the server is offered all the frames at the same time.
+fn load_large_frames(addr: std::net::SocketAddr, connections: usize, size: usize, count: usize) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ready = std::sync::Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..connections)
+        .map(|c| {
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let frame = gopro::Frame::new(1u8, vec![c as u8; size]).to_bytes();
+                for round in 1..=count {
+                    s.write_all(&frame[..frame.len() - 1]).unwrap();
+                    ready.fetch_add(1, Ordering::SeqCst);
+                    let started = std::time::Instant::now();
+                    while ready.load(Ordering::SeqCst) < round * connections
+                        && started.elapsed() < Duration::from_secs(2)
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    s.write_all(&frame[frame.len() - 1..]).unwrap();
+                    let mut reply = vec![0u8; 8 + 13 + size];
+                    s.read_exact(&mut reply).unwrap();
+                    assert!(reply[21..].iter().all(|&b| b == c as u8));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
+/// Many connections sending large frames at once: with a budget the
+/// server's resident memory stays under the budget plus a fixed overhead;
+/// without one (the default 256 MiB here) the same load takes far more.
+#[test]
+fn serve_memory_stays_under_its_budget() {
+    const MIB: usize = 1024 * 1024;
+    let (connections, size, count) = (24, 2 * MIB, 2);
+    let budget = 8 * MIB;
+    let peak_with = |args: &[&str]| {
+        let server = gopro_serve(args);
+        let idle = peak_rss(server.child.id());
+        load_large_frames(server.addr, connections, size, count);
+        (idle, peak_rss(server.child.id()))
+    };
+    let max_body = (4 * MIB).to_string();
+    let budget_arg = budget.to_string();
+    let (idle, peak) = peak_with(&[
+        "--max-body",
+        &max_body,
+        "--memory-budget",
+        &budget_arg,
+        "--threads",
+        "2",
+    ]);
+    let (_, unbounded) = peak_with(&["--max-body", &max_body, "--threads", "2"]);
+    eprintln!(
+        "peak RSS: idle {} KiB; {connections} x {} MiB frames with an {} MiB budget: {} KiB; with the default budget: {} KiB",
+        idle / 1024,
+        size / MIB,
+        budget / MIB,
+        peak / 1024,
+        unbounded / 1024
+    );
+    // Fixed overhead: pooled buffers, buffers growing by doubling, and
+    // memory the allocator keeps after a free.
+    let overhead = 12 * MIB;
+    assert!(
+        peak <= idle + budget + overhead,
+        "peak RSS {peak} over idle {idle} + budget {budget} + {overhead}"
+    );
+    assert!(
+        unbounded > idle + budget + overhead,
+        "the load would fit the budget anyway ({unbounded}): the test proves nothing"
+    );
+}
+
+#[test]
+fn serve_logs_its_stats_on_sigusr1() {
+    let server = gopro_serve(&[]);
+    let (ok, out, _) = gopro(&["send", "--addr", &server.addr.to_string(), "hi"]);
+    assert!(ok, "{out}");
+    server.signal("USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = server.log_lines();
+        if let Some(line) = lines.iter().find(|l| l.contains("stats: ")) {
+            assert!(line.contains("accepted=1"), "{line}");
+            assert!(line.contains("frames_in=1 frames_out=1"), "{line}");
+            assert!(line.contains("memory_budget=268435456"), "{line}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no stats line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

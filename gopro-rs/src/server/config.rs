@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Authenticator, Handler};
+use super::stats::Shared;
 use super::{Server, ServerError};
-use crate::{Command, DEFAULT_MAX_BODY};
+use crate::{Command, DEFAULT_MAX_BODY, HEADER_LEN};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8888";
@@ -26,6 +27,9 @@ pub const DEFAULT_MAX_LOGIN_FAILURES: u32 = 3;
 /// The default number of reply bytes a connection buffers before it stops
 /// handling requests and writes them out.
 pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
+/// The default memory budget: bytes held for frames and replies across all
+/// connections, beyond each connection's pooled buffer.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 
 /// Settings shared by every connection of a server.
 #[derive(Clone)]
@@ -39,6 +43,7 @@ pub(crate) struct Config {
     pub prelogin_max_body: usize,
     pub max_login_failures: u32,
     pub max_buffered_replies: usize,
+    pub memory_budget: usize,
     pub raise_nofile_limit: bool,
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
@@ -49,6 +54,10 @@ pub(crate) struct Config {
     pub shutdown: CancellationToken,
     /// Closes whatever is still open once the grace period is over.
     pub force: CancellationToken,
+    /// Counters and the memory budget; made anew by each bind too.
+    pub shared: Arc<Shared>,
+    /// What connections count their read deadlines from.
+    pub epoch: tokio::time::Instant,
 }
 
 /// Builds a [`Server`]. Every setting has a default:
@@ -64,6 +73,7 @@ pub(crate) struct Config {
 /// | [`prelogin_max_body`](Self::prelogin_max_body) | 16 KiB before LOGIN, with an authenticator |
 /// | [`max_login_failures`](Self::max_login_failures) | 3 failed LOGINs in a row, then close |
 /// | [`max_buffered_replies`](Self::max_buffered_replies) | 1 MiB of replies before they are written out |
+/// | [`memory_budget`](Self::memory_budget) | 256 MiB for frames and replies, all connections together |
 /// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
 ///
 /// A builder can be cloned to start several servers with the same settings
@@ -97,12 +107,15 @@ impl ServerBuilder {
                 prelogin_max_body: DEFAULT_PRELOGIN_MAX_BODY,
                 max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
                 max_buffered_replies: DEFAULT_MAX_BUFFERED_REPLIES,
+                memory_budget: DEFAULT_MEMORY_BUDGET,
                 raise_nofile_limit: true,
                 authenticator: None,
                 handlers: vec![None; 256],
                 invalid: None,
                 shutdown: CancellationToken::new(),
                 force: CancellationToken::new(),
+                shared: Shared::new(0),
+                epoch: tokio::time::Instant::now(),
             },
         }
     }
@@ -166,6 +179,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Bytes the server may hold for frames and replies, all connections
+    /// together, beyond the one pooled buffer (8 KiB) each active
+    /// connection reads into. A frame too large for that buffer is claimed
+    /// whole from the budget before more of it is read; while the budget
+    /// cannot cover it, its connection is not read from (the peer is held
+    /// back by TCP), and claims are granted in order. Must be at least
+    /// `max_body` + 8, so that any frame can be received.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.config.memory_budget = bytes;
+        self
+    }
+
     /// Whether to raise the open-files soft limit to the hard limit on bind.
     pub fn raise_nofile_limit(mut self, raise: bool) -> Self {
         self.config.raise_nofile_limit = raise;
@@ -212,6 +237,13 @@ impl ServerBuilder {
             return Err(ServerError::Config(
                 "max_connections must be at least 1".into(),
             ));
+        }
+        if config.memory_budget < config.max_body.saturating_add(HEADER_LEN) {
+            return Err(ServerError::Config(format!(
+                "memory_budget ({} bytes) must be at least max_body + 8 ({} bytes), or a frame of max_body could never be received",
+                config.memory_budget,
+                config.max_body.saturating_add(HEADER_LEN)
+            )));
         }
         if config.read_timeout.is_zero() || config.write_timeout.is_zero() {
             return Err(ServerError::Config(

@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 use super::config::Config;
 use super::handler::{BoxFuture, Reply};
 use super::pool;
+use super::stats::Counters;
 use crate::{Codec, Command, Decoder, Encoder, Error, Header, HEADER_LEN};
 
 /// The prefix of the default MESSAGE reply, as the reference server writes it.
@@ -59,6 +61,9 @@ enum Slow {
     Error(Error),
     /// Writing failed.
     Io(io::Error),
+    /// The frame in progress needs this many more bytes of the memory
+    /// budget before more of it is read.
+    Budget(usize),
 }
 
 /// What a synchronous step leaves to do.
@@ -96,9 +101,25 @@ pub(crate) struct Connection {
     /// Replies not yet written; taken from the pool when the first is added.
     wbuf: BytesMut,
     /// End of the time allowed for the next whole frame.
-    deadline: Instant,
+    /// In nanoseconds from the server's epoch: half the size of an
+    /// `Instant`, which keeps the connection's task in a smaller allocation.
+    deadline: u64,
     logged_in: bool,
     login_failures: u32,
+    /// What this connection holds of the memory budget; boxed, as only
+    /// connections that move large frames ever hold any.
+    held: Option<Box<Held>>,
+}
+
+/// A connection's share of the memory budget.
+#[derive(Default)]
+struct Held {
+    /// Claimed for the frame in progress.
+    frame: usize,
+    /// Claimed for that frame's reply, when the server itself makes it.
+    reply: usize,
+    /// Charged for the reply buffer's growth past a pooled buffer.
+    replies: usize,
 }
 
 impl Connection {
@@ -117,13 +138,14 @@ impl Connection {
             .decoder();
         Connection {
             stream,
-            deadline: Instant::now() + config.read_timeout,
+            deadline: deadline_after(&config),
             logged_in: config.authenticator.is_none(),
             config,
             decoder,
             rbuf: None,
             wbuf: BytesMut::new(),
             login_failures: 0,
+            held: None,
         }
     }
 
@@ -138,7 +160,7 @@ impl Connection {
         // Pinned once, so that waiting costs no registration per batch; the
         // timer is moved to the deadline only when it fires early.
         let mut cancelled = pin!(self.config.shutdown.clone().cancelled_owned());
-        let mut timer = pin!(sleep_until(self.deadline));
+        let mut timer = pin!(sleep_until(self.deadline()));
         loop {
             // Waiting is a plain poll of the three sources: readiness goes
             // through `poll_read_ready`, which stores only a waker, where a
@@ -161,8 +183,8 @@ impl Connection {
                     break;
                 }
                 Event::Timer => {
-                    if Instant::now() < self.deadline {
-                        timer.as_mut().reset(self.deadline);
+                    if Instant::now() < self.deadline() {
+                        timer.as_mut().reset(self.deadline());
                         continue;
                     }
                     Box::pin(self.timed_out()).await;
@@ -170,6 +192,7 @@ impl Connection {
                 }
                 Event::Readable(Err(e)) => {
                     debug!(peer = %Peer(&self.stream), "connection failed: {e}");
+                    self.count_error(|c| &c.io);
                     break;
                 }
                 Event::Readable(Ok(())) => match self.step() {
@@ -191,6 +214,10 @@ impl Connection {
     /// all without waiting; hands over to [`slow_path`](Self::slow_path)
     /// when something has to wait (a handler, a login, a full socket).
     fn step(&mut self) -> Step {
+        if let Err(more) = self.claim() {
+            let buf = self.rbuf.take().unwrap_or_default();
+            return Step::Slow(buf, Slow::Budget(more));
+        }
         let mut buf = self.read_buffer();
         match self.stream.try_read_buf(&mut buf) {
             Ok(0) => {
@@ -211,6 +238,7 @@ impl Connection {
             }
             Err(e) => {
                 debug!(peer = %Peer(&self.stream), "read failed: {e}");
+                self.count_error(|c| &c.io);
                 buf.clear();
                 pool::give(buf);
                 return Step::Close;
@@ -236,14 +264,15 @@ impl Connection {
         // Frames are read in place through a cursor; the buffer is advanced
         // once, past everything handled.
         let mut at = 0;
-        let mut handled = false;
+        let mut handled = 0;
+        let mut inline = 0;
         let result = loop {
             let header = match self.decoder.decode_slice(buf, &mut at) {
                 Ok(Some(header)) => header,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(Slow::Error(e)),
             };
-            handled = true;
+            handled += 1;
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
             if !self.handle_inline(header.command, &buf[at - length..at]) {
@@ -251,6 +280,8 @@ impl Connection {
                 at -= length;
                 break Err(Slow::Frame(header));
             }
+            // Every frame handled inline gets exactly one reply.
+            inline += 1;
             if self.wbuf.len() >= self.config.max_buffered_replies {
                 match self.write_now() {
                     Ok(true) => {}
@@ -260,8 +291,10 @@ impl Connection {
             }
         };
         buf.advance(at);
-        if handled {
-            self.deadline = Instant::now() + self.config.read_timeout;
+        if handled > 0 {
+            Counters::add(&self.config.shared.counters.frames_in, handled);
+            self.sent(inline);
+            self.deadline = deadline_after(&self.config);
         }
         result
     }
@@ -274,7 +307,21 @@ impl Connection {
                 Slow::Error(e) => break self.protocol_error(e).await,
                 Slow::Io(e) => {
                     debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                    self.count_error(|c| &c.io);
                     break Flow::Close;
+                }
+                Slow::Budget(more) => {
+                    debug!(peer = %Peer(&self.stream), more, "waiting for the memory budget");
+                    let shared = self.config.shared.clone();
+                    let shutdown = self.config.shutdown.clone();
+                    tokio::select! {
+                        () = shared.budget.claim(more) => {
+                            self.add_claim(more);
+                            // The wait was the server's, not the peer's.
+                            self.deadline = deadline_after(&self.config);
+                        }
+                        () = shutdown.cancelled() => {}
+                    }
                 }
                 Slow::Write => {
                     if self.flush().await == Flow::Close {
@@ -321,9 +368,113 @@ impl Connection {
             .min(buf.len().max(pool::BUFFER_SIZE))
             .max(MIN_READ);
         if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
+            // At most doubling, and never past the end of the frame, which
+            // is all the memory budget covers (reserve could double past it).
+            let frame_end = buf.len() + self.decoder.bytes_needed(&buf);
+            let target = (buf.capacity() * 2).min(frame_end).max(buf.len() + want);
+            let mut bigger = BytesMut::with_capacity(target);
+            bigger.extend_from_slice(&buf);
+            buf.clear();
+            pool::give(buf);
+            return bigger;
         }
         buf
+    }
+
+    /// End of the time allowed for the next whole frame.
+    fn deadline(&self) -> Instant {
+        self.config.epoch + Duration::from_nanos(self.deadline)
+    }
+
+    /// Claims from the memory budget the whole of a frame too large for a
+    /// pooled buffer before more of it is read; `Err` with the bytes still
+    /// to claim when the budget cannot cover them now.
+    fn claim(&mut self) -> Result<(), usize> {
+        let Some(header) = self.decoder.pending_header() else {
+            return Ok(());
+        };
+        let frame = header.frame_len();
+        if frame <= pool::BUFFER_SIZE {
+            return Ok(());
+        }
+        // An echo's reply is as large as the request, and made while the
+        // request is still held: claim both at once.
+        let echo = (header.command == Command::HEARTBEAT || header.command == Command::MESSAGE)
+            && self.config.handlers[header.command.0 as usize].is_none();
+        let need = if echo {
+            frame + HEADER_LEN + header.length as usize + MESSAGE_PREFIX.len()
+        } else {
+            frame
+        };
+        let budget = &self.config.shared.budget;
+        let need = need.min(budget.limit().max(frame));
+        let has = self.held.as_ref().map_or(0, |h| h.frame + h.reply);
+        if need <= has {
+            return Ok(());
+        }
+        let more = need - has;
+        if budget.try_claim(more) {
+            self.add_claim(more);
+            Ok(())
+        } else {
+            Err(more)
+        }
+    }
+
+    /// Books `more` claimed bytes: the frame's first, the rest for its reply.
+    fn add_claim(&mut self, more: usize) {
+        let frame = self.decoder.pending_header().map_or(0, |h| h.frame_len());
+        let held = self.held.get_or_insert_default();
+        let to_frame = frame.saturating_sub(held.frame).min(more);
+        held.frame += to_frame;
+        held.reply += more - to_frame;
+    }
+
+    /// Gives back the claims once no frame needs them, or when `force`d.
+    fn release_claim(&mut self, force: bool) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let claimed = held.frame + held.reply;
+        if claimed > 0 && (force || self.decoder.pending_header().is_none()) {
+            self.config.shared.budget.release(claimed);
+            held.frame = 0;
+            held.reply = 0;
+        }
+    }
+
+    /// Counts the reply buffer's growth past a pooled buffer against the
+    /// memory budget, from the reply's claim first.
+    fn charge_replies(&mut self) {
+        let size = self.wbuf.capacity().saturating_sub(pool::BUFFER_SIZE);
+        let held = self.held.get_or_insert_default();
+        if size > held.replies {
+            let grown = size - held.replies;
+            let claimed = grown.min(held.reply);
+            held.reply -= claimed;
+            held.replies = size;
+            self.config.shared.budget.charge(grown - claimed);
+        }
+    }
+
+    /// Gives back what the reply buffer was charged.
+    fn release_charge(&mut self) {
+        if let Some(held) = self.held.as_mut() {
+            if held.replies > 0 {
+                self.config.shared.budget.release(held.replies);
+                held.replies = 0;
+            }
+        }
+    }
+
+    /// Counts frames sent: once per batch for the replies made inline,
+    /// once per reply on the slow path.
+    fn sent(&self, n: u64) {
+        Counters::add(&self.config.shared.counters.frames_out, n);
+    }
+
+    fn count_error(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {
+        which(&self.config.shared.counters).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keeps the read buffer only while it holds part of a frame. A small
@@ -333,10 +484,13 @@ impl Connection {
     fn keep_or_return(&mut self, mut buf: BytesMut, idle: bool) {
         if buf.is_empty() {
             pool::give(buf);
+            self.release_claim(false);
         } else if idle && buf.len() <= SMALL_PARTIAL && buf.capacity() >= MIN_READ {
             self.rbuf = Some(BytesMut::from(&buf[..]));
             buf.clear();
             pool::give(buf);
+            // Claimed again when more of the frame arrives.
+            self.release_claim(true);
         } else {
             self.rbuf = Some(buf);
         }
@@ -347,6 +501,7 @@ impl Connection {
             buf.clear();
             pool::give(buf);
         }
+        self.release_claim(true);
         self.release_wbuf();
     }
 
@@ -356,6 +511,7 @@ impl Connection {
             buf.clear();
             pool::give(buf);
         }
+        self.release_charge();
     }
 
     /// Handles a frame that needs no waiting; `false` if it does (a LOGIN
@@ -386,6 +542,8 @@ impl Connection {
     /// A LOGIN with an authenticator, or a frame for an application handler.
     async fn handle_async(&mut self, command: Command, body: Bytes) -> Flow {
         if command == Command::LOGIN {
+            // Answered OK or ERROR, unless the server closes first.
+            self.sent(1);
             return self.login(body).await;
         }
         let Some(handler) = self.config.handlers[command.0 as usize].clone() else {
@@ -395,8 +553,16 @@ impl Connection {
         let force = self.config.force.clone();
         tokio::select! {
             reply = guarded(command, || handler.call(frame)) => match reply {
-                Ok(reply) => self.push_reply(command, reply),
-                Err(reason) => self.push_error(&reason),
+                Ok(Reply::None) => {}
+                Ok(reply) => {
+                    self.push_reply(command, reply);
+                    self.sent(1);
+                }
+                Err(reason) => {
+                    self.count_error(|c| &c.handler);
+                    self.push_error(&reason);
+                    self.sent(1);
+                }
             },
             () = force.cancelled() => return Flow::Close,
         }
@@ -423,6 +589,7 @@ impl Connection {
                 Flow::Continue
             }
             Err(reason) => {
+                self.count_error(|c| &c.login);
                 self.login_failures += 1;
                 let max = self.config.max_login_failures;
                 warn!(peer = %Peer(&self.stream), failures = self.login_failures, "login failed: {reason}");
@@ -462,6 +629,9 @@ impl Connection {
         out.put_slice(&Header::new(command, length as u32).to_bytes());
         out.put_slice(prefix);
         out.put_slice(body);
+        if self.wbuf.capacity() > pool::BUFFER_SIZE {
+            self.charge_replies();
+        }
     }
 
     fn push_reply(&mut self, command: Command, reply: Reply) {
@@ -470,8 +640,9 @@ impl Connection {
             Reply::Body(body) => self.push_parts(command, &[], &body),
             Reply::Frame(frame) => {
                 let encoder = self.encoder();
-                if let Err(e) = encoder.encode(&frame, self.out()) {
-                    self.push_error(&format!("reply not sent: {e}"));
+                match encoder.encode(&frame, self.out()) {
+                    Ok(()) => self.charge_replies(),
+                    Err(e) => self.push_error(&format!("reply not sent: {e}")),
                 }
             }
         }
@@ -503,10 +674,12 @@ impl Connection {
             Ok(()) => Flow::Continue,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 warn!(peer = %Peer(&self.stream), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
+                self.count_error(|c| &c.write_timeout);
                 Flow::Close
             }
             Err(e) => {
                 debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                self.count_error(|c| &c.io);
                 Flow::Close
             }
         }
@@ -545,7 +718,9 @@ impl Connection {
     /// The stream cannot be trusted: say why, then close (SPEC §2).
     async fn protocol_error(&mut self, error: Error) -> Flow {
         warn!(peer = %Peer(&self.stream), "protocol error: {error}");
+        self.count_error(|c| &c.protocol);
         self.push_error(&error.to_string());
+        self.sent(1);
         self.close_after_flush().await
     }
 
@@ -584,6 +759,7 @@ impl Connection {
 
     /// No whole frame arrived in time (SPEC §5).
     async fn timed_out(&mut self) {
+        self.count_error(|c| &c.read_timeout);
         let mid_frame = self.rbuf.is_some() || self.decoder.pending_header().is_some();
         if mid_frame {
             info!(peer = %Peer(&self.stream), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
@@ -591,6 +767,7 @@ impl Connection {
                 "read timeout: no whole frame within {:?}",
                 self.config.read_timeout
             ));
+            self.sent(1);
             let _ = self.close_after_flush().await;
         } else {
             debug!(peer = %Peer(&self.stream), "idle past the read timeout: closing");
@@ -629,9 +806,18 @@ impl Connection {
         };
         if flow == Flow::Continue {
             self.push_parts(Command::GOAWAY, b"server shutting down", &[]);
+            self.sent(1);
             let _ = self.close_after_flush().await;
         }
     }
+}
+
+/// The read deadline from now, in nanoseconds from the server's epoch.
+fn deadline_after(config: &Config) -> u64 {
+    let at = Instant::now()
+        .saturating_duration_since(config.epoch)
+        .saturating_add(config.read_timeout);
+    u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Runs a handler or authenticator so that a panic becomes an error reply
@@ -674,6 +860,7 @@ mod tests {
         let size = std::mem::size_of_val(&future);
         drop(client);
         eprintln!("connection future: {size} bytes");
-        assert!(size <= 512, "connection future is {size} bytes");
+        // Past 472 bytes the task takes the next 128-byte size class.
+        assert!(size <= 472, "connection future is {size} bytes");
     }
 }

@@ -15,15 +15,17 @@
 //! frame in order, and writes all their replies in one write before reading
 //! again (SPEC §4). A connection holds no buffer while it waits for bytes.
 
+mod budget;
 mod config;
 mod connection;
 mod handler;
 mod pool;
+mod stats;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +36,11 @@ use tracing::{info, warn};
 
 pub use config::{
     ServerBuilder, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_PRELOGIN_MAX_BODY,
-    DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_MEMORY_BUDGET,
+    DEFAULT_PRELOGIN_MAX_BODY, DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handler::{Authenticator, BoxFuture, Handler, Reply};
+pub use stats::{ErrorCounts, Stats, StatsHandle};
 
 use crate::Frame;
 use config::Config;
@@ -94,6 +97,7 @@ impl Server {
     async fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.shutdown = CancellationToken::new();
         config.force = CancellationToken::new();
+        config.shared = stats::Shared::new(config.memory_budget);
         if config.raise_nofile_limit {
             raise_nofile_limit();
         }
@@ -119,6 +123,11 @@ impl Server {
     /// A handle that stops the server gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.config.shutdown.clone())
+    }
+
+    /// Reads the server's counters, now or while it runs.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(self.config.shared.clone())
     }
 
     /// Serves until `signal` completes, then shuts down gracefully.
@@ -163,7 +172,7 @@ impl Server {
         } = self;
         let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
-        let active = Arc::new(AtomicUsize::new(0));
+        let counters = &config.shared.counters;
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -179,12 +188,14 @@ impl Server {
                     continue;
                 }
             };
-            if active.load(Ordering::Relaxed) >= config.max_connections {
+            if counters.open.load(Ordering::Relaxed) >= config.max_connections {
+                counters.busy.fetch_add(1, Ordering::Relaxed);
                 reject_busy(stream, peer, config.max_connections);
                 continue;
             }
-            active.fetch_add(1, Ordering::Relaxed);
-            let guard = ActiveGuard(active.clone());
+            counters.open.fetch_add(1, Ordering::Relaxed);
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            let guard = ActiveGuard(config.shared.clone());
             let connection = Connection::new(stream, peer, config.clone());
             tracker.spawn(async move {
                 let _guard = guard;
@@ -193,14 +204,14 @@ impl Server {
         }
         drop(listener);
         tracker.close();
-        let open = active.load(Ordering::Relaxed);
+        let open = counters.open.load(Ordering::Relaxed);
         info!(open, grace = ?config.grace, "stopped accepting; finishing connections");
         if tokio::time::timeout(config.grace, tracker.wait())
             .await
             .is_err()
         {
             warn!(
-                open = active.load(Ordering::Relaxed),
+                open = counters.open.load(Ordering::Relaxed),
                 "grace period over: closing the connections still open"
             );
             config.force.cancel();
@@ -211,11 +222,11 @@ impl Server {
 }
 
 /// Counts a connection as open until dropped.
-struct ActiveGuard(Arc<AtomicUsize>);
+struct ActiveGuard(Arc<stats::Shared>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

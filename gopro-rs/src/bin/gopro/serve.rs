@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use clap::Args;
 use gopro::server::{
-    Server, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES, DEFAULT_MAX_CONNECTIONS,
+    Server, StatsHandle, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MEMORY_BUDGET,
 };
+use tracing::{info, warn};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -30,6 +32,14 @@ pub(crate) struct ServeArgs {
     /// Reply bytes buffered per connection before they are written out.
     #[arg(long, default_value_t = DEFAULT_MAX_BUFFERED_REPLIES)]
     max_buffered_replies: usize,
+    /// Bytes held for frames and replies, all connections together; a large
+    /// frame waits, unread, until the budget can hold it.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_BUDGET)]
+    memory_budget: usize,
+    /// Also log the counters (connections, frames, bytes buffered, errors)
+    /// this often; they are always logged on SIGUSR1.
+    #[arg(long, value_parser = crate::duration)]
+    stats_every: Option<Duration>,
     /// Worker threads [default: the CPUs this process may use; 1 runs on the current thread].
     #[arg(long)]
     threads: Option<usize>,
@@ -45,9 +55,44 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .max_connections(args.max_connections)
             .grace(args.grace)
             .max_buffered_replies(args.max_buffered_replies)
+            .memory_budget(args.memory_budget)
             .bind()
             .await?;
+        tokio::spawn(report_stats(server.stats(), args.stats_every));
         server.run_until_signal().await;
         Ok(())
     })
+}
+
+/// Logs the server's counters on SIGUSR1, and every `every` if given.
+async fn report_stats(stats: StatsHandle, every: Option<Duration>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(usr1) => Some(usr1),
+        Err(e) => {
+            warn!("cannot listen for SIGUSR1: {e}");
+            None
+        }
+    };
+    let mut ticker =
+        every.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    loop {
+        let signalled = async {
+            match usr1.as_mut() {
+                Some(usr1) => usr1.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let ticked = async {
+            match ticker.as_mut() {
+                Some(ticker) => ticker.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = signalled => if received.is_none() { usr1 = None },
+            _ = ticked => {}
+        }
+        info!("stats: {}", stats.snapshot());
+    }
 }
