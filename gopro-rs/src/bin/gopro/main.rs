@@ -1,6 +1,7 @@
 //! `gopro`: the GoPro server and the tools an operator reaches for.
 
 mod bench;
+mod check;
 mod ping;
 mod proxy;
 mod send;
@@ -28,6 +29,8 @@ enum Cmd {
     Ping(ping::PingArgs),
     /// Load a server with pipelined requests, check every reply, report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Check that a server follows the wire protocol: one PASS, FAIL or SKIP line per case.
+    Check(check::CheckArgs),
     /// Forward TCP to a server while injecting a network fault (chunking, delay, throttle, reset, stall, half-close).
     Proxy(proxy::ProxyArgs),
 }
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Send(args) => send::run(args),
         Cmd::Ping(args) => ping::run(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Check(args) => check::run(args),
         Cmd::Proxy(args) => proxy::run(args),
     };
     match result {

@@ -1,0 +1,344 @@
+//! `gopro check` against our server, the article's Go server and servers
+//! that get the protocol wrong.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::{go_serve, gopro_bin, gopro_serve};
+
+/// Runs `gopro check ADDR ARGS...`; returns (success, stdout, stderr).
+fn check(addr: SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(gopro_bin())
+        .arg("check")
+        .arg(addr.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The case lines: (status, tier, name).
+fn parse(out: &str) -> Vec<(String, String, String)> {
+    out.lines()
+        .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.starts_with("SKIP"))
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let status = words.next().unwrap().to_owned();
+            let tier = words.next().unwrap().to_owned();
+            let name = words.next().unwrap().to_owned();
+            assert!(tier == "[core]" || tier == "[ext]", "{l}");
+            (status, tier, name)
+        })
+        .collect()
+}
+
+fn status_of<'a>(lines: &'a [(String, String, String)], name: &str) -> &'a str {
+    &lines
+        .iter()
+        .find(|(_, _, n)| n == name)
+        .unwrap_or_else(|| panic!("no case {name}"))
+        .0
+}
+
+fn summary(out: &str) -> &str {
+    out.lines().last().unwrap_or("")
+}
+
+#[test]
+fn everything_passes_against_gopro_serve() {
+    let server = gopro_serve(&["--read-timeout", "1s", "--write-timeout", "1s"]);
+    let started = Instant::now();
+    let (ok, out, err) = check(
+        server.addr,
+        &["--read-timeout", "1s", "--write-timeout", "1s"],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    let lines = parse(&out);
+    assert!(lines.len() > 25, "{out}");
+    for (status, _, name) in &lines {
+        match status.as_str() {
+            "PASS" => {}
+            // `gopro serve` has no authenticator: the pre-login cases need --auth.
+            "SKIP" => assert!(out.contains(&format!("{name}  (needs --auth)")), "{out}"),
+            _ => panic!("{out}"),
+        }
+    }
+    let skipped = lines.iter().filter(|(s, _, _)| s == "SKIP").count();
+    assert!(skipped > 0 && skipped < 10, "{out}");
+    assert_eq!(
+        summary(&out),
+        format!(
+            "{} passed, 0 failed, {skipped} skipped",
+            lines.len() - skipped
+        )
+    );
+    for name in [
+        "idle-client-closed",
+        "slow-drip-client-closed",
+        "heartbeats-keep-alive",
+        "never-reading-client-closed",
+        "message-hello-tcp-world",
+        "unsupported-version-error",
+    ] {
+        assert_eq!(status_of(&lines, name), "PASS", "{out}");
+    }
+}
+
+#[test]
+fn the_limits_given_are_the_ones_checked() {
+    let server = gopro_serve(&["--max-body", "70000"]);
+    let (ok, out, err) = check(server.addr, &["--max-body", "70000"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(summary(&out).contains(" 0 failed"), "{out}");
+    // Checked against the default limit, the same server fails where it
+    // refuses what a 10 MiB server accepts.
+    let (ok, out, _) = check(server.addr, &["--core-only"]);
+    assert!(!ok);
+    let lines = parse(&out);
+    assert_eq!(status_of(&lines, "body-at-limit-accepted"), "FAIL", "{out}");
+    assert_eq!(
+        status_of(&lines, "message-hello-tcp-world"),
+        "PASS",
+        "{out}"
+    );
+}
+
+#[test]
+fn everything_passes_against_a_server_that_requires_login() {
+    use gopro::server::Server;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let builder = Server::builder()
+        .read_timeout(Duration::from_secs(1))
+        .write_timeout(Duration::from_secs(1))
+        .authenticator(|credentials: bytes::Bytes| async move {
+            if credentials == "user:secret" {
+                Ok(())
+            } else {
+                Err("bad credentials")
+            }
+        });
+    let server = runtime.block_on(common::server::start(builder));
+    let (ok, out, err) = check(
+        server.addr,
+        &[
+            "--auth",
+            "user:secret",
+            "--read-timeout",
+            "1s",
+            "--write-timeout",
+            "1s",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let lines = parse(&out);
+    assert!(lines.iter().all(|(status, _, _)| status == "PASS"), "{out}");
+    assert!(summary(&out).ends_with(" failed, 0 skipped"), "{out}");
+    for name in [
+        "prelogin-message-refused",
+        "prelogin-body-over-limit-error",
+        "login-failures-close",
+        "login-good-lets-message-through",
+        "login-pipelined-with-requests",
+    ] {
+        assert_eq!(status_of(&lines, name), "PASS", "{out}");
+    }
+
+    // Wrong credentials: every case that logs in first fails.
+    let (ok, out, _) = check(server.addr, &["--auth", "user:wrong", "--core-only"]);
+    assert!(!ok);
+    assert_eq!(
+        status_of(&parse(&out), "message-hello-tcp-world"),
+        "FAIL",
+        "{out}"
+    );
+    assert!(out.contains("LOGIN with the --auth credentials"), "{out}");
+    runtime.block_on(server.stop());
+}
+
+#[test]
+fn the_go_server_passes_the_core_cases() {
+    for flags in [&[][..], &["-tuned"]] {
+        let server = go_serve(flags);
+        let (ok, out, err) = check(server.addr, &[]);
+        // The reference implements none of the SPEC's extensions.
+        assert!(!ok, "{out}");
+        assert!(err.contains("case(s) failed"), "{err}");
+        let lines = parse(&out);
+        for (status, tier, name) in &lines {
+            if tier == "[core]" {
+                assert_ne!(status, "FAIL", "{name}: {out}");
+            }
+        }
+        for name in [
+            "login-replies-ok",
+            "body-over-limit-error",
+            "bad-magic-error",
+            "unsupported-version-error",
+            "unknown-command-error-stays-open",
+            "reply-over-limit-error",
+        ] {
+            assert_eq!(status_of(&lines, name), "FAIL", "{out}");
+        }
+        assert!(out.contains("no reply to LOGIN"), "{out}");
+
+        // Extension failures allowed: success, and still reported.
+        let (ok, out, err) = check(server.addr, &["--allow-ext-failures"]);
+        assert!(ok, "{out}\n{err}");
+        assert!(out.contains("FAIL  [ext]"), "{out}");
+
+        // Core cases only: nothing fails.
+        let (ok, out, err) = check(server.addr, &["--core-only"]);
+        assert!(ok, "{out}\n{err}");
+        let lines = parse(&out);
+        assert!(lines
+            .iter()
+            .all(|(status, tier, _)| status != "FAIL" && (tier == "[core]" || status == "SKIP")));
+        assert!(summary(&out).contains(" 0 failed"), "{out}");
+    }
+}
+
+/// A thread per connection running `serve`.
+fn spawn_server(serve: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// Sends every byte straight back.
+fn echo_bytes(mut stream: TcpStream) {
+    let mut back = stream.try_clone().unwrap();
+    let _ = std::io::copy(&mut stream, &mut back);
+}
+
+/// Frames right, replies wrong: MESSAGE gets "Server said: ", HEARTBEAT an
+/// empty body.
+fn wrong_replies(mut stream: TcpStream) {
+    let mut header = [0u8; 8];
+    while stream.read_exact(&mut header).is_ok() {
+        let len = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
+        if len > 1 << 20 {
+            return;
+        }
+        let mut body = vec![0u8; len];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        let reply = match header[3] {
+            0 => gopro::Frame::heartbeat(),
+            _ => {
+                let mut text = b"Server said: ".to_vec();
+                text.extend_from_slice(&body);
+                gopro::Frame::new(gopro::Command::MESSAGE, text)
+            }
+        };
+        if stream.write_all(&reply.to_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts and then says nothing, reads nothing, closes nothing.
+fn black_hole(stream: TcpStream) {
+    std::thread::sleep(Duration::from_secs(60));
+    drop(stream);
+}
+
+#[test]
+fn broken_servers_fail() {
+    // Echoing bytes verbatim gets HEARTBEAT right and MESSAGE wrong.
+    let addr = spawn_server(echo_bytes);
+    let (ok, out, err) = check(addr, &["--timeout", "1s"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("case(s) failed"), "{err}");
+    let lines = parse(&out);
+    assert_eq!(status_of(&lines, "heartbeat-empty"), "PASS", "{out}");
+    assert_eq!(
+        status_of(&lines, "message-hello-tcp-world"),
+        "FAIL",
+        "{out}"
+    );
+    assert_eq!(status_of(&lines, "bad-magic-closes"), "FAIL", "{out}");
+    assert_eq!(status_of(&lines, "body-over-limit-closes"), "FAIL", "{out}");
+    assert!(
+        out.contains("expected MESSAGE \"Server says: Hello TCP World!\" (29 bytes), got MESSAGE \"Hello TCP World!\" (16 bytes)"),
+        "{out}"
+    );
+    // --allow-ext-failures does not excuse core failures.
+    let (ok, _, _) = check(addr, &["--timeout", "1s", "--allow-ext-failures"]);
+    assert!(!ok);
+
+    let addr = spawn_server(wrong_replies);
+    let (ok, out, _) = check(addr, &["--timeout", "1s", "--core-only"]);
+    assert!(!ok, "{out}");
+    let lines = parse(&out);
+    for name in [
+        "heartbeat-echoes-body",
+        "message-hello-tcp-world",
+        "pipeline-1000-in-one-write",
+        "fragment-one-byte-per-write",
+    ] {
+        assert_eq!(status_of(&lines, name), "FAIL", "{out}");
+    }
+    assert!(out.contains("got MESSAGE \"Server said: "), "{out}");
+    // Its replies are small, so it never stops reading; the check says the
+    // replies are wrong rather than blaming the buffering.
+    assert!(
+        out.contains("the reply to the first request: expected HEARTBEAT"),
+        "{out}"
+    );
+    let failed = lines.iter().filter(|(s, _, _)| s == "FAIL").count();
+    assert!(
+        summary(&out).contains(&format!(" {failed} failed")),
+        "{out}"
+    );
+
+    // A server that never answers costs the time limit per case, no more.
+    let addr = spawn_server(black_hole);
+    let started = Instant::now();
+    let (ok, out, _) = check(addr, &["--timeout", "300ms", "--core-only"]);
+    assert!(!ok, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    assert!(out.contains("FAIL  [core]  heartbeat-empty"), "{out}");
+}
+
+#[test]
+fn no_server_is_one_clear_error() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (ok, out, err) = check(addr, &[]);
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
+
+    let out = Command::new(gopro_bin())
+        .args(["check", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--auth",
+        "--read-timeout",
+        "--core-only",
+        "--allow-ext-failures",
+    ] {
+        assert!(text.contains(flag), "{text}");
+    }
+}
