@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gopro::server::{Reply, ServerBuilder, ShutdownHandle};
+use gopro::server::{Reply, ServerBuilder, ShutdownHandle, StatsHandle};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::{MutexExt, PyOnceLock};
@@ -406,6 +406,8 @@ struct State {
     authenticator: Option<Arc<Py<PyAny>>>,
     phase: Phase,
     local_addr: Option<SocketAddr>,
+    /// The counters of the last server started; readable after it stops.
+    stats: Option<StatsHandle>,
 }
 
 /// A GoPro server with handlers written in Python.
@@ -503,6 +505,7 @@ impl Server {
         let handle = server.shutdown_handle();
         let (tx, done) = watch::channel(false);
         let local_addr = server.local_addr();
+        let stats = server.stats();
         gopro::blocking::runtime().spawn(async move {
             server.run().await;
             // The loop thread outlives the last handler: run() has waited
@@ -516,6 +519,7 @@ impl Server {
             handle.shutdown();
         }
         state.local_addr = Some(local_addr);
+        state.stats = Some(stats);
         state.phase = Phase::Running(Running { handle, done });
     }
 
@@ -606,6 +610,8 @@ impl Server {
         grace = 10.0,
         prelogin_max_body = 16 * 1024,
         max_login_failures = 3,
+        max_buffered_replies = gopro::server::DEFAULT_MAX_BUFFERED_REPLIES,
+        memory_budget = gopro::server::DEFAULT_MEMORY_BUDGET,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -617,9 +623,17 @@ impl Server {
         grace: f64,
         prelogin_max_body: usize,
         max_login_failures: u32,
+        max_buffered_replies: usize,
+        memory_budget: usize,
     ) -> PyResult<Server> {
         if max_connections == 0 {
             return Err(PyValueError::new_err("max_connections must be at least 1"));
+        }
+        if memory_budget < max_body.saturating_add(gopro::HEADER_LEN) {
+            return Err(PyValueError::new_err(format!(
+                "memory_budget ({memory_budget}) must be at least max_body + 8 ({}), or a frame of max_body could never be received",
+                max_body.saturating_add(gopro::HEADER_LEN)
+            )));
         }
         let grace = if grace == 0.0 {
             Duration::ZERO
@@ -634,7 +648,9 @@ impl Server {
             .max_connections(max_connections)
             .grace(grace)
             .prelogin_max_body(prelogin_max_body)
-            .max_login_failures(max_login_failures);
+            .max_login_failures(max_login_failures)
+            .max_buffered_replies(max_buffered_replies)
+            .memory_budget(memory_budget);
         Ok(Server {
             listen: listen.to_string(),
             base,
@@ -643,6 +659,7 @@ impl Server {
                 authenticator: None,
                 phase: Phase::Idle,
                 local_addr: None,
+                stats: None,
             }),
         })
     }
@@ -782,6 +799,39 @@ impl Server {
                     "the server is not started: call start() or serve_forever() first",
                 )
             })
+    }
+
+    /// The server's counters: connections open and accepted, frames in
+    /// and out, bytes held against `memory_budget`, and errors by kind.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let Some(handle) = self.lock(py).stats.clone() else {
+            return Err(PyRuntimeError::new_err(
+                "the server is not started: call start() or serve_forever() first",
+            ));
+        };
+        let s = handle.snapshot();
+        let e = s.errors;
+        let errors = PyDict::new(py);
+        for (key, value) in [
+            ("busy", e.busy),
+            ("protocol", e.protocol),
+            ("read_timeout", e.read_timeout),
+            ("write_timeout", e.write_timeout),
+            ("handler", e.handler),
+            ("login", e.login),
+            ("io", e.io),
+        ] {
+            errors.set_item(key, value)?;
+        }
+        let dict = PyDict::new(py);
+        dict.set_item("connections", s.connections)?;
+        dict.set_item("connections_accepted", s.connections_accepted)?;
+        dict.set_item("frames_in", s.frames_in)?;
+        dict.set_item("frames_out", s.frames_out)?;
+        dict.set_item("bytes_buffered", s.bytes_buffered)?;
+        dict.set_item("memory_budget", s.memory_budget)?;
+        dict.set_item("errors", errors)?;
+        Ok(dict)
     }
 
     /// The port the server listens on.

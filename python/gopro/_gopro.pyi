@@ -188,6 +188,8 @@ class Server:
         grace: float = 10.0,
         prelogin_max_body: int = ...,
         max_login_failures: int = 3,
+        max_buffered_replies: int = ...,
+        memory_budget: int = ...,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""
@@ -196,6 +198,9 @@ class Server:
     def serve_forever(self) -> None: ...
     def shutdown(self) -> None: ...
     def wait(self, timeout: float | None = None) -> bool: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters: connections, connections_accepted, frames_in, frames_out,
+        bytes_buffered, memory_budget, and errors (a dict of counts by kind)."""
     @property
     def running(self) -> bool: ...
     @property

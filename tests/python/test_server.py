@@ -405,3 +405,54 @@ def test_cli_help() -> None:
         assert command in out.stdout
     assert run_cli("--version").stdout.strip() == f"gopro {gopro.__version__}"
     assert ROOT.exists()
+
+
+def test_memory_budget_and_stats() -> None:
+    mib = 1024 * 1024
+    with pytest.raises(ValueError, match="memory_budget"):
+        gopro.Server("127.0.0.1:0", max_body=mib, memory_budget=mib + 7)
+    server = gopro.Server("127.0.0.1:0", max_body=mib, memory_budget=2 * mib + 64)
+    with pytest.raises(RuntimeError, match="not started"):
+        server.stats()
+
+    @server.handler(16)
+    def echo(frame: gopro.Frame) -> bytes:
+        return frame.body
+
+    with server:
+        stats = server.stats()
+        assert stats["memory_budget"] == 2 * mib + 64
+        assert stats["bytes_buffered"] == 0
+        errors: list[BaseException] = []
+
+        def client(seed: int) -> None:
+            try:
+                with gopro.Client(server.local_addr, timeout=30) as c:
+                    for i in range(3):
+                        body = bytes([seed + i]) * (mib - 32)
+                        assert c.request(1, body).body == b"Server says: " + body
+                        assert c.request(16, body).body == body
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(n * 8,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with gopro.Client(server.local_addr, timeout=5) as c:
+            with pytest.raises(gopro.ServerError):
+                c.request(99, b"")
+        deadline = time.monotonic() + 10
+        while server.stats()["connections"] > 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        stats = server.stats()
+    assert stats["bytes_buffered"] == 0
+    assert stats["connections_accepted"] == 7
+    assert stats["frames_in"] == stats["frames_out"] == 37
+    assert stats["errors"]["protocol"] == 0
+    assert set(stats["errors"]) == {"busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io"}
+    # Still readable after the server stopped.
+    assert server.stats()["frames_in"] == 37
