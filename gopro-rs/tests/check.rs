@@ -94,6 +94,29 @@ fn everything_passes_against_gopro_serve() {
 }
 
 #[test]
+fn everything_passes_against_gopro_serve_with_auth() {
+    let timeouts = ["--read-timeout", "1s", "--write-timeout", "1s"];
+    let server = gopro_serve(&[&timeouts[..], &["--auth", "user:secret"]].concat());
+    let (ok, out, err) = check(
+        server.addr,
+        &[&timeouts[..], &["--auth", "user:secret"]].concat(),
+    );
+    assert!(ok, "{out}\n{err}");
+    let lines = parse(&out);
+    assert!(lines.iter().all(|(s, _, _)| s == "PASS"), "{out}");
+    assert_eq!(
+        summary(&out),
+        format!("{} passed, 0 failed, 0 skipped", lines.len())
+    );
+    // The wrong credentials are refused, so the checker's own login cases fail.
+    let (ok, out, _) = check(
+        server.addr,
+        &[&timeouts[..], &["--auth", "user:wrong"]].concat(),
+    );
+    assert!(!ok, "{out}");
+}
+
+#[test]
 fn the_limits_given_are_the_ones_checked() {
     let server = gopro_serve(&["--max-body", "70000"]);
     let (ok, out, err) = check(server.addr, &["--max-body", "70000"]);

@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// Reply bytes buffered per connection before they are written out.
     #[arg(long, default_value_t = DEFAULT_MAX_BUFFERED_REPLIES)]
     max_buffered_replies: usize,
+    /// Require a LOGIN with exactly these credentials before any command but
+    /// HEARTBEAT (SPEC §3); without it every LOGIN succeeds.
+    #[arg(long, value_name = "CREDENTIALS")]
+    auth: Option<String>,
     /// Bytes held for frames and replies, all connections together; a large
     /// frame waits, unread, until the budget can hold it.
     #[arg(long, default_value_t = DEFAULT_MEMORY_BUDGET)]
@@ -47,7 +51,21 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(args.threads)?.block_on(async {
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(expected) = args.auth {
+            let expected = bytes::Bytes::from(expected);
+            builder = builder.authenticator(move |credentials: bytes::Bytes| {
+                let good = credentials == expected;
+                async move {
+                    if good {
+                        Ok(())
+                    } else {
+                        Err("wrong credentials")
+                    }
+                }
+            });
+        }
+        let server = builder
             .listen(args.listen)
             .read_timeout(args.read_timeout)
             .write_timeout(args.write_timeout)
