@@ -293,6 +293,73 @@ typedef int (*gopro_authenticate_fn)(void *user_data,
                                      struct gopro_reply *reply);
 #endif
 
+#if defined(GOPRO_RUNTIME)
+/**
+ * A server's counters at one moment, filled in by `gopro_server_stats`.
+ * Counts are since the server started; `connections`, `bytes_buffered`
+ * and `memory_budget` are values now.
+ */
+typedef struct gopro_stats {
+  /**
+   * Connections open now.
+   */
+  uint64_t connections;
+  /**
+   * Connections accepted (those refused as busy not included).
+   */
+  uint64_t connections_accepted;
+  /**
+   * Whole frames received.
+   */
+  uint64_t frames_in;
+  /**
+   * Frames sent (replies, ERROR and GOAWAY included).
+   */
+  uint64_t frames_out;
+  /**
+   * Bytes held now for frames and replies beyond each connection's
+   * pooled read buffer: what the memory budget counts.
+   */
+  uint64_t bytes_buffered;
+  /**
+   * The memory budget, in bytes.
+   */
+  uint64_t memory_budget;
+  /**
+   * Connections refused with `server busy` (connection limit).
+   */
+  uint64_t errors_busy;
+  /**
+   * Streams closed for a protocol error (bad magic, unsupported version,
+   * body too large).
+   */
+  uint64_t errors_protocol;
+  /**
+   * Connections closed because a frame did not arrive within the read
+   * timeout.
+   */
+  uint64_t errors_read_timeout;
+  /**
+   * Connections closed because the peer did not take its replies within
+   * the write timeout.
+   */
+  uint64_t errors_write_timeout;
+  /**
+   * Handler failures (a callback returned a status other than
+   * `GOPRO_STATUS_OK`), answered with ERROR.
+   */
+  uint64_t errors_handler;
+  /**
+   * Failed LOGINs.
+   */
+  uint64_t errors_login;
+  /**
+   * Reads or writes that failed (resets and the like).
+   */
+  uint64_t errors_io;
+} gopro_stats;
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -592,9 +659,9 @@ void gopro_frame_free(struct gopro_frame *frame);
  * Creates server settings with the defaults of the Rust `ServerBuilder`:
  * read timeout 60 s, write timeout 10 s, body limit 10 MiB, 10,000
  * connections, grace 10 s, 16 KiB before LOGIN with an authenticator, 3
- * failed LOGINs; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
- * body, every LOGIN accepted. The caller frees it with
- * `gopro_server_config_free`.
+ * failed LOGINs, memory budget 256 MiB; HEARTBEAT echoed, MESSAGE
+ * answered `"Server says: "` + body, every LOGIN accepted. The caller frees
+ * it with `gopro_server_config_free`.
  */
 enum gopro_status gopro_server_config_new(struct gopro_server_config **out);
 #endif
@@ -661,6 +728,22 @@ enum gopro_status gopro_server_config_set_max_login_failures(struct gopro_server
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * Bytes the server may hold for frames and replies, all connections
+ * together, beyond the one pooled buffer (8 KiB) each active connection
+ * reads into (default 256 MiB). A frame too large for that buffer is
+ * claimed whole from the budget before more of it is read; while the
+ * budget cannot cover it, its connection is not read from (TCP holds the
+ * peer back), and claims are granted in order. Must be at least the body
+ * limit + 8 (`gopro_server_config_set_max_body` + `GOPRO_HEADER_LEN`), so
+ * that any frame can be received: otherwise `gopro_server_start` fails
+ * with `GOPRO_STATUS_INVALID_ARGUMENT`.
+ */
+enum gopro_status gopro_server_config_set_memory_budget(struct gopro_server_config *config,
+                                                        size_t bytes);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Routes request frames with command `command` to `handler`, called with
  * `user_data` (see `gopro_handler_fn` for the threads it runs on). Commands
  * 16–255 are the application's; HEARTBEAT (0) and MESSAGE (1) may be
@@ -702,7 +785,9 @@ void gopro_server_config_free(struct gopro_server_config *config);
  * stops it with `gopro_server_stop` and frees it with `gopro_server_free`.
  *
  * Fails with `GOPRO_STATUS_BIND_FAILED` if the address cannot be bound,
- * `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting.
+ * `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting (such as a
+ * memory budget below the body limit + 8), with the reason in
+ * `gopro_last_error_message`.
  */
 enum gopro_status gopro_server_start(const char *addr,
                                      const struct gopro_server_config *config,
@@ -715,6 +800,17 @@ enum gopro_status gopro_server_start(const char *addr,
  * listening on port 0). `GOPRO_STATUS_CLOSED` once stopped.
  */
 enum gopro_status gopro_server_port(const struct gopro_server *server, uint16_t *out_port);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Stores the server's counters now in `*out`: connections, frames, bytes
+ * held against the memory budget, and errors by kind. Frames are counted
+ * once per batch a connection handles, so a batch in progress is not
+ * counted yet. Also works after `gopro_server_stop`, giving the final
+ * counts. Thread-safe and cheap (no lock); may be called from a callback.
+ */
+enum gopro_status gopro_server_stats(const struct gopro_server *server, struct gopro_stats *out);
 #endif
 
 #if defined(GOPRO_RUNTIME)

@@ -1,13 +1,14 @@
-//! The server handle, over `gopro::blocking::Server`, with C callbacks as
-//! command handlers and authenticator.
+//! The server handle, over the Rust server run on `gopro::blocking::runtime()`
+//! (as `gopro::blocking::Server` does), with C callbacks as command handlers
+//! and authenticator, and its counters.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gopro::server::{Reply, Server, ServerBuilder, ServerError};
+use gopro::server::{Reply, Server, ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
 use gopro::{Command, Frame};
 
 use crate::ffi;
@@ -82,8 +83,77 @@ impl gopro_server_config {
 /// `gopro_server_free`. Thread-safe, except that it may not be stopped or
 /// freed from one of its own callbacks.
 pub struct gopro_server {
-    inner: Mutex<Option<gopro::blocking::Server>>,
+    inner: Mutex<Option<Running>>,
     port: u16,
+    stats: StatsHandle,
+}
+
+/// What stops a started server and tells when it has stopped: the parts
+/// of `gopro::blocking::Server`, whose start is done here so that the
+/// server's `StatsHandle` can be kept too.
+struct Running {
+    shutdown: ShutdownHandle,
+    done: mpsc::Receiver<()>,
+}
+
+/// A server's counters at one moment, filled in by `gopro_server_stats`.
+/// Counts are since the server started; `connections`, `bytes_buffered`
+/// and `memory_budget` are values now.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct gopro_stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted (those refused as busy not included).
+    pub connections_accepted: u64,
+    /// Whole frames received.
+    pub frames_in: u64,
+    /// Frames sent (replies, ERROR and GOAWAY included).
+    pub frames_out: u64,
+    /// Bytes held now for frames and replies beyond each connection's
+    /// pooled read buffer: what the memory budget counts.
+    pub bytes_buffered: u64,
+    /// The memory budget, in bytes.
+    pub memory_budget: u64,
+    /// Connections refused with `server busy` (connection limit).
+    pub errors_busy: u64,
+    /// Streams closed for a protocol error (bad magic, unsupported version,
+    /// body too large).
+    pub errors_protocol: u64,
+    /// Connections closed because a frame did not arrive within the read
+    /// timeout.
+    pub errors_read_timeout: u64,
+    /// Connections closed because the peer did not take its replies within
+    /// the write timeout.
+    pub errors_write_timeout: u64,
+    /// Handler failures (a callback returned a status other than
+    /// `GOPRO_STATUS_OK`), answered with ERROR.
+    pub errors_handler: u64,
+    /// Failed LOGINs.
+    pub errors_login: u64,
+    /// Reads or writes that failed (resets and the like).
+    pub errors_io: u64,
+}
+
+impl From<gopro::server::Stats> for gopro_stats {
+    fn from(s: gopro::server::Stats) -> gopro_stats {
+        let e = s.errors;
+        gopro_stats {
+            connections: s.connections as u64,
+            connections_accepted: s.connections_accepted,
+            frames_in: s.frames_in,
+            frames_out: s.frames_out,
+            bytes_buffered: s.bytes_buffered as u64,
+            memory_budget: s.memory_budget as u64,
+            errors_busy: e.busy,
+            errors_protocol: e.protocol,
+            errors_read_timeout: e.read_timeout,
+            errors_write_timeout: e.write_timeout,
+            errors_handler: e.handler,
+            errors_login: e.login,
+            errors_io: e.io,
+        }
+    }
 }
 
 type Handler = unsafe extern "C" fn(*mut c_void, u8, *const u8, usize, *mut gopro_reply) -> c_int;
@@ -208,9 +278,9 @@ impl Callback<Authenticate> {
 /// Creates server settings with the defaults of the Rust `ServerBuilder`:
 /// read timeout 60 s, write timeout 10 s, body limit 10 MiB, 10,000
 /// connections, grace 10 s, 16 KiB before LOGIN with an authenticator, 3
-/// failed LOGINs; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
-/// body, every LOGIN accepted. The caller frees it with
-/// `gopro_server_config_free`.
+/// failed LOGINs, memory budget 256 MiB; HEARTBEAT echoed, MESSAGE
+/// answered `"Server says: "` + body, every LOGIN accepted. The caller frees
+/// it with `gopro_server_config_free`.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_server_config_new(
     out: *mut *mut gopro_server_config,
@@ -318,6 +388,26 @@ pub unsafe extern "C" fn gopro_server_config_set_max_login_failures(
     })
 }
 
+/// Bytes the server may hold for frames and replies, all connections
+/// together, beyond the one pooled buffer (8 KiB) each active connection
+/// reads into (default 256 MiB). A frame too large for that buffer is
+/// claimed whole from the budget before more of it is read; while the
+/// budget cannot cover it, its connection is not read from (TCP holds the
+/// peer back), and claims are granted in order. Must be at least the body
+/// limit + 8 (`gopro_server_config_set_max_body` + `GOPRO_HEADER_LEN`), so
+/// that any frame can be received: otherwise `gopro_server_start` fails
+/// with `GOPRO_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_memory_budget(
+    config: *mut gopro_server_config,
+    bytes: usize,
+) -> gopro_status {
+    set(config, |c| {
+        c.update(|b| b.memory_budget(bytes));
+        Ok(())
+    })
+}
+
 /// Routes request frames with command `command` to `handler`, called with
 /// `user_data` (see `gopro_handler_fn` for the threads it runs on). Commands
 /// 16–255 are the application's; HEARTBEAT (0) and MESSAGE (1) may be
@@ -384,7 +474,9 @@ pub unsafe extern "C" fn gopro_server_config_free(config: *mut gopro_server_conf
 /// stops it with `gopro_server_stop` and frees it with `gopro_server_free`.
 ///
 /// Fails with `GOPRO_STATUS_BIND_FAILED` if the address cannot be bound,
-/// `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting.
+/// `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting (such as a
+/// memory budget below the body limit + 8), with the reason in
+/// `gopro_last_error_message`.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_server_start(
     addr: *const c_char,
@@ -400,14 +492,30 @@ pub unsafe extern "C" fn gopro_server_start(
         let builder = config
             .map_or_else(Server::builder, |c| c.builder.clone())
             .listen(addr);
-        let server = gopro::blocking::Server::start(builder).map_err(|e| match e {
+        // As `gopro::blocking::Server::start`, keeping the stats handle.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Fail::new(
+                gopro_status::InvalidState,
+                "gopro_server_start cannot be called from inside an async runtime",
+            ));
+        }
+        let runtime = gopro::blocking::runtime();
+        let server = runtime.block_on(builder.bind()).map_err(|e| match e {
             ServerError::Bind { .. } => Fail::new(gopro_status::BindFailed, e.to_string()),
             _ => Fail::invalid(e.to_string()),
         })?;
         let port = server.local_addr().port();
+        let stats = server.stats();
+        let shutdown = server.shutdown_handle();
+        let (tx, done) = mpsc::channel();
+        runtime.spawn(async move {
+            server.run().await;
+            let _ = tx.send(());
+        });
         out.write(ffi::into_handle(gopro_server {
-            inner: Mutex::new(Some(server)),
+            inner: Mutex::new(Some(Running { shutdown, done })),
             port,
+            stats,
         }));
         Ok(())
     })
@@ -427,6 +535,24 @@ pub unsafe extern "C" fn gopro_server_port(
             return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
         }
         out_port.write(s.port);
+        Ok(())
+    })
+}
+
+/// Stores the server's counters now in `*out`: connections, frames, bytes
+/// held against the memory budget, and errors by kind. Frames are counted
+/// once per batch a connection handles, so a batch in progress is not
+/// counted yet. Also works after `gopro_server_stop`, giving the final
+/// counts. Thread-safe and cheap (no lock); may be called from a callback.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_stats(
+    server: *const gopro_server,
+    out: *mut gopro_stats,
+) -> gopro_status {
+    ffi_boundary!({
+        let s = unsafe { ffi::handle(server, "server") }?;
+        let out = ffi::out(out, "out")?;
+        out.write(s.stats.snapshot().into());
         Ok(())
     })
 }
@@ -463,8 +589,9 @@ pub unsafe extern "C" fn gopro_server_free(server: *mut gopro_server) {
 impl gopro_server {
     fn stop(&self) {
         let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(server) = taken {
-            server.stop();
+        if let Some(running) = taken {
+            running.shutdown.shutdown();
+            let _ = running.done.recv();
         }
     }
 }

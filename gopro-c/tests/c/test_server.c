@@ -1,8 +1,9 @@
 /* The C server with C callbacks, tested with the C client in the same
- * process; the C client against scripted fake servers (GOAWAY, protocol
- * errors, silence). With --serve, it then serves on a free port for other
- * peers (the Rust client): it prints "PORT n", serves until stdin closes,
- * then stops gracefully. Usage: test_server [--serve] */
+ * process: handlers, the authenticator, the memory budget and the stats;
+ * the C client against scripted fake servers (GOAWAY, protocol errors,
+ * silence). With --serve, it then serves on a free port for other peers
+ * (the Rust client): it prints "PORT n", serves until stdin closes, then
+ * stops gracefully. Usage: test_server [--serve] */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -71,6 +72,14 @@ static int handle(void *user_data, uint8_t command, const uint8_t *body, size_t 
   default:
     return GOPRO_STATUS_OK; /* nothing sent back */
   }
+}
+
+/* Echoes any body, however large. */
+static int echo_any(void *user_data, uint8_t command, const uint8_t *body, size_t body_len,
+                    gopro_reply *reply) {
+  (void)user_data;
+  (void)command;
+  return gopro_reply_set_body(reply, body, body_len);
 }
 
 static int authenticate(void *user_data, const uint8_t *credentials, size_t len,
@@ -251,6 +260,147 @@ static void test_authenticator(void) {
   gopro_server_free(server); /* stops it */
 }
 
+/* Polls the server's stats until `frames_in` and `frames_out` frames have
+ * been counted, `accepted` connections accepted and all of them closed with
+ * nothing left buffered (frames are counted per batch, and a connection is
+ * counted closed once its task ends), or 5 s have passed. */
+static void settled_stats(const gopro_server *server, uint64_t accepted, uint64_t frames_in,
+                          uint64_t frames_out, gopro_stats *out) {
+  int i;
+  for (i = 0; i < 500; i++) {
+    OK(gopro_server_stats(server, out));
+    if (out->connections == 0 && out->connections_accepted >= accepted &&
+        out->frames_in >= frames_in && out->frames_out >= frames_out &&
+        out->bytes_buffered == 0) {
+      break;
+    }
+    sleep_ms(10);
+  }
+}
+
+static void test_memory_budget(void) {
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  gopro_stats stats;
+  uint8_t big[1024];
+  char addr[64];
+  int i;
+  OK(gopro_server_config_new(&config));
+  OK(gopro_server_config_set_max_body(config, 1024));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, echo_any, NULL));
+  EXPECT(gopro_server_config_set_memory_budget(NULL, 1032), GOPRO_STATUS_NULL_ARGUMENT);
+
+  /* max_body + 7: accepted by the setter, refused when the server starts. */
+  OK(gopro_server_config_set_memory_budget(config, 1024 + GOPRO_HEADER_LEN - 1));
+  EXPECT(gopro_server_start("127.0.0.1:0", config, &server), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("invalid server setting: memory_budget (1031 bytes) must be at least "
+                 "max_body + 8 (1032 bytes), or a frame of max_body could never be received");
+  CHECK(server == NULL);
+
+  /* max_body + 8: a frame of max_body fits, and its echo too, twice (the
+   * budget is given back after each). */
+  OK(gopro_server_config_set_memory_budget(config, 1024 + GOPRO_HEADER_LEN));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  OK(gopro_server_stats(server, &stats));
+  CHECK(stats.memory_budget == 1032);
+  address(addr, sizeof addr, server);
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  for (i = 0; i < 2; i++) {
+    uint8_t c = 0;
+    const uint8_t *b = NULL;
+    size_t len = 0;
+    memset(big, 'a' + i, sizeof big);
+    OK(gopro_client_request(client, CMD_ECHO, big, sizeof big, &reply));
+    OK(gopro_frame_get(reply, &c, NULL, &b, &len));
+    CHECK(c == CMD_ECHO && len == sizeof big && memcmp(b, big, len) == 0);
+    gopro_frame_free(reply);
+  }
+  gopro_client_free(client);
+  settled_stats(server, 1, 2, 2, &stats);
+  CHECK(stats.frames_in == 2 && stats.frames_out == 2);
+  CHECK(stats.bytes_buffered == 0 && stats.errors_protocol == 0);
+  gopro_server_free(server);
+}
+
+/* Opens a plain socket to 127.0.0.1:port. */
+static int raw_connect(uint16_t port) {
+  struct sockaddr_in sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  return fd;
+}
+
+static void test_stats(void) {
+  struct app app;
+  gopro_server_config *config;
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  gopro_stats stats;
+  char addr[64];
+  uint16_t port = 0;
+  memset(&app, 0, sizeof app);
+  pthread_mutex_init(&app.lock, NULL);
+  config = app_config(&app);
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  address(addr, sizeof addr, server);
+  OK(gopro_server_port(server, &port));
+
+  EXPECT(gopro_server_stats(NULL, &stats), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_stats(server, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_stats(server, &stats));
+  CHECK(stats.connections == 0 && stats.connections_accepted == 0);
+  CHECK(stats.frames_in == 0 && stats.frames_out == 0 && stats.bytes_buffered == 0);
+  CHECK(stats.memory_budget == 256u * 1024 * 1024); /* the default */
+
+  /* Three requests, one of them failed by its handler. */
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  OK(gopro_client_heartbeat(client));
+  OK(gopro_client_request(client, CMD_ECHO, (const uint8_t *)"x", 1, &reply));
+  expect_reply(reply, CMD_ECHO, "c:x");
+  EXPECT(gopro_client_request(client, CMD_FAIL, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
+  OK(gopro_server_stats(server, &stats));
+  CHECK(stats.connections_accepted == 1);
+  gopro_client_free(client);
+
+  /* Bad magic: the server answers ERROR and closes. */
+  {
+    uint8_t buf[256];
+    int fd = raw_connect(port);
+    CHECK(write(fd, "XX\x01\x01\x00\x00\x00\x00", 8) == 8);
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+  }
+
+  settled_stats(server, 2, 3, 4, &stats);
+  CHECK(stats.connections == 0);
+  CHECK(stats.connections_accepted == 2);
+  CHECK(stats.frames_in == 3);
+  CHECK(stats.frames_out == 4); /* 3 replies and the ERROR for the bad magic */
+  CHECK(stats.bytes_buffered == 0);
+  CHECK(stats.errors_protocol == 1);
+  CHECK(stats.errors_handler == 1);
+  CHECK(stats.errors_busy == 0 && stats.errors_login == 0);
+  CHECK(stats.errors_read_timeout == 0 && stats.errors_write_timeout == 0);
+
+  /* Still readable after the server has stopped: the final counts. */
+  OK(gopro_server_stop(server));
+  OK(gopro_server_stats(server, &stats));
+  CHECK(stats.connections == 0 && stats.connections_accepted == 2 && stats.frames_in == 3);
+  gopro_server_free(server);
+  pthread_mutex_destroy(&app.lock);
+}
+
 /* A scripted peer: accepts one connection, reads one frame, writes
  * `reply` (or closes at once if `close_after` is set), then waits for the
  * client to hang up. */
@@ -401,6 +551,8 @@ int main(int argc, char **argv) {
   test_config_errors();
   test_app_server();
   test_authenticator();
+  test_memory_budget();
+  test_stats();
   test_fake_servers();
   printf("test_server: passed\n");
   fflush(stdout);
