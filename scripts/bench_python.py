@@ -99,6 +99,30 @@ async def async_client(addr: str, n: int, batch: int) -> float:
     return rate
 
 
+def sync_client_many(addr: str, n: int, batch: int) -> float:
+    body = b"x" * 32
+    requests = [(1, body)] * batch
+    with gopro.Client(addr) as client:
+        started = time.perf_counter()
+        for _ in range(n // batch):
+            replies = client.request_many(requests)
+            assert len(replies) == batch
+        return n / (time.perf_counter() - started)
+
+
+async def async_client_many(addr: str, n: int, batch: int) -> float:
+    body = b"x" * 32
+    requests = [(1, body)] * batch
+    client = await gopro.AsyncClient.connect(addr)
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        replies = await client.request_many(requests)
+        assert len(replies) == batch
+    rate = n / (time.perf_counter() - started)
+    await client.close()
+    return rate
+
+
 async def asyncio_struct_client(addr: str, n: int, batch: int) -> float:
     """The same pipelining with asyncio streams and struct."""
     host, port = addr.rsplit(":", 1)
@@ -244,6 +268,10 @@ def main() -> None:
         rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.Client", ours, "asyncio + struct", theirs, "replies/s"))
         ours = best(lambda: asyncio.run(async_client(addr, n_requests, batch)))
         rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.AsyncClient", ours, "asyncio + struct", theirs, "replies/s"))
+        ours = best(lambda: sync_client_many(addr, n_requests, batch))
+        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "Client.request_many", ours, "asyncio + struct", theirs, "replies/s"))
+        ours = best(lambda: asyncio.run(async_client_many(addr, n_requests, batch)))
+        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "AsyncClient.request_many", ours, "asyncio + struct", theirs, "replies/s"))
     finally:
         proc.terminate()
         proc.wait()

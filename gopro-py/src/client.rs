@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gopro::client::{ClientBuilder, ClientError};
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
+use pyo3::types::{PyList, PyTuple};
 
 use crate::codec::Frame;
 use crate::errors::{client_err, closed_err, frame_err};
@@ -112,6 +113,32 @@ impl Slot {
         Ok((command, body))
     }
 
+    /// The requests of a batch call: `Frame`s or `(command, body)` pairs.
+    fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Vec<(u8, Bytes)>> {
+        let py = items.py();
+        let mut out = Vec::with_capacity(items.len().unwrap_or(0));
+        for item in items.try_iter()? {
+            let item = item?;
+            if let Ok(frame) = item.cast::<Frame>() {
+                let frame = frame.get().to_core(py);
+                self.1
+                    .check_len(frame.body.len())
+                    .map_err(|e| frame_err(py, &e))?;
+                out.push((frame.command.0, frame.body));
+                continue;
+            }
+            let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+            let Some(pair) = pair else {
+                return Err(PyTypeError::new_err(format!(
+                    "a batch holds gopro.Frame objects or (command, body) pairs, not {}",
+                    item.get_type().name()?
+                )));
+            };
+            out.push(self.args(&pair.get_item(0)?, Some(&pair.get_item(1)?))?);
+        }
+        Ok(out)
+    }
+
     fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
         let guard = self
             .0
@@ -161,6 +188,61 @@ fn flush_fut(client: Arc<CoreClient>) -> BoxFut<()> {
 
 fn recv_fut(client: Arc<CoreClient>) -> BoxFut<gopro::Frame> {
     Box::pin(async move { client.recv().await })
+}
+
+fn send_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<()> {
+    Box::pin(async move {
+        for (command, body) in requests {
+            client.send(command, body).await?;
+        }
+        client.flush().await
+    })
+}
+
+fn recv_many_fut(client: Arc<CoreClient>, n: usize) -> BoxFut<Replies> {
+    Box::pin(async move { Ok(recv_many(&client, n).await) })
+}
+
+fn request_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<Replies> {
+    Box::pin(async move {
+        let n = requests.len();
+        for (command, body) in requests {
+            client.send(command, body).await?;
+        }
+        Ok(recv_many(&client, n).await)
+    })
+}
+
+async fn recv_many(client: &CoreClient, n: usize) -> Replies {
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        match client.recv().await {
+            Ok(frame) => frames.push(frame),
+            Err(e) => return Replies(frames, Some(e)),
+        }
+    }
+    Replies(frames, None)
+}
+
+/// The replies of a batch, and the error that cut it short.
+pub(crate) struct Replies(Vec<gopro::Frame>, Option<ClientError>);
+
+impl Output for Replies {
+    /// A list; or the error, carrying the replies before it as `.replies`.
+    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let list = PyList::empty(py);
+        for frame in &self.0 {
+            list.append(Frame::new_untracked(py, frame)?)?;
+        }
+        match self.1 {
+            None => Ok(list.into_any().unbind()),
+            Some(e) => {
+                let err = client_err(py, e);
+                err.value(py).setattr("replies", list)?;
+                Err(err)
+            }
+        }
+    }
 }
 
 /// Runs a call to its end from a plain thread, with the GIL released while
@@ -334,6 +416,26 @@ impl Client {
         block(py, recv_fut(self.slot.get(py)?))
     }
 
+    /// Sends many requests (`Frame`s or `(command, body)` pairs) and
+    /// writes them out, in one call.
+    fn send_many(&self, py: Python<'_>, requests: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let requests = self.slot.batch(requests)?;
+        block(py, send_many_fut(self.slot.get(py)?, requests))
+    }
+
+    /// The replies to the `n` oldest requests not yet answered, in order.
+    /// An error reply (or a failure) raises, with the replies before it in
+    /// the exception's `replies`.
+    fn recv_many(&self, py: Python<'_>, n: usize) -> PyResult<Py<PyAny>> {
+        block(py, recv_many_fut(self.slot.get(py)?, n))
+    }
+
+    /// `send_many` then `recv_many` for as many replies, in one call.
+    fn request_many(&self, py: Python<'_>, requests: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let requests = self.slot.batch(requests)?;
+        block(py, request_many_fut(self.slot.get(py)?, requests))
+    }
+
     /// Closes the connection; later calls raise `ConnectionClosed`.
     fn close(&self, py: Python<'_>) {
         self.slot.close(py);
@@ -452,6 +554,34 @@ impl AsyncClient {
     /// The reply to the oldest request not yet answered.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         awaitable(py, recv_fut(self.slot.get(py)?))
+    }
+
+    /// Sends many requests (`Frame`s or `(command, body)` pairs) and
+    /// writes them out, in one call.
+    fn send_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let requests = self.slot.batch(requests)?;
+        awaitable(py, send_many_fut(self.slot.get(py)?, requests))
+    }
+
+    /// The replies to the `n` oldest requests not yet answered, in order.
+    /// An error reply (or a failure) raises, with the replies before it in
+    /// the exception's `replies`.
+    fn recv_many<'py>(&self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, recv_many_fut(self.slot.get(py)?, n))
+    }
+
+    /// `send_many` then `recv_many` for as many replies, in one call.
+    fn request_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let requests = self.slot.batch(requests)?;
+        awaitable(py, request_many_fut(self.slot.get(py)?, requests))
     }
 
     /// Closes the connection at once; the result may be awaited.

@@ -325,3 +325,51 @@ async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
 def test_async_needs_a_loop() -> None:
     with pytest.raises(RuntimeError):
         gopro.AsyncClient.connect("127.0.0.1:1")
+
+
+def test_batches(rust_server: Process) -> None:
+    with gopro.Client(rust_server.addr, timeout=5) as client:
+        bodies = [b"b%d" % i for i in range(2000)]
+        replies = client.request_many((1, b) for b in bodies)
+        assert [r.body for r in replies] == [b"Server says: " + b for b in bodies]
+        # Frames and pairs mix; bodies of any bytes-like type.
+        client.send_many([gopro.Frame(0, b"hb"), (gopro.Command.MESSAGE, bytearray(b"ba")), (1, memoryview(b"mv"))])
+        assert client.recv_many(3) == [
+            gopro.Frame(0, b"hb"),
+            gopro.Frame(1, b"Server says: ba"),
+            gopro.Frame(1, b"Server says: mv"),
+        ]
+        assert client.recv_many(0) == []
+        # An ERROR reply raises, carrying the replies before it; the ones
+        # after it are still there, in order.
+        client.send_many([(1, b"a"), (42, b""), (1, b"c")])
+        with pytest.raises(gopro.ServerError) as info:
+            client.recv_many(3)
+        assert info.value.reason == "unknown command: 42"
+        assert info.value.replies == [gopro.Frame(1, b"Server says: a")]  # type: ignore[attr-defined]
+        assert client.recv().body == b"Server says: c"
+        # Bad batches are refused before anything is sent.
+        with pytest.raises(TypeError, match="pairs"):
+            client.send_many([b"not a request"])
+        with pytest.raises(TypeError, match="pairs"):
+            client.send_many([(1, b"x", 3)])
+        with pytest.raises(ValueError):
+            client.send_many([(300, b"")])
+        with pytest.raises(gopro.FrameTooLarge):
+            client.request_many([(1, b"ok"), (1, bytes(gopro.DEFAULT_MAX_BODY + 1))])
+        with pytest.raises(gopro.GoproError):
+            client.recv()  # nothing was sent
+        assert client.request(1, b"still fine").body == b"Server says: still fine"
+
+
+async def test_async_batches(rust_server: Process) -> None:
+    async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+        bodies = [b"a%d" % i for i in range(2000)]
+        replies = await client.request_many([(1, b) for b in bodies])
+        assert [r.body for r in replies] == [b"Server says: " + b for b in bodies]
+        await client.send_many([(0, b""), gopro.Frame(1, b"f")])
+        assert await client.recv_many(2) == [gopro.Frame(0, b""), gopro.Frame(1, b"Server says: f")]
+        await client.send_many([(42, b"")])
+        with pytest.raises(gopro.ServerError) as info:
+            await client.recv_many(1)
+        assert info.value.replies == []  # type: ignore[attr-defined]
