@@ -1,14 +1,14 @@
-//! The server handle, over the Rust server run on `gopro::blocking::runtime()`
-//! (as `gopro::blocking::Server` does), with C callbacks as command handlers
+//! The server handle, over `gopro::blocking::Server`, with C callbacks as
+//! command handlers
 //! and authenticator, and its counters.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gopro::server::{Reply, Server, ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
+use gopro::server::{Reply, Server, ServerBuilder, ServerError, StatsHandle};
 use gopro::{Command, Frame};
 
 use crate::ffi;
@@ -83,17 +83,9 @@ impl gopro_server_config {
 /// `gopro_server_free`. Thread-safe, except that it may not be stopped or
 /// freed from one of its own callbacks.
 pub struct gopro_server {
-    inner: Mutex<Option<Running>>,
+    inner: Mutex<Option<gopro::blocking::Server>>,
     port: u16,
     stats: StatsHandle,
-}
-
-/// What stops a started server and tells when it has stopped: the parts
-/// of `gopro::blocking::Server`, whose start is done here so that the
-/// server's `StatsHandle` can be kept too.
-struct Running {
-    shutdown: ShutdownHandle,
-    done: mpsc::Receiver<()>,
 }
 
 /// A server's counters at one moment, filled in by `gopro_server_stats`.
@@ -492,28 +484,14 @@ pub unsafe extern "C" fn gopro_server_start(
         let builder = config
             .map_or_else(Server::builder, |c| c.builder.clone())
             .listen(addr);
-        // As `gopro::blocking::Server::start`, keeping the stats handle.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Fail::new(
-                gopro_status::InvalidState,
-                "gopro_server_start cannot be called from inside an async runtime",
-            ));
-        }
-        let runtime = gopro::blocking::runtime();
-        let server = runtime.block_on(builder.bind()).map_err(|e| match e {
+        let server = gopro::blocking::Server::start(builder).map_err(|e| match e {
             ServerError::Bind { .. } => Fail::new(gopro_status::BindFailed, e.to_string()),
             _ => Fail::invalid(e.to_string()),
         })?;
         let port = server.local_addr().port();
         let stats = server.stats();
-        let shutdown = server.shutdown_handle();
-        let (tx, done) = mpsc::channel();
-        runtime.spawn(async move {
-            server.run().await;
-            let _ = tx.send(());
-        });
         out.write(ffi::into_handle(gopro_server {
-            inner: Mutex::new(Some(Running { shutdown, done })),
+            inner: Mutex::new(Some(server)),
             port,
             stats,
         }));
@@ -589,9 +567,8 @@ pub unsafe extern "C" fn gopro_server_free(server: *mut gopro_server) {
 impl gopro_server {
     fn stop(&self) {
         let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(running) = taken {
-            running.shutdown.shutdown();
-            let _ = running.done.recv();
+        if let Some(server) = taken {
+            server.stop();
         }
     }
 }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::runtime::Runtime;
 
 use crate::client::{ClientBuilder, ClientError};
-use crate::server::{ServerBuilder, ServerError, ShutdownHandle};
+use crate::server::{ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
 use crate::{Command, Frame};
 
 /// The process-wide runtime the blocking API runs on: a multi-threaded
@@ -130,6 +130,7 @@ impl Client {
 pub struct Server {
     local_addr: SocketAddr,
     handle: ShutdownHandle,
+    stats: StatsHandle,
     done: std::sync::mpsc::Receiver<()>,
 }
 
@@ -144,6 +145,7 @@ impl Server {
         let server = runtime().block_on(builder.bind())?;
         let local_addr = server.local_addr();
         let handle = server.shutdown_handle();
+        let stats = server.stats();
         let (tx, done) = std::sync::mpsc::channel();
         runtime().spawn(async move {
             server.run().await;
@@ -152,6 +154,7 @@ impl Server {
         Ok(Server {
             local_addr,
             handle,
+            stats,
             done,
         })
     }
@@ -164,6 +167,11 @@ impl Server {
     /// A handle that stops it from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// Reads its counters, now or after it has stopped.
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
     }
 
     /// Blocks until the server has stopped (after a shutdown from anywhere).
