@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gopro::server::{Reply, ServerBuilder, ShutdownHandle, StatsHandle};
+use gopro::server::{Reply, ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::{MutexExt, PyOnceLock};
@@ -392,6 +392,65 @@ struct Running {
     done: watch::Receiver<bool>,
 }
 
+/// A server bound on its own thread.
+struct Started {
+    local_addr: SocketAddr,
+    handle: ShutdownHandle,
+    stats: StatsHandle,
+    done: watch::Receiver<bool>,
+}
+
+/// Binds and serves on a thread of its own, with a current-thread runtime:
+/// every handler call then takes the GIL from the same thread, where
+/// runtime workers would pass it back and forth between them on every
+/// frame. The receiver gets the bound server or why it could not bind.
+fn spawn_server(
+    builder: ServerBuilder,
+    ctx: Arc<Ctx>,
+) -> tokio::sync::oneshot::Receiver<Result<Started, ServerError>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("gopro-server".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let reason = format!("cannot start the server's runtime: {e}");
+                    let _ = tx.send(Err(ServerError::Config(reason)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let server = match builder.bind().await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let (stopped, done) = watch::channel(false);
+                let _ = tx.send(Ok(Started {
+                    local_addr: server.local_addr(),
+                    handle: server.shutdown_handle(),
+                    stats: server.stats(),
+                    done,
+                }));
+                server.run().await;
+                // The loop thread outlives the last handler: run() has
+                // waited for every connection.
+                ctx.stop();
+                let _ = stopped.send(true);
+            });
+        });
+    // If the thread could not start, the sender went with the closure and
+    // the caller sees the thread end before binding.
+    drop(thread);
+    rx
+}
+
 enum Phase {
     Idle,
     /// Binding; a shutdown asked for meanwhile is applied right after.
@@ -500,19 +559,14 @@ impl Server {
         Ok(builder)
     }
 
-    /// Serves a bound server on the shared runtime.
-    fn launch(&self, server: gopro::server::Server, ctx: Arc<Ctx>) {
-        let handle = server.shutdown_handle();
-        let (tx, done) = watch::channel(false);
-        let local_addr = server.local_addr();
-        let stats = server.stats();
-        gopro::blocking::runtime().spawn(async move {
-            server.run().await;
-            // The loop thread outlives the last handler: run() has waited
-            // for every connection.
-            ctx.stop();
-            let _ = tx.send(true);
-        });
+    /// Records a server started by [`spawn_server`].
+    fn launch(&self, started: Started) {
+        let Started {
+            local_addr,
+            handle,
+            stats,
+            done,
+        } = started;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let shutdown = matches!(state.phase, Phase::Starting { shutdown: true });
         if shutdown {
@@ -531,15 +585,19 @@ impl Server {
     fn start_sync(&self, py: Python<'_>) -> PyResult<()> {
         let ctx = Ctx::new(None);
         let builder = self.prepare(py, &ctx)?;
-        let rt = gopro::blocking::runtime();
-        match py.detach(|| rt.block_on(builder.bind())) {
-            Ok(server) => {
-                self.launch(server, ctx);
+        let started = spawn_server(builder, ctx);
+        match py.detach(|| started.blocking_recv()) {
+            Ok(Ok(started)) => {
+                self.launch(started);
                 Ok(())
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.failed_start();
                 Err(server_err(e))
+            }
+            Err(_) => {
+                self.failed_start();
+                Err(PyRuntimeError::new_err("the server thread could not start"))
             }
         }
     }
@@ -950,12 +1008,16 @@ impl Server {
         let builder = this.prepare(py, &ctx)?;
         let server: Py<Server> = slf.clone().unbind();
         Ok(Some(Box::pin(async move {
-            match builder.bind().await {
-                Ok(bound) => {
-                    server.get().launch(bound, ctx);
+            match spawn_server(builder, ctx).await {
+                Ok(Ok(started)) => {
+                    server.get().launch(started);
                     Ok(())
                 }
-                Err(e) => {
+                Err(_) => {
+                    server.get().failed_start();
+                    Err(PyRuntimeError::new_err("the server thread could not start"))
+                }
+                Ok(Err(e)) => {
                     server.get().failed_start();
                     Err(server_err(e))
                 }
