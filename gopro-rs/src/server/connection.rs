@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -55,6 +55,9 @@ enum Slow {
     /// The frame just decoded (its body still in the buffer) needs a handler
     /// or an authenticator.
     Frame(Header),
+    /// A handler called for the frame just decoded has to wait. (Boxed:
+    /// a `Slow` is part of every connection's future.)
+    Call(Box<(Command, Call)>),
     /// The socket did not take all the replies.
     Write,
     /// The stream cannot be trusted.
@@ -65,6 +68,16 @@ enum Slow {
     /// budget before more of it is read.
     Budget(usize),
 }
+
+/// A handler's future, guarded against panics. Called and first polled on
+/// the synchronous path, where most handlers finish; awaited on the slow
+/// path otherwise.
+type Call = futures_util::future::CatchUnwind<AssertUnwindSafe<BoxFuture<Result<Reply, String>>>>;
+
+/// Bodies up to this size are copied out of the read buffer for a handler
+/// called on the synchronous path; larger ones are split off it, on the slow
+/// path.
+const INLINE_CALL_BODY: usize = 4096;
 
 /// What a synchronous step leaves to do.
 enum Step {
@@ -276,11 +289,20 @@ impl Connection {
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
             if !self.handle_inline(header.command, &buf[at - length..at]) {
+                if header.command != Command::LOGIN && length <= INLINE_CALL_BODY {
+                    match self.call_now(header.command, &buf[at - length..at]) {
+                        Ok(replied) => {
+                            inline += u64::from(replied);
+                            continue;
+                        }
+                        Err(call) => break Err(Slow::Call(Box::new((header.command, call)))),
+                    }
+                }
                 // Leave the body at the front of the buffer for the slow path.
                 at -= length;
                 break Err(Slow::Frame(header));
             }
-            // Every frame handled inline gets exactly one reply.
+            // Every built-in command handled inline gets exactly one reply.
             inline += 1;
             if self.wbuf.len() >= self.config.max_buffered_replies {
                 match self.write_now() {
@@ -332,6 +354,18 @@ impl Connection {
                     let body = buf.split_to(header.length as usize).freeze();
                     if self.handle_async(header.command, body).await == Flow::Close {
                         break self.close_after_flush().await;
+                    }
+                }
+                Slow::Call(pending) => {
+                    let (command, call) = *pending;
+                    let force = self.config.force.clone();
+                    tokio::select! {
+                        outcome = call => {
+                            if self.replied(command, outcome) {
+                                self.sent(1);
+                            }
+                        }
+                        () = force.cancelled() => break Flow::Close,
                     }
                 }
             }
@@ -537,6 +571,52 @@ impl Connection {
             _ => self.push_error(&format!("unknown command: {}", command.0)),
         }
         true
+    }
+
+    /// Calls the application handler for `command` and polls its future
+    /// once: `Ok` (with whether a reply was added) if it finished, else the
+    /// call to await.
+    fn call_now(&mut self, command: Command, body: &[u8]) -> Result<bool, Call> {
+        let Some(handler) = &self.config.handlers[command.0 as usize] else {
+            return Ok(false);
+        };
+        let frame = crate::Frame::new(command, Bytes::copy_from_slice(body));
+        let mut call = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(frame))) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind(),
+            Err(panic) => return Ok(self.replied(command, Err(panic))),
+        };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut call).poll(&mut cx) {
+            Poll::Ready(outcome) => Ok(self.replied(command, outcome)),
+            Poll::Pending => Err(call),
+        }
+    }
+
+    /// Adds what a handler's call came to: its reply, or an ERROR for a
+    /// failure or a panic. `true` if a frame was added.
+    fn replied(
+        &mut self,
+        command: Command,
+        outcome: std::thread::Result<Result<Reply, String>>,
+    ) -> bool {
+        match outcome {
+            Ok(Ok(Reply::None)) => false,
+            Ok(Ok(reply)) => {
+                self.push_reply(command, reply);
+                true
+            }
+            Ok(Err(reason)) => {
+                self.count_error(|c| &c.handler);
+                self.push_error(&reason);
+                true
+            }
+            Err(_) => {
+                warn!(%command, "handler panicked");
+                self.count_error(|c| &c.handler);
+                self.push_error(&format!("handler for command {} panicked", command.0));
+                true
+            }
+        }
     }
 
     /// A LOGIN with an authenticator, or a frame for an application handler.
