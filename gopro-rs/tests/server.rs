@@ -69,6 +69,63 @@ async fn pipelined_requests_are_answered_in_order() {
     server.stop().await;
 }
 
+/// Runs of HEARTBEATs (echoed as one copy) mixed with every other kind of
+/// reply, in chunks that cut frames (and headers) anywhere, with a reply
+/// cap small enough to be reached in the middle of a run.
+#[tokio::test]
+async fn heartbeat_runs_between_other_replies_in_any_chunking() {
+    let server = start(Server::builder().max_buffered_replies(300).handler(
+        16u8,
+        |frame: Frame| async move { Ok::<_, String>(frame.body) },
+    ))
+    .await;
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..600usize {
+        let body = format!("{i}-").repeat(i % 7);
+        let (request, reply) = match i % 11 {
+            0..=5 => {
+                let f = Frame::new(Command::HEARTBEAT, body.clone());
+                (f.clone(), f)
+            }
+            6 | 7 => (message(body.clone()), says(body.as_bytes())),
+            8 => (
+                Frame::new(16u8, body.clone()),
+                Frame::new(16u8, body.clone()),
+            ),
+            9 => (
+                Frame::new(99u8, body.clone()),
+                Frame::error("unknown command: 99"),
+            ),
+            _ => (
+                Frame::new(Command::LOGIN, "u"),
+                Frame::new(Command::LOGIN, "OK"),
+            ),
+        };
+        wire.extend_from_slice(&request.to_bytes());
+        expected.push(reply);
+    }
+    for chunk in [1, 3, 8, 13, 100, 4096, wire.len()] {
+        let mut peer = Peer::connect(server.addr).await;
+        // The replies (about 30 KB) fit the socket buffers: write it all,
+        // with pauses so that the server reads the pieces apart, then read.
+        for piece in wire.chunks(chunk) {
+            peer.send_raw(piece).await;
+            if chunk < 100 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(
+                &peer.recv().await.unwrap(),
+                want,
+                "reply {i}, chunks of {chunk}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn protocol_errors_get_a_reason_then_close_and_others_keep_going() {
     let server = start_default().await;

@@ -279,7 +279,13 @@ impl Connection {
         let mut at = 0;
         let mut handled = 0;
         let mut inline = 0;
+        // A HEARTBEAT's reply is the frame itself: consecutive ones are
+        // copied to the replies as one run, `echo`, when another reply or
+        // the end of the batch comes.
+        let echo_heartbeats = self.config.handlers[Command::HEARTBEAT.0 as usize].is_none();
+        let mut echo = 0..0;
         let result = loop {
+            let start = at;
             let header = match self.decoder.decode_slice(buf, &mut at) {
                 Ok(Some(header)) => header,
                 Ok(None) => break Ok(()),
@@ -288,23 +294,36 @@ impl Connection {
             handled += 1;
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
-            if !self.handle_inline(header.command, &buf[at - length..at]) {
-                if header.command != Command::LOGIN && length <= INLINE_CALL_BODY {
+            // (A frame whose header an earlier read consumed is not whole
+            // in this buffer: it takes the general path.)
+            if header.command == Command::HEARTBEAT
+                && echo_heartbeats
+                && at - start == HEADER_LEN + length
+            {
+                inline += 1;
+                if echo.end != start {
+                    self.push_echo(buf, &mut echo);
+                    echo.start = start;
+                }
+                echo.end = at;
+            } else {
+                self.push_echo(buf, &mut echo);
+                if self.handle_inline(header.command, &buf[at - length..at]) {
+                    // Every built-in command handled inline gets one reply.
+                    inline += 1;
+                } else if header.command != Command::LOGIN && length <= INLINE_CALL_BODY {
                     match self.call_now(header.command, &buf[at - length..at]) {
-                        Ok(replied) => {
-                            inline += u64::from(replied);
-                            continue;
-                        }
+                        Ok(replied) => inline += u64::from(replied),
                         Err(call) => break Err(Slow::Call(Box::new((header.command, call)))),
                     }
+                } else {
+                    // Leave the body at the front of the buffer for the slow path.
+                    at -= length;
+                    break Err(Slow::Frame(header));
                 }
-                // Leave the body at the front of the buffer for the slow path.
-                at -= length;
-                break Err(Slow::Frame(header));
             }
-            // Every built-in command handled inline gets exactly one reply.
-            inline += 1;
-            if self.wbuf.len() >= self.config.max_buffered_replies {
+            if self.wbuf.len() + echo.len() >= self.config.max_buffered_replies {
+                self.push_echo(buf, &mut echo);
                 match self.write_now() {
                     Ok(true) => {}
                     Ok(false) => break Err(Slow::Write),
@@ -312,6 +331,7 @@ impl Connection {
                 }
             }
         };
+        self.push_echo(buf, &mut echo);
         buf.advance(at);
         if handled > 0 {
             Counters::add(&self.config.shared.counters.frames_in, handled);
@@ -319,6 +339,17 @@ impl Connection {
             self.deadline = deadline_after(&self.config);
         }
         result
+    }
+
+    /// Copies a run of HEARTBEAT frames from the read buffer to the replies.
+    fn push_echo(&mut self, buf: &[u8], echo: &mut std::ops::Range<usize>) {
+        if echo.start != echo.end {
+            self.out().extend_from_slice(&buf[echo.clone()]);
+            if self.wbuf.capacity() > pool::BUFFER_SIZE {
+                self.charge_replies();
+            }
+            *echo = 0..0;
+        }
     }
 
     /// Goes on from where [`step`](Self::step) had to stop, waiting where it
@@ -567,7 +598,7 @@ impl Connection {
         }
         match command {
             Command::HEARTBEAT => self.push_parts(command, &[], body),
-            Command::MESSAGE => self.push_parts(command, MESSAGE_PREFIX, body),
+            Command::MESSAGE => self.push_message(body),
             _ => self.push_error(&format!("unknown command: {}", command.0)),
         }
         true
@@ -708,6 +739,27 @@ impl Connection {
         out.reserve(HEADER_LEN + length);
         out.put_slice(&Header::new(command, length as u32).to_bytes());
         out.put_slice(prefix);
+        out.put_slice(body);
+        if self.wbuf.capacity() > pool::BUFFER_SIZE {
+            self.charge_replies();
+        }
+    }
+
+    /// The MESSAGE reply, `"Server says: "` + body: header and prefix are
+    /// put together on the stack and copied as one piece.
+    fn push_message(&mut self, body: &[u8]) {
+        const PREFIXED: usize = HEADER_LEN + MESSAGE_PREFIX.len();
+        let length = MESSAGE_PREFIX.len() + body.len();
+        if length > self.config.max_body {
+            return self.push_parts(Command::MESSAGE, MESSAGE_PREFIX, body);
+        }
+        let mut head = [0u8; PREFIXED];
+        head[..HEADER_LEN]
+            .copy_from_slice(&Header::new(Command::MESSAGE, length as u32).to_bytes());
+        head[HEADER_LEN..].copy_from_slice(MESSAGE_PREFIX);
+        let out = self.out();
+        out.reserve(PREFIXED + body.len());
+        out.put_slice(&head);
         out.put_slice(body);
         if self.wbuf.capacity() > pool::BUFFER_SIZE {
             self.charge_replies();
