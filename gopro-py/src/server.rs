@@ -543,7 +543,12 @@ impl Server {
             _ => return Err(PyRuntimeError::new_err("the server is already running")),
         }
         state.phase = Phase::Starting { shutdown: false };
-        let mut builder = self.base.clone();
+        // The GIL is taken once per batch of frames, not once per handler
+        // call (the calls inside take it again for free).
+        let mut builder = self.base.clone().batch_scope(|batch| {
+            keep_thread_state();
+            Python::attach(|_| batch());
+        });
         for (code, func) in &state.handlers {
             let (code, func, ctx) = (*code, func.clone(), ctx.clone());
             builder = builder.handler(code, move |frame: gopro::Frame| {

@@ -126,6 +126,54 @@ async fn heartbeat_runs_between_other_replies_in_any_chunking() {
     server.stop().await;
 }
 
+/// The batch scope wraps the synchronous handling of whole batches: every
+/// handler that finishes at once is called inside it, and pipelined frames
+/// share one entry.
+#[tokio::test]
+async fn handlers_run_inside_the_batch_scope_once_per_batch() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    thread_local! {
+        static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let entries = Arc::new(AtomicUsize::new(0));
+    let server = start(
+        Server::builder()
+            .batch_scope({
+                let entries = entries.clone();
+                move |batch: &mut dyn FnMut()| {
+                    entries.fetch_add(1, Ordering::Relaxed);
+                    INSIDE.with(|inside| inside.set(true));
+                    batch();
+                    INSIDE.with(|inside| inside.set(false));
+                }
+            })
+            .handler(16u8, |frame: Frame| {
+                let inside = INSIDE.with(|inside| inside.get());
+                async move {
+                    if inside {
+                        Ok(frame.body)
+                    } else {
+                        Err("called outside the batch scope".to_string())
+                    }
+                }
+            }),
+    )
+    .await;
+    let mut peer = Peer::connect(server.addr).await;
+    let mut wire = Vec::new();
+    for i in 0..200 {
+        wire.extend_from_slice(&Frame::new(16u8, format!("{i}")).to_bytes());
+    }
+    peer.send_raw(&wire).await;
+    for i in 0..200 {
+        assert_eq!(peer.recv().await.unwrap(), Frame::new(16u8, format!("{i}")));
+    }
+    let entries = entries.load(Ordering::Relaxed);
+    assert!((1..50).contains(&entries), "{entries} scope entries for 200 pipelined frames");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn protocol_errors_get_a_reason_then_close_and_others_keep_going() {
     let server = start_default().await;

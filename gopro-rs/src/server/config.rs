@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
 /// connections, beyond each connection's pooled buffer.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 
+/// See [`ServerBuilder::batch_scope`].
+pub(crate) type BatchScope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
 /// Settings shared by every connection of a server.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -47,6 +50,7 @@ pub(crate) struct Config {
     pub raise_nofile_limit: bool,
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
+    pub batch_scope: Option<BatchScope>,
     /// The first invalid setting, reported by [`ServerBuilder::bind`].
     pub invalid: Option<String>,
     /// Asks every connection to finish gracefully (SPEC §6). Made anew by
@@ -111,6 +115,7 @@ impl ServerBuilder {
                 raise_nofile_limit: true,
                 authenticator: None,
                 handlers: vec![None; 256],
+                batch_scope: None,
                 invalid: None,
                 shutdown: CancellationToken::new(),
                 force: CancellationToken::new(),
@@ -218,6 +223,17 @@ impl ServerBuilder {
                 "cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE"
             ));
         }
+        self
+    }
+
+    /// Runs each batch of frames a connection handles without waiting
+    /// (all the whole frames of one read, with the handlers that finish at
+    /// once) inside `scope`, which must call the function it is given
+    /// exactly once. A language binding uses it to take its interpreter
+    /// lock once per batch instead of once per handler call. The scope is
+    /// left before anything is awaited; it must not block.
+    pub fn batch_scope(mut self, scope: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static) -> Self {
+        self.config.batch_scope = Some(Arc::new(scope));
         self
     }
 

@@ -257,7 +257,7 @@ impl Connection {
                 return Step::Close;
             }
         }
-        if let Err(slow) = self.process(&mut buf) {
+        if let Err(slow) = self.process_in_scope(&mut buf) {
             return Step::Slow(buf, slow);
         }
         match self.write_now() {
@@ -341,6 +341,17 @@ impl Connection {
         result
     }
 
+    /// [`process`](Self::process), inside the server's batch scope if it
+    /// has one (see [`ServerBuilder::batch_scope`](super::ServerBuilder::batch_scope)).
+    fn process_in_scope(&mut self, buf: &mut BytesMut) -> Result<(), Slow> {
+        let Some(scope) = self.config.batch_scope.clone() else {
+            return self.process(buf);
+        };
+        let mut result = Ok(());
+        scope(&mut || result = self.process(buf));
+        result
+    }
+
     /// Copies a run of HEARTBEAT frames from the read buffer to the replies.
     fn push_echo(&mut self, buf: &[u8], echo: &mut std::ops::Range<usize>) {
         if echo.start != echo.end {
@@ -400,7 +411,7 @@ impl Connection {
                     }
                 }
             }
-            match self.process(&mut buf) {
+            match self.process_in_scope(&mut buf) {
                 Ok(()) => break self.flush().await,
                 Err(next) => slow = next,
             }
@@ -929,7 +940,7 @@ impl Connection {
             }
         }
         // Handled as any batch; the replies go out with the GOAWAY.
-        let flow = match self.process(&mut buf) {
+        let flow = match self.process_in_scope(&mut buf) {
             Ok(()) => {
                 self.keep_or_return(buf, true);
                 Flow::Continue
