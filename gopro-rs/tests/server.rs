@@ -170,7 +170,10 @@ async fn handlers_run_inside_the_batch_scope_once_per_batch() {
         assert_eq!(peer.recv().await.unwrap(), Frame::new(16u8, format!("{i}")));
     }
     let entries = entries.load(Ordering::Relaxed);
-    assert!((1..50).contains(&entries), "{entries} scope entries for 200 pipelined frames");
+    assert!(
+        (1..50).contains(&entries),
+        "{entries} scope entries for 200 pipelined frames"
+    );
     server.stop().await;
 }
 
