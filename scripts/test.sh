@@ -35,3 +35,4 @@ for part in c python; do
   fi
 done
 step "Soak: 15 s of churn and pipelined load against gopro serve"; scripts/soak.sh 15
+step "Fuzz: 45 s per target from the seed corpora in fuzz/corpus"; scripts/fuzz.sh 45
