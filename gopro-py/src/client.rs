@@ -191,37 +191,25 @@ fn recv_fut(client: Arc<CoreClient>) -> BoxFut<gopro::Frame> {
 }
 
 fn send_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<()> {
-    Box::pin(async move {
-        for (command, body) in requests {
-            client.send(command, body).await?;
-        }
-        client.flush().await
-    })
+    Box::pin(async move { client.send_many(requests).await })
 }
 
 fn recv_many_fut(client: Arc<CoreClient>, n: usize) -> BoxFut<Replies> {
-    Box::pin(async move { Ok(recv_many(&client, n).await) })
+    Box::pin(async move {
+        let mut frames = Vec::new();
+        let error = client.recv_many(n, &mut frames).await.err();
+        Ok(Replies(frames, error))
+    })
 }
 
 fn request_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<Replies> {
     Box::pin(async move {
         let n = requests.len();
-        for (command, body) in requests {
-            client.send(command, body).await?;
-        }
-        Ok(recv_many(&client, n).await)
+        client.send_many(requests).await?;
+        let mut frames = Vec::new();
+        let error = client.recv_many(n, &mut frames).await.err();
+        Ok(Replies(frames, error))
     })
-}
-
-async fn recv_many(client: &CoreClient, n: usize) -> Replies {
-    let mut frames = Vec::with_capacity(n);
-    for _ in 0..n {
-        match client.recv().await {
-            Ok(frame) => frames.push(frame),
-            Err(e) => return Replies(frames, Some(e)),
-        }
-    }
-    Replies(frames, None)
 }
 
 /// The replies of a batch, and the error that cut it short.

@@ -305,3 +305,38 @@ async fn blocking_calls_inside_a_runtime_are_refused() {
     let err = gopro::blocking::Client::connect("127.0.0.1:1").unwrap_err();
     assert_eq!(err.kind(), "invalid");
 }
+
+#[tokio::test]
+async fn batches_send_and_receive_many_with_one_lock() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    let bodies: Vec<Bytes> = (0..3000).map(|i| Bytes::from(format!("b{i}"))).collect();
+    client
+        .send_many(bodies.iter().map(|b| (Command::MESSAGE, b.clone())))
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    client.recv_many(3000, &mut replies).await.unwrap();
+    assert_eq!(replies.len(), 3000);
+    for (reply, body) in replies.iter().zip(&bodies) {
+        assert_eq!(reply.body, [&b"Server says: "[..], body].concat());
+    }
+    // An ERROR reply stops the batch; the replies before it are kept and the
+    // ones after it are still there.
+    client
+        .send_many([(1u8, "a"), (42, ""), (1, "c")])
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    let err = client.recv_many(3, &mut replies).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { ref reason } if reason == "unknown command: 42"));
+    assert_eq!(
+        replies,
+        vec![Frame::new(Command::MESSAGE, "Server says: a")]
+    );
+    assert_eq!(client.recv().await.unwrap().body, "Server says: c");
+    // More than is in flight is refused without waiting.
+    let err = client.recv_many(1, &mut replies).await.unwrap_err();
+    assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+    server.stop().await;
+}

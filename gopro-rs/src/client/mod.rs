@@ -258,6 +258,52 @@ impl Client {
         conn.settle(result, self.timeout).await
     }
 
+    /// Queues many requests and writes them all: [`send`](Self::send) and
+    /// [`flush`](Self::flush) for a batch, taking the connection once.
+    pub async fn send_many<C, B>(
+        &self,
+        requests: impl IntoIterator<Item = (C, B)>,
+    ) -> Result<(), ClientError>
+    where
+        C: Into<Command>,
+        B: Into<Bytes>,
+    {
+        let mut conn = self.conn.lock().await;
+        conn.check_open()?;
+        for (command, body) in requests {
+            conn.queue(command.into(), &body.into())?;
+            if conn.wbuf.len() >= SEND_BUFFER {
+                let result = timeout(self.timeout, conn.flush()).await;
+                conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
+                    .await?;
+            }
+        }
+        let result = timeout(self.timeout, conn.flush()).await;
+        conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
+            .await
+    }
+
+    /// The replies to the `n` oldest requests in flight, appended to `out`
+    /// in order, each within the timeout: [`recv`](Self::recv) for a batch,
+    /// taking the connection once. Stops at the first error (an ERROR or
+    /// GOAWAY reply among them), with the replies before it in `out`.
+    pub async fn recv_many(&self, n: usize, out: &mut Vec<Frame>) -> Result<(), ClientError> {
+        let mut conn = self.conn.lock().await;
+        conn.check_open()?;
+        if n > conn.in_flight {
+            return Err(ClientError::Invalid(format!(
+                "recv_many({n}) with {} requests in flight",
+                conn.in_flight
+            )));
+        }
+        out.reserve(n);
+        for _ in 0..n {
+            let result = timeout(self.timeout, conn.flush_and_recv()).await;
+            out.push(conn.settle(result, self.timeout).await?);
+        }
+        Ok(())
+    }
+
     /// Requests sent (or queued) that have no reply yet.
     pub async fn in_flight(&self) -> usize {
         self.conn.lock().await.in_flight
