@@ -126,6 +126,12 @@ impl Frame {
         )
     }
 
+    /// A version-1 Python frame holding a copy of `body`.
+    pub(crate) fn copied(py: Python<'_>, command: u8, body: &[u8]) -> Frame {
+        let data = PyBytes::new(py, body).unbind();
+        Frame::with_body(gopro::VERSION, command, Body::slice(data, 0, body.len()))
+    }
+
     /// A new Python frame for a core frame; see [`Frame::untracked`].
     pub(crate) fn new_untracked(py: Python<'_>, frame: &gopro::Frame) -> PyResult<Py<Frame>> {
         untracked(py, Frame::from_core(py, frame))

@@ -367,6 +367,41 @@ async fn handle(
     finish(step, target, to_reply).await
 }
 
+/// A Python handler for one command code.
+struct PyHandler {
+    code: u8,
+    func: Arc<Py<PyAny>>,
+    ctx: Arc<Ctx>,
+}
+
+impl gopro::server::Handler for PyHandler {
+    fn call(&self, frame: gopro::Frame) -> gopro::server::BoxFuture<Result<Reply, String>> {
+        Box::pin(handle(
+            self.code,
+            self.func.clone(),
+            self.ctx.clone(),
+            frame,
+        ))
+    }
+
+    /// Calls the function straight from the read buffer: a plain function
+    /// answers here; a coroutine's result is awaited.
+    fn call_inline(&self, command: gopro::Command, body: &[u8]) -> gopro::server::Inline {
+        let target = Target::Command(self.code);
+        keep_thread_state();
+        let step = Python::attach(
+            |py| match Bound::new(py, Frame::copied(py, command.0, body)) {
+                Ok(arg) => call(py, target, &self.ctx, &self.func, arg.into_any(), to_reply),
+                Err(e) => Step::Done(Err(report(py, target, e))),
+            },
+        );
+        match step {
+            Step::Done(result) => gopro::server::Inline::Done(result),
+            wait => gopro::server::Inline::Wait(Box::pin(finish(wait, target, to_reply))),
+        }
+    }
+}
+
 fn to_verdict(py: Python<'_>, target: Target, ret: &Bound<'_, PyAny>) -> Result<(), String> {
     match ret.is_truthy() {
         Ok(true) => Ok(()),
@@ -550,10 +585,14 @@ impl Server {
             Python::attach(|_| batch());
         });
         for (code, func) in &state.handlers {
-            let (code, func, ctx) = (*code, func.clone(), ctx.clone());
-            builder = builder.handler(code, move |frame: gopro::Frame| {
-                handle(code, func.clone(), ctx.clone(), frame)
-            });
+            builder = builder.handler(
+                *code,
+                PyHandler {
+                    code: *code,
+                    func: func.clone(),
+                    ctx: ctx.clone(),
+                },
+            );
         }
         if let Some(func) = &state.authenticator {
             let (func, ctx) = (func.clone(), ctx.clone());

@@ -177,6 +177,59 @@ async fn handlers_run_inside_the_batch_scope_once_per_batch() {
     server.stop().await;
 }
 
+/// A handler answering from the read buffer: small bodies go through
+/// `call_inline` (done at once, or a future to await), large ones through
+/// `call`, and the replies stay in order either way.
+#[tokio::test]
+async fn handlers_may_answer_inline() {
+    use gopro::server::{BoxFuture, Handler, Inline, Reply};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Upper(Arc<AtomicUsize>, Arc<AtomicUsize>);
+    impl Handler for Upper {
+        fn call(&self, frame: Frame) -> BoxFuture<Result<Reply, String>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async move { Ok(Reply::Body(frame.body.to_ascii_uppercase().into())) })
+        }
+        fn call_inline(&self, _command: Command, body: &[u8]) -> Inline {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let reply = Reply::Body(body.to_ascii_uppercase().into());
+            if body.first() == Some(&b'w') {
+                Inline::Wait(Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    Ok(reply)
+                }))
+            } else if body.first() == Some(&b'e') {
+                Inline::Done(Err("e is refused".into()))
+            } else {
+                Inline::Done(Ok(reply))
+            }
+        }
+    }
+    let (inline, called) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let server =
+        start(Server::builder().handler(20u8, Upper(inline.clone(), called.clone()))).await;
+    let mut peer = Peer::connect(server.addr).await;
+    let big = "b".repeat(5000);
+    let bodies = ["abc", "wait", "err", "xyz", &big, "done"];
+    let mut wire = Vec::new();
+    for body in bodies {
+        wire.extend_from_slice(&Frame::new(20u8, body.to_string()).to_bytes());
+    }
+    peer.send_raw(&wire).await;
+    for body in bodies {
+        let reply = peer.recv().await.unwrap();
+        if body == "err" {
+            assert_eq!(reply, Frame::error("e is refused"));
+        } else {
+            assert_eq!(reply, Frame::new(20u8, body.to_ascii_uppercase()));
+        }
+    }
+    assert_eq!(inline.load(Ordering::Relaxed), 5);
+    assert_eq!(called.load(Ordering::Relaxed), 1);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn protocol_errors_get_a_reason_then_close_and_others_keep_going() {
     let server = start_default().await;

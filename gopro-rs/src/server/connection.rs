@@ -26,7 +26,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::config::Config;
-use super::handler::{BoxFuture, Reply};
+use super::handler::{BoxFuture, Inline, Reply};
 use super::pool;
 use super::stats::Counters;
 use crate::{Codec, Command, Decoder, Encoder, Error, Header, HEADER_LEN};
@@ -622,11 +622,13 @@ impl Connection {
         let Some(handler) = &self.config.handlers[command.0 as usize] else {
             return Ok(false);
         };
-        let frame = crate::Frame::new(command, Bytes::copy_from_slice(body));
-        let mut call = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(frame))) {
-            Ok(fut) => AssertUnwindSafe(fut).catch_unwind(),
-            Err(panic) => return Ok(self.replied(command, Err(panic))),
-        };
+        let mut call =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call_inline(command, body)))
+            {
+                Ok(Inline::Done(outcome)) => return Ok(self.replied(command, Ok(outcome))),
+                Ok(Inline::Wait(fut)) => AssertUnwindSafe(fut).catch_unwind(),
+                Err(panic) => return Ok(self.replied(command, Err(panic))),
+            };
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut call).poll(&mut cx) {
             Poll::Ready(outcome) => Ok(self.replied(command, outcome)),

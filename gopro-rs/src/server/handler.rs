@@ -88,6 +88,23 @@ impl<T: Into<Reply>> From<Option<T>> for Reply {
 pub trait Handler: Send + Sync + 'static {
     /// Handles one frame; the error is the reason sent back in an ERROR frame.
     fn call(&self, frame: Frame) -> BoxFuture<Result<Reply, String>>;
+
+    /// Handles a frame whose body is still in the connection's read buffer,
+    /// without waiting if it can. The default copies the body into a
+    /// [`Frame`] for [`call`](Self::call); a handler that usually answers
+    /// at once (a language binding calling into its interpreter) overrides
+    /// it to spare that copy and the boxed future.
+    fn call_inline(&self, command: crate::Command, body: &[u8]) -> Inline {
+        Inline::Wait(self.call(Frame::new(command, Bytes::copy_from_slice(body))))
+    }
+}
+
+/// What [`Handler::call_inline`] came to.
+pub enum Inline {
+    /// The handler's answer.
+    Done(Result<Reply, String>),
+    /// The answer to await (it may be ready at once).
+    Wait(BoxFuture<Result<Reply, String>>),
 }
 
 impl<F, Fut, R, E> Handler for F

@@ -39,7 +39,7 @@ pub use config::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_MEMORY_BUDGET,
     DEFAULT_PRELOGIN_MAX_BODY, DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
-pub use handler::{Authenticator, BoxFuture, Handler, Reply};
+pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use stats::{ErrorCounts, Stats, StatsHandle};
 
 use crate::Frame;
