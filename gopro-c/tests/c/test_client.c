@@ -12,6 +12,87 @@ static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) 
   CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
 }
 
+/* Every pointer argument NULL on its own, on a live client: refused before
+ * anything is sent, and the client stays usable. Then the caller's buffers at
+ * their exact sizes on the heap, freed as soon as the call returns (the body
+ * is copied), and a reply's body read until gopro_frame_free. */
+static void test_pointers(const char *addr) {
+  static const char text[] = "exact";
+  const size_t n = sizeof text - 1;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL, *first = NULL;
+  size_t in_flight = 99, len = 99;
+  uint8_t command = 99, version = 99;
+  const uint8_t *body = (const uint8_t *)"untouched";
+  uint8_t *heap = malloc(n);
+  CHECK(heap != NULL);
+  memcpy(heap, text, n);
+
+  EXPECT(gopro_client_connect("\xff\xfe:1", 1000, 0, 0, &client), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("argument `addr` is not UTF-8");
+  CHECK(client == NULL);
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+
+  EXPECT(gopro_client_request(NULL, 1, heap, n, &reply), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `client` is NULL");
+  EXPECT(gopro_client_request(client, 1, NULL, n, &reply), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `body` is NULL");
+  EXPECT(gopro_client_request(client, 1, heap, n, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_reply` is NULL");
+  CHECK(reply == NULL);
+  EXPECT(gopro_client_login(client, NULL, n), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `credentials` is NULL");
+  EXPECT(gopro_client_send(NULL, 1, heap, n), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_send(client, 1, NULL, n), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `body` is NULL");
+  EXPECT(gopro_client_flush(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_recv(NULL, &reply), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_recv(client, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_reply` is NULL");
+  EXPECT(gopro_client_in_flight(NULL, &in_flight), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_in_flight(client, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out` is NULL");
+  CHECK(in_flight == 99);
+  OK(gopro_client_in_flight(client, &in_flight));
+  CHECK(in_flight == 0); /* nothing was queued by the refused calls */
+
+  /* Bodies and credentials from exact-size heap buffers, freed after the call. */
+  OK(gopro_client_login(client, heap, n));
+  OK(gopro_client_request(client, GOPRO_COMMAND_HEARTBEAT, heap, n, &first));
+  OK(gopro_client_send(client, GOPRO_COMMAND_MESSAGE, heap, n));
+  free(heap);
+  heap = NULL;
+  OK(gopro_client_recv(client, &reply));
+  /* Each frame's body stays valid until that frame is freed. */
+  OK(gopro_frame_get(first, &command, &version, &body, &len));
+  CHECK(command == GOPRO_COMMAND_HEARTBEAT && version == GOPRO_PROTOCOL_VERSION);
+  CHECK(len == n && memcmp(body, text, n) == 0);
+  gopro_frame_free(first);
+  command = version = 99;
+  len = 99;
+  body = (const uint8_t *)"untouched";
+  EXPECT(gopro_frame_get(reply, NULL, &version, &body, &len), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_command` is NULL");
+  EXPECT(gopro_frame_get(reply, &command, &version, NULL, &len), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_body` is NULL");
+  EXPECT(gopro_frame_get(reply, &command, &version, &body, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_body_len` is NULL");
+  CHECK(command == 99 && version == 99 && len == 99);
+  CHECK(strcmp((const char *)body, "untouched") == 0);
+  OK(gopro_frame_get(reply, &command, NULL, &body, &len));
+  CHECK(command == GOPRO_COMMAND_MESSAGE && len == 13 + n);
+  CHECK(memcmp(body, "Server says: exact", len) == 0);
+  gopro_frame_free(reply);
+
+  /* An empty reply body is a NULL pointer and a length of 0. */
+  reply = NULL;
+  OK(gopro_client_request(client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, &reply));
+  OK(gopro_frame_get(reply, &command, &version, &body, &len));
+  CHECK(command == GOPRO_COMMAND_HEARTBEAT && body == NULL && len == 0);
+  gopro_frame_free(reply);
+  gopro_client_free(client);
+}
+
 int main(int argc, char **argv) {
   gopro_client *client = NULL;
   gopro_frame *reply = NULL;
@@ -108,6 +189,8 @@ int main(int argc, char **argv) {
   EXPECT(gopro_frame_get(NULL, NULL, NULL, NULL, NULL), GOPRO_STATUS_NULL_ARGUMENT);
   gopro_client_free(NULL);
   gopro_frame_free(NULL);
+
+  test_pointers(argv[1]);
   printf("test_client: passed\n");
   return 0;
 }

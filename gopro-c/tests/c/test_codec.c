@@ -187,6 +187,91 @@ static void test_decoder_next_many(void) {
   gopro_decoder_free(d);
 }
 
+/* The caller's pointers at their exact sizes, on the heap, so that ASan and
+ * Valgrind see any byte read or written past a length or capacity; every
+ * out-parameter NULL on its own; optional out-parameters NULL on success. */
+static void test_caller_buffers(void) {
+  static const char text[] = "exact";
+  const size_t n = sizeof text - 1;
+  uint8_t *body = malloc(n), *head = malloc(GOPRO_HEADER_LEN), *wire = malloc(GOPRO_HEADER_LEN + n);
+  uint8_t *twice = malloc(2 * (GOPRO_HEADER_LEN + n));
+  gopro_frame_view *views = malloc(sizeof *views); /* room for exactly one */
+  gopro_decoder *d = NULL;
+  uint8_t version = 7, command = 7;
+  uint32_t length = 7;
+  const uint8_t *out = NULL;
+  size_t written = 99, count = 0, len = 0, needed = 0;
+  char *message;
+  CHECK(body != NULL && head != NULL && wire != NULL && twice != NULL && views != NULL);
+  memcpy(body, text, n);
+
+  OK(gopro_header_encode(1, GOPRO_COMMAND_MESSAGE, (uint32_t)n, head, GOPRO_HEADER_LEN, &written));
+  CHECK(written == GOPRO_HEADER_LEN);
+  EXPECT(gopro_header_encode(1, 1, 0, head, 0, &written), GOPRO_STATUS_BUFFER_TOO_SMALL);
+  OK(gopro_header_decode(head, GOPRO_HEADER_LEN, &version, &command, &length));
+  CHECK(version == 1 && command == GOPRO_COMMAND_MESSAGE && length == n);
+  version = command = 7;
+  length = 7;
+  EXPECT(gopro_header_decode(head, GOPRO_HEADER_LEN, NULL, &command, &length),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_version` is NULL");
+  EXPECT(gopro_header_decode(head, GOPRO_HEADER_LEN, &version, &command, NULL),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_length` is NULL");
+  CHECK(version == 7 && command == 7 && length == 7);
+  EXPECT(gopro_header_decode(NULL, 0, &version, &command, &length), GOPRO_STATUS_NEED_MORE);
+
+  written = 99;
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, body, n, n, wire, GOPRO_HEADER_LEN + n,
+                        &written));
+  CHECK(written == GOPRO_HEADER_LEN + n && memcmp(wire, head, GOPRO_HEADER_LEN) == 0 &&
+        memcmp(wire + GOPRO_HEADER_LEN, text, n) == 0);
+  written = 99;
+  EXPECT(gopro_frame_encode(1, 1, body, n, n, NULL, GOPRO_HEADER_LEN + n, &written),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `buf` is NULL");
+  EXPECT(gopro_frame_encode(1, 1, body, n, n, wire, GOPRO_HEADER_LEN + n, NULL),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_written` is NULL");
+  EXPECT(gopro_frame_encode(1, 1, NULL, 0, 0, wire, 0, &written), GOPRO_STATUS_BUFFER_TOO_SMALL);
+  CHECK(written == 99);
+  memcpy(twice, wire, GOPRO_HEADER_LEN + n);
+  memcpy(twice + GOPRO_HEADER_LEN + n, wire, GOPRO_HEADER_LEN + n);
+
+  /* The decoder copies what it is fed: the caller's buffers are freed at once. */
+  OK(gopro_decoder_new(n, GOPRO_ANY_VERSION, &d));
+  OK(gopro_decoder_feed(d, wire, GOPRO_HEADER_LEN + n));
+  free(wire);
+  wire = NULL;
+  command = 0;
+  OK(gopro_decoder_next(d, &command, NULL, &out, &len));
+  CHECK(command == GOPRO_COMMAND_MESSAGE && len == n && memcmp(out, text, n) == 0);
+  OK(gopro_decoder_feed(d, twice, 2 * (GOPRO_HEADER_LEN + n)));
+  free(twice);
+  twice = NULL;
+  /* Two frames buffered, room for one view: only one is written. */
+  OK(gopro_decoder_next_many(d, views, 1, &count));
+  CHECK(count == 1 && views[0].command == GOPRO_COMMAND_MESSAGE && views[0].version == 1);
+  CHECK(views[0].body_len == n && memcmp(views[0].body, text, n) == 0);
+  OK(gopro_decoder_next_many(d, views, 1, &count));
+  CHECK(count == 1 && views[0].body_len == n && memcmp(views[0].body, text, n) == 0);
+  EXPECT(gopro_decoder_next_many(d, views, 1, &count), GOPRO_STATUS_NEED_MORE);
+  OK(gopro_decoder_finish(d));
+  gopro_decoder_free(d);
+
+  /* The last error message into a buffer of exactly its length + 1. */
+  EXPECT(gopro_decoder_feed(NULL, body, n), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_last_error_message(NULL, 0, &needed));
+  message = malloc(needed + 1);
+  CHECK(message != NULL);
+  OK(gopro_last_error_message(message, needed + 1, &len));
+  CHECK(len == needed && strcmp(message, "argument `decoder` is NULL") == 0);
+  free(message);
+  free(views);
+  free(head);
+  free(body);
+}
+
 int main(void) {
   test_version();
   test_status_str();
@@ -195,6 +280,7 @@ int main(void) {
   test_decoder();
   test_decoder_next_many();
   test_messages();
+  test_caller_buffers();
   printf("test_codec: passed\n");
   return 0;
 }

@@ -148,6 +148,23 @@ static void test_config_errors(void) {
   EXPECT(gopro_server_stop(NULL), GOPRO_STATUS_NULL_ARGUMENT);
   EXPECT(gopro_reply_set_body(NULL, NULL, 0), GOPRO_STATUS_NULL_ARGUMENT);
   EXPECT(gopro_reply_set_error(NULL, "x"), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_reply_set_command(NULL, 21), GOPRO_STATUS_NULL_ARGUMENT);
+  /* NULL for the config of every setter. */
+  EXPECT(gopro_server_config_set_read_timeout(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `config` is NULL");
+  EXPECT(gopro_server_config_set_max_body(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_max_connections(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_grace(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_prelogin_max_body(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_max_login_failures(NULL, 5), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_handler(NULL, 16, handle, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `config` is NULL");
+  EXPECT(gopro_server_config_set_authenticator(NULL, authenticate, NULL),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `config` is NULL");
+  EXPECT(gopro_server_start("\xff\xfe:0", config, &server), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("argument `addr` is not UTF-8");
+  CHECK(server == NULL);
   gopro_server_config_free(config);
   gopro_server_config_free(NULL);
   gopro_server_free(NULL);
@@ -522,6 +539,120 @@ static void test_fake_servers(void) {
   fake_done(&f, client);
 }
 
+/* What the callbacks of test_callback_pointers did, through their user_data. */
+struct probe {
+  pthread_mutex_t lock;
+  const char *secret; /* the only credentials the authenticator accepts */
+  int logins;
+  gopro_server *server;
+  int stop_status, null_reply_status, null_body_status, null_reason_status;
+  uint8_t seen[16];
+  size_t seen_len;
+};
+
+/* Refuses with a status and no reason: the reason is the status's string. */
+static int probe_authenticate(void *user_data, const uint8_t *credentials, size_t len,
+                              gopro_reply *reply) {
+  struct probe *p = (struct probe *)user_data;
+  int ok;
+  (void)reply;
+  pthread_mutex_lock(&p->lock);
+  p->logins++;
+  ok = len == strlen(p->secret) && memcmp(credentials, p->secret, len) == 0;
+  pthread_mutex_unlock(&p->lock);
+  return ok ? GOPRO_STATUS_OK : GOPRO_STATUS_TIMEOUT;
+}
+
+/* NULL arguments and a blocking call from inside a handler; echoes the body,
+ * or refuses an empty one with a reason that is not UTF-8. */
+static int probe_handle(void *user_data, uint8_t command, const uint8_t *body, size_t body_len,
+                        gopro_reply *reply) {
+  struct probe *p = (struct probe *)user_data;
+  pthread_mutex_lock(&p->lock);
+  p->stop_status = gopro_server_stop(p->server);
+  p->null_reply_status = gopro_reply_set_command(NULL, command);
+  p->null_body_status = gopro_reply_set_body(reply, NULL, 3);
+  p->null_reason_status = gopro_reply_set_error(reply, NULL);
+  p->seen_len = body_len < sizeof p->seen ? body_len : sizeof p->seen;
+  if (p->seen_len > 0) memcpy(p->seen, body, p->seen_len);
+  pthread_mutex_unlock(&p->lock);
+  if (body_len == 0) {
+    gopro_reply_set_error(reply, "bad \xff byte");
+    return GOPRO_STATUS_INVALID_ARGUMENT;
+  }
+  return gopro_reply_set_body(reply, body, body_len);
+}
+
+static void test_callback_pointers(void) {
+  static const char secret[] = "user:secret";
+  struct probe p;
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  char addr[64], want[128];
+  uint8_t *credentials = malloc(sizeof secret - 1);
+  uint16_t port = 99;
+  CHECK(credentials != NULL);
+  memcpy(credentials, secret, sizeof secret - 1);
+  memset(&p, 0, sizeof p);
+  pthread_mutex_init(&p.lock, NULL);
+  p.secret = secret;
+  OK(gopro_server_config_new(&config));
+  OK(gopro_server_config_set_authenticator(config, probe_authenticate, &p));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, probe_handle, &p));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  pthread_mutex_lock(&p.lock);
+  p.server = server;
+  pthread_mutex_unlock(&p.lock);
+  EXPECT(gopro_server_port(server, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `out_port` is NULL");
+  CHECK(port == 99);
+  address(addr, sizeof addr, server);
+
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  EXPECT(gopro_client_login(client, (const uint8_t *)"user:wrong", 10), GOPRO_STATUS_SERVER_ERROR);
+  snprintf(want, sizeof want, "login failed: %s", gopro_status_str(GOPRO_STATUS_TIMEOUT));
+  EXPECT_MESSAGE(want);
+  OK(gopro_client_login(client, credentials, sizeof secret - 1));
+  free(credentials);
+
+  OK(gopro_client_request(client, CMD_ECHO, (const uint8_t *)"abc", 3, &reply));
+  expect_reply(reply, CMD_ECHO, "abc");
+  pthread_mutex_lock(&p.lock);
+  CHECK(p.logins == 2);
+  CHECK(p.stop_status == GOPRO_STATUS_INVALID_STATE);
+  CHECK(p.null_reply_status == GOPRO_STATUS_NULL_ARGUMENT);
+  CHECK(p.null_body_status == GOPRO_STATUS_NULL_ARGUMENT);
+  CHECK(p.null_reason_status == GOPRO_STATUS_NULL_ARGUMENT);
+  CHECK(p.seen_len == 3 && memcmp(p.seen, "abc", 3) == 0);
+  pthread_mutex_unlock(&p.lock);
+  /* Invalid UTF-8 in the reason is replaced. */
+  EXPECT(gopro_client_request(client, CMD_ECHO, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
+  EXPECT_MESSAGE("bad \xef\xbf\xbd byte");
+  /* The stop from inside the handler was refused: still serving. */
+  OK(gopro_client_heartbeat(client));
+  gopro_client_free(client);
+  gopro_server_free(server);
+  pthread_mutex_destroy(&p.lock);
+}
+
+/* A NULL config: the defaults. */
+static void test_default_config(void) {
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  char addr[64];
+  OK(gopro_server_start("127.0.0.1:0", NULL, &server));
+  address(addr, sizeof addr, server);
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"hi", 2, &reply));
+  expect_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: hi");
+  gopro_client_free(client);
+  gopro_server_free(server);
+}
+
 static void serve_until_stdin_closes(void) {
   struct app app;
   gopro_server_config *config;
@@ -554,6 +685,8 @@ int main(int argc, char **argv) {
   test_memory_budget();
   test_stats();
   test_fake_servers();
+  test_callback_pointers();
+  test_default_config();
   printf("test_server: passed\n");
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "--serve") == 0) {
