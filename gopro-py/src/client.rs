@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gopro::client::{ClientBuilder, ClientError};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
@@ -24,7 +24,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use crate::codec::Frame;
 use crate::errors::{client_err, closed_err, frame_err};
-use crate::util::{body_bytes, command_code, seconds};
+use crate::util::{body_bytes, command_code, seconds, with_body};
 
 type CoreClient = gopro::client::Client;
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>>;
@@ -113,18 +113,25 @@ impl Slot {
         Ok((command, body))
     }
 
-    /// The requests of a batch call: `Frame`s or `(command, body)` pairs.
-    fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Vec<(u8, Bytes)>> {
+    /// The requests of a batch call (`Frame`s or `(command, body)` pairs),
+    /// encoded back to back: one buffer for the batch, not one per body.
+    fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
         let py = items.py();
-        let mut out = Vec::with_capacity(items.len().unwrap_or(0));
+        let mut wire = BytesMut::new();
+        let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
+            self.1
+                .check_len(body.len())
+                .map_err(|e| frame_err(py, &e))?;
+            let header = gopro::Header::new(gopro::Command(command), body.len() as u32);
+            wire.extend_from_slice(&header.to_bytes());
+            wire.extend_from_slice(body);
+            Ok(())
+        };
         for item in items.try_iter()? {
             let item = item?;
             if let Ok(frame) = item.cast::<Frame>() {
-                let frame = frame.get().to_core(py);
-                self.1
-                    .check_len(frame.body.len())
-                    .map_err(|e| frame_err(py, &e))?;
-                out.push((frame.command.0, frame.body));
+                let (command, body) = frame.get().parts(py);
+                push(command, body)?;
                 continue;
             }
             let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
@@ -134,9 +141,10 @@ impl Slot {
                     item.get_type().name()?
                 )));
             };
-            out.push(self.args(&pair.get_item(0)?, Some(&pair.get_item(1)?))?);
+            let command = command_code(&pair.get_item(0)?)?;
+            with_body(&pair.get_item(1)?, |body| push(command, body))??;
         }
-        Ok(out)
+        Ok(wire.freeze())
     }
 
     fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -190,8 +198,8 @@ fn recv_fut(client: Arc<CoreClient>) -> BoxFut<gopro::Frame> {
     Box::pin(async move { client.recv().await })
 }
 
-fn send_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<()> {
-    Box::pin(async move { client.send_many(requests).await })
+fn send_many_fut(client: Arc<CoreClient>, wire: Bytes) -> BoxFut<()> {
+    Box::pin(async move { client.send_encoded(&wire).await.map(drop) })
 }
 
 fn recv_many_fut(client: Arc<CoreClient>, n: usize) -> BoxFut<Replies> {
@@ -202,10 +210,9 @@ fn recv_many_fut(client: Arc<CoreClient>, n: usize) -> BoxFut<Replies> {
     })
 }
 
-fn request_many_fut(client: Arc<CoreClient>, requests: Vec<(u8, Bytes)>) -> BoxFut<Replies> {
+fn request_many_fut(client: Arc<CoreClient>, wire: Bytes) -> BoxFut<Replies> {
     Box::pin(async move {
-        let n = requests.len();
-        client.send_many(requests).await?;
+        let n = client.send_encoded(&wire).await?;
         let mut frames = Vec::new();
         let error = client.recv_many(n, &mut frames).await.err();
         Ok(Replies(frames, error))

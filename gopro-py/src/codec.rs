@@ -137,6 +137,11 @@ impl Frame {
         untracked(py, Frame::from_core(py, frame))
     }
 
+    /// The command code and the body, borrowed.
+    pub(crate) fn parts<'a>(&'a self, py: Python<'a>) -> (u8, &'a [u8]) {
+        (self.command, self.body.as_slice(py))
+    }
+
     /// The core frame, with a copy of the body.
     pub(crate) fn to_core(&self, py: Python<'_>) -> gopro::Frame {
         gopro::Frame::new(self.command, Bytes::copy_from_slice(self.body.as_slice(py)))

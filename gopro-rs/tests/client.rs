@@ -340,3 +340,30 @@ async fn batches_send_and_receive_many_with_one_lock() {
     assert!(matches!(err, ClientError::Invalid(_)), "{err}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn encoded_batches_are_checked_before_anything_is_sent() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    let mut wire = Vec::new();
+    for i in 0..100 {
+        wire.extend_from_slice(&Frame::new(Command::MESSAGE, format!("e{i}")).to_bytes());
+    }
+    assert_eq!(client.send_encoded(&wire).await.unwrap(), 100);
+    let mut replies = Vec::new();
+    client.recv_many(100, &mut replies).await.unwrap();
+    assert_eq!(replies[99].body, "Server says: e99");
+    // A cut frame, bad magic, another version: refused, nothing queued.
+    for bad in [
+        &wire[..wire.len() - 1],
+        &b"XXXXXXXX"[..],
+        &Frame::new(0u8, "").with_version(2).to_bytes()[..],
+    ] {
+        let err = client.send_encoded(bad).await.unwrap_err();
+        assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+        assert_eq!(client.in_flight().await, 0);
+    }
+    assert_eq!(client.send_encoded(&[]).await.unwrap(), 0);
+    client.heartbeat().await.unwrap();
+    server.stop().await;
+}

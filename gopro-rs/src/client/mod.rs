@@ -297,11 +297,62 @@ impl Client {
             )));
         }
         out.reserve(n);
+        conn.flush_or_settle(self.timeout).await?;
         for _ in 0..n {
-            let result = timeout(self.timeout, conn.flush_and_recv()).await;
-            out.push(conn.settle(result, self.timeout).await?);
+            // Replies already received are taken without arming a timer.
+            let result = match conn.buffered_reply() {
+                Some(result) => result,
+                None => match timeout(self.timeout, conn.recv_reply()).await {
+                    Ok(result) => result,
+                    Err(elapsed) => Err(conn
+                        .settle::<()>(Err(elapsed), self.timeout)
+                        .await
+                        .unwrap_err()),
+                },
+            };
+            match result {
+                Ok(frame) => out.push(frame),
+                Err(e) => {
+                    return Err(conn
+                        .settle::<Frame>(Ok(Err(e)), self.timeout)
+                        .await
+                        .unwrap_err())
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Queues frames already encoded back to back (as
+    /// [`Encoder::encode`](crate::Encoder::encode) writes them) and writes
+    /// them all; returns how many there were. The bytes are checked frame
+    /// by frame first: anything but whole frames within the body limit is
+    /// refused and nothing is sent.
+    pub async fn send_encoded(&self, wire: &[u8]) -> Result<usize, ClientError> {
+        let mut conn = self.conn.lock().await;
+        conn.check_open()?;
+        let mut checker = crate::Codec::builder()
+            .max_body(conn.encoder.max_body())
+            .require_current_version()
+            .decoder();
+        let (mut at, mut frames) = (0, 0);
+        while at < wire.len() {
+            let start = at;
+            match checker.decode_slice(wire, &mut at) {
+                Ok(Some(_)) => frames += 1,
+                Ok(None) => {
+                    return Err(ClientError::Invalid(format!(
+                        "send_encoded: the last {} bytes are not a whole frame",
+                        wire.len() - start
+                    )))
+                }
+                Err(e) => return Err(ClientError::Invalid(format!("send_encoded: {e}"))),
+            }
+        }
+        conn.wbuf.extend_from_slice(wire);
+        conn.in_flight += frames;
+        conn.flush_or_settle(self.timeout).await?;
+        Ok(frames)
     }
 
     /// Requests sent (or queued) that have no reply yet.
@@ -398,6 +449,30 @@ impl Conn {
         let _ = self.stream.shutdown().await;
     }
 
+    /// Writes what is queued within `limit`, closing on a failure.
+    async fn flush_or_settle(&mut self, limit: Duration) -> Result<(), ClientError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let result = timeout(limit, self.flush()).await;
+        self.settle(result.map(|r| r.map_err(Into::into)), limit)
+            .await
+    }
+
+    /// The next reply if it is already in the buffer, without waiting.
+    fn buffered_reply(&mut self) -> Option<Result<Frame, ClientError>> {
+        loop {
+            let frame = match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if let Some(result) = self.accept(frame) {
+                return Some(result);
+            }
+        }
+    }
+
     async fn flush_and_recv(&mut self) -> Result<Frame, ClientError> {
         self.flush().await?;
         self.recv_reply().await
@@ -491,28 +566,36 @@ impl Conn {
                     unanswered: self.in_flight,
                 });
             };
-            if frame.command == Command::GOAWAY {
-                let reason = frame.body_text().into_owned();
-                self.state = State::GoneAway(reason.clone());
-                return Err(ClientError::GoAway {
-                    reason,
-                    unanswered: self.in_flight,
-                });
+            if let Some(result) = self.accept(frame) {
+                return result;
             }
-            if self.keepalive_pending > 0 {
-                // Keep-alives were sent with nothing in flight, so their
-                // replies come first.
-                self.keepalive_pending -= 1;
-                continue;
-            }
-            self.in_flight = self.in_flight.saturating_sub(1);
-            if frame.command == Command::ERROR {
-                return Err(ClientError::Server {
-                    reason: frame.body_text().into_owned(),
-                });
-            }
-            return Ok(frame);
         }
+    }
+
+    /// What a frame from the server means for the oldest request: its
+    /// reply, an error, or (`None`) nothing, for a keep-alive's reply.
+    fn accept(&mut self, frame: Frame) -> Option<Result<Frame, ClientError>> {
+        if frame.command == Command::GOAWAY {
+            let reason = frame.body_text().into_owned();
+            self.state = State::GoneAway(reason.clone());
+            return Some(Err(ClientError::GoAway {
+                reason,
+                unanswered: self.in_flight,
+            }));
+        }
+        if self.keepalive_pending > 0 {
+            // Keep-alives were sent with nothing in flight, so their
+            // replies come first.
+            self.keepalive_pending -= 1;
+            return None;
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if frame.command == Command::ERROR {
+            return Some(Err(ClientError::Server {
+                reason: frame.body_text().into_owned(),
+            }));
+        }
+        Some(Ok(frame))
     }
 }
 
