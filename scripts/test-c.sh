@@ -111,6 +111,8 @@ faults=(none,both chunk1,both delay=10ms,both throttle=4000000,both
 fault_args=()
 for spec in "${faults[@]}"; do
   n=${#proxy_pids[@]}
+  # Created here: the background job opens it only once it has forked.
+  : >"$out/proxy-$n.out"
   "$gopro" proxy --listen 127.0.0.1:0 --upstream "$addr" --fault "${spec%,*}" \
     --direction "${spec#*,}" >"$out/proxy-$n.out" 2>"$out/proxy-$n.log" &
   proxy_pids+=($!)
