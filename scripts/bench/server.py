@@ -8,6 +8,7 @@ Usage: scripts/bench-server.sh [--duration 3s] [--idle 10000] [--stalled 1000]
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -125,7 +126,14 @@ def main():
     p.add_argument("--idle", type=int, default=10000)
     p.add_argument("--stalled", type=int, default=1000)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--rounds", type=int, default=0,
+                   help="then alternate gopro and the byte-echo at 50x64 this many times, "
+                        "and report the median of the per-round ratios (steadier than one run)")
+    p.add_argument("--only-rounds", action="store_true", help="skip the full table")
     args = p.parse_args()
+    if args.only_rounds:
+        rounds(args)
+        return
 
     results = {}
     for name in SERVERS:
@@ -166,6 +174,36 @@ def main():
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     report(results, args)
+    if args.rounds:
+        rounds(args)
+
+
+def rounds(args):
+    """gopro and the byte-echo in turns at 50x64: CPU per reply, per round."""
+    ratios = {"heartbeat": [], "message": []}
+    for i in range(args.rounds):
+        # Each server is warmed up first (connections, pools, caches), so
+        # that no workload pays for starting.
+        echo = Server("tokio byte-echo")
+        try:
+            load(echo, "heartbeat", 50, 64, 32, "1s")
+            time.sleep(0.5)  # let the warm-up's connections close
+            base = load(echo, "heartbeat", 50, 64, 32, args.duration)["cpu_ns_per_reply"]
+        finally:
+            echo.stop()
+        ours = Server("gopro")
+        try:
+            load(ours, "heartbeat", 50, 64, 32, "1s")
+            time.sleep(0.5)
+            for command in ratios:
+                ns = load(ours, command, 50, 64, 32, args.duration)["cpu_ns_per_reply"]
+                ratios[command].append(ns / base)
+                print(f"round {i + 1}: 50x64 {command}: gopro {ns:.0f} ns/reply, byte-echo {base:.0f}: {ns / base:.2f}x", flush=True)
+        finally:
+            ours.stop()
+    for command, values in ratios.items():
+        print(f"50x64 32B {command}: median gopro / byte-echo over {len(values)} rounds: "
+              f"{statistics.median(values):.2f}x (from {min(values):.2f}x to {max(values):.2f}x)")
 
 
 def report(results, args):
