@@ -9,13 +9,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
+use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::process::{gopro_bin, Proc};
+use common::process::{gopro_bin, spawn_listening, Proc};
 use gopro::client::{Client, ClientError};
 use gopro::{Command, Frame};
 
@@ -31,43 +30,10 @@ fn bin() -> PathBuf {
 
 /// Runs `gopro ARGS...` and waits for its `listening on ADDR` line on stdout
 /// (`proxy`) or stderr (`serve`, which logs it).
-#[allow(clippy::zombie_processes)] // Proc kills and waits for the child when dropped
 fn spawn(args: &[&str], on_stdout: bool) -> Proc {
     let mut command = Process::new(bin());
-    command.args(args).stdin(Stdio::null());
-    if on_stdout {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
-    } else {
-        command.stderr(Stdio::piped()).stdout(Stdio::null());
-    }
-    let mut child = command.spawn().expect("spawn gopro");
-    let pipe: Box<dyn std::io::Read + Send> = if on_stdout {
-        Box::new(child.stdout.take().unwrap())
-    } else {
-        Box::new(child.stderr.take().unwrap())
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("gopro {args:?} did not print 'listening on'"));
-        if let Some(at) = line.find("listening on ") {
-            let addr = line[at + "listening on ".len()..].trim().parse().unwrap();
-            return Proc {
-                child,
-                addr,
-                log: rx,
-            };
-        }
-    }
+    command.args(args);
+    spawn_listening(command, on_stdout)
 }
 
 /// A fault and what it may do to the calls.

@@ -74,9 +74,10 @@ impl Proc {
     }
 }
 
-/// Spawns a process and waits for a line "listening on ADDR" on `stream`.
+/// Spawns a process and waits for a line "listening on ADDR" on its stdout
+/// (`on_stdout`) or stderr.
 #[allow(clippy::zombie_processes)] // Proc kills and waits for the child when dropped
-fn spawn_listening(mut command: Command, on_stdout: bool) -> Proc {
+pub fn spawn_listening(mut command: Command, on_stdout: bool) -> Proc {
     command.stdin(Stdio::null());
     if on_stdout {
         command.stdout(Stdio::piped()).stderr(Stdio::null());
