@@ -216,7 +216,9 @@ fn errors_are_counted_by_kind() {
     let started = Instant::now();
     loop {
         let s = stats.snapshot();
-        if s.connections == 0 && s.errors.read_timeout == 1 {
+        // The mid-frame timeout; the two held connections may time out too
+        // on a slow machine before they are dropped (without a reply).
+        if s.connections == 0 && s.errors.read_timeout >= 1 {
             assert_eq!(s.errors.protocol, 1, "{s:?}");
             assert_eq!(s.errors.handler, 1, "{s:?}");
             assert_eq!(s.errors.busy, 1, "{s:?}");
