@@ -222,20 +222,13 @@ fn error_reason(reply: gopro_reply, status: c_int, default: &str) -> String {
 }
 
 impl Callback<Handler> {
-    fn call(self, frame: &Frame) -> Result<Reply, String> {
+    fn handle(self, code: u8, body: &[u8]) -> Result<Reply, String> {
         let mut reply = gopro_reply::default();
-        let code = frame.command.code();
         // SAFETY: the function and user_data come from the application,
         // which promised they are callable from any thread; the body and
         // reply pointers are valid for the duration of the call.
         let status = in_callback(|| unsafe {
-            (self.f)(
-                self.user_data,
-                code,
-                body_ptr(&frame.body),
-                frame.body.len(),
-                &mut reply,
-            )
+            (self.f)(self.user_data, code, body_ptr(body), body.len(), &mut reply)
         });
         if status != 0 {
             return Err(error_reason(reply, status, "handler failed"));
@@ -245,6 +238,20 @@ impl Callback<Handler> {
             (None, Some(body)) => Reply::Body(body),
             (Some(command), body) => Reply::Frame(Frame::new(command, body.unwrap_or_default())),
         })
+    }
+}
+
+/// A C handler answers at once: from the read buffer when the server can
+/// (no copy of the body, no boxed future), else from a frame.
+impl gopro::server::Handler for Callback<Handler> {
+    fn call(&self, frame: Frame) -> gopro::server::BoxFuture<Result<Reply, String>> {
+        Box::pin(std::future::ready(
+            self.handle(frame.command.code(), &frame.body),
+        ))
+    }
+
+    fn call_inline(&self, command: gopro::Command, body: &[u8]) -> gopro::server::Inline {
+        gopro::server::Inline::Done(self.handle(command.code(), body))
     }
 }
 
@@ -422,11 +429,7 @@ pub unsafe extern "C" fn gopro_server_config_set_handler(
             )));
         }
         let callback = Callback { f, user_data };
-        c.update(|b| {
-            b.handler(command, move |frame: Frame| {
-                std::future::ready(callback.call(&frame))
-            })
-        });
+        c.update(|b| b.handler(command, callback));
         Ok(())
     })
 }
