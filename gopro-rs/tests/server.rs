@@ -369,7 +369,19 @@ async fn application_handlers_errors_and_panics() {
     // No reply for 20: the next reply is the heartbeat's.
     peer.send(&Frame::new(20, "")).await;
     assert_eq!(peer.request(&Frame::heartbeat()).await, Frame::heartbeat());
-    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    // The same with bodies too large to be handled from the read buffer.
+    let big = "s".repeat(10_000);
+    assert_eq!(
+        peer.request(&Frame::new(16, big.clone())).await,
+        Frame::new(16, big.clone())
+    );
+    peer.send(&Frame::new(17, big.clone())).await;
+    peer.expect_error("the database is down").await;
+    peer.send(&Frame::new(18, "a".repeat(10_000))).await;
+    peer.expect_error("handler for command 18 panicked").await;
+    peer.send(&Frame::new(20, big)).await;
+    assert_eq!(peer.request(&Frame::heartbeat()).await, Frame::heartbeat());
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
     // The server survived the panics.
     let mut other = Peer::connect(server.addr).await;
     assert_eq!(other.request(&message("alive")).await, says(b"alive"));

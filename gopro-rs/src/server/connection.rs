@@ -400,14 +400,8 @@ impl Connection {
                 }
                 Slow::Call(pending) => {
                     let (command, call) = *pending;
-                    let force = self.config.force.clone();
-                    tokio::select! {
-                        outcome = call => {
-                            if self.replied(command, outcome) {
-                                self.sent(1);
-                            }
-                        }
-                        () = force.cancelled() => break Flow::Close,
+                    if self.finish_call(command, call).await == Flow::Close {
+                        break Flow::Close;
                     }
                 }
             }
@@ -674,23 +668,33 @@ impl Connection {
             return Flow::Continue;
         };
         let frame = crate::Frame::new(command, body);
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(frame))) {
+            Ok(fut) => {
+                self.finish_call(command, AssertUnwindSafe(fut).catch_unwind())
+                    .await
+            }
+            Err(panic) => {
+                if self.replied(command, Err(panic)) {
+                    self.sent(1);
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Awaits a handler's call and adds what it came to; `Close` if the
+    /// server closes the connection first.
+    async fn finish_call(&mut self, command: Command, call: Call) -> Flow {
         let force = self.config.force.clone();
         tokio::select! {
-            reply = guarded(command, || handler.call(frame)) => match reply {
-                Ok(Reply::None) => {}
-                Ok(reply) => {
-                    self.push_reply(command, reply);
+            outcome = call => {
+                if self.replied(command, outcome) {
                     self.sent(1);
                 }
-                Err(reason) => {
-                    self.count_error(|c| &c.handler);
-                    self.push_error(&reason);
-                    self.sent(1);
-                }
-            },
-            () = force.cancelled() => return Flow::Close,
+                Flow::Continue
+            }
+            () = force.cancelled() => Flow::Close,
         }
-        Flow::Continue
     }
 
     async fn login(&mut self, credentials: Bytes) -> Flow {
