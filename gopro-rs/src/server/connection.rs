@@ -232,7 +232,8 @@ impl Connection {
             return Step::Slow(buf, Slow::Budget(more));
         }
         let mut buf = self.read_buffer();
-        match self.stream.try_read_buf(&mut buf) {
+        let limit = self.read_limit(&buf);
+        match self.stream.try_read_buf(&mut (&mut buf).limit(limit)) {
             Ok(0) => {
                 if self.decoder.is_mid_frame(&buf) {
                     if let Err(e) = self.decoder.decode_eof(&mut buf) {
@@ -454,6 +455,20 @@ impl Connection {
     /// End of the time allowed for the next whole frame.
     fn deadline(&self) -> Instant {
         self.config.epoch + Duration::from_nanos(self.deadline)
+    }
+
+    /// How much one read may bring: the rest of a frame the budget covers
+    /// and a pooled buffer's worth after it, or a pooled buffer's worth in
+    /// all. A buffer kept from an earlier large frame has more room than
+    /// that, and must not take in a large frame before it is claimed.
+    fn read_limit(&self, buf: &BytesMut) -> usize {
+        let claimed = self.held.as_ref().map_or(0, |h| h.frame);
+        match self.decoder.pending_header() {
+            Some(h) if h.frame_len() > pool::BUFFER_SIZE && claimed >= h.frame_len() => {
+                self.decoder.bytes_needed(buf) + pool::BUFFER_SIZE
+            }
+            _ => pool::BUFFER_SIZE.saturating_sub(buf.len()).max(HEADER_LEN),
+        }
     }
 
     /// Claims from the memory budget the whole of a frame too large for a
