@@ -367,3 +367,31 @@ async fn encoded_batches_are_checked_before_anything_is_sent() {
     client.heartbeat().await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn recv_many_times_out_and_closes() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let hold = tokio::spawn(async move { silent.accept().await.unwrap() });
+    let client = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .connect(&addr)
+        .await
+        .unwrap();
+    client
+        .send_many([(Command::MESSAGE, "a"), (Command::MESSAGE, "b")])
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    let started = std::time::Instant::now();
+    let err = client.recv_many(2, &mut replies).await.unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(replies.is_empty());
+    // A timeout leaves the replies out of step: the connection is closed.
+    assert!(matches!(
+        client.heartbeat().await.unwrap_err(),
+        ClientError::Closed { .. }
+    ));
+    drop(hold);
+}

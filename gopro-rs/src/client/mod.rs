@@ -301,23 +301,12 @@ impl Client {
         for _ in 0..n {
             // Replies already received are taken without arming a timer.
             let result = match conn.buffered_reply() {
-                Some(result) => result,
-                None => match timeout(self.timeout, conn.recv_reply()).await {
-                    Ok(result) => result,
-                    Err(elapsed) => Err(conn
-                        .settle::<()>(Err(elapsed), self.timeout)
-                        .await
-                        .unwrap_err()),
-                },
+                Some(result) => Ok(result),
+                None => timeout(self.timeout, conn.recv_reply()).await,
             };
             match result {
-                Ok(frame) => out.push(frame),
-                Err(e) => {
-                    return Err(conn
-                        .settle::<Frame>(Ok(Err(e)), self.timeout)
-                        .await
-                        .unwrap_err())
-                }
+                Ok(Ok(frame)) => out.push(frame),
+                failed => return conn.settle(failed, self.timeout).await.map(drop),
             }
         }
         Ok(())

@@ -40,6 +40,18 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 2s or 500ms)"))
 }
 
+/// A client to `addr`, with `timeout` to connect and for each reply.
+pub(crate) async fn connect(
+    addr: &str,
+    timeout: Duration,
+) -> Result<gopro::client::Client, gopro::client::ClientError> {
+    gopro::client::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect(addr)
+        .await
+}
+
 /// Worker threads: the CPUs this process may run on (one means a
 /// current-thread runtime, the fastest when pinned to one core).
 pub(crate) fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {

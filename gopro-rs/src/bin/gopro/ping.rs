@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use gopro::client::Client;
 
 #[derive(Args)]
 pub(crate) struct PingArgs {
@@ -23,11 +22,7 @@ pub(crate) struct PingArgs {
 
 pub(crate) fn run(args: PingArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(Some(1))?.block_on(async {
-        let client = Client::builder()
-            .connect_timeout(args.timeout)
-            .timeout(args.timeout)
-            .connect(&args.addr)
-            .await?;
+        let client = crate::connect(&args.addr, args.timeout).await?;
         let mut times = Vec::with_capacity(args.count as usize);
         for seq in 0..args.count {
             if seq > 0 {

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use gopro::client::Client;
 use gopro::Command;
 
 #[derive(Args)]
@@ -23,11 +22,7 @@ pub(crate) struct SendArgs {
 
 pub(crate) fn run(args: SendArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(Some(1))?.block_on(async {
-        let client = Client::builder()
-            .connect_timeout(args.timeout)
-            .timeout(args.timeout)
-            .connect(&args.addr)
-            .await?;
+        let client = crate::connect(&args.addr, args.timeout).await?;
         let reply = client
             .request(Command(args.command), args.message.into_bytes())
             .await?;
