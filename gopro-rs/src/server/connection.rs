@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
@@ -84,6 +84,13 @@ enum Step {
     Continue,
     Close,
     Slow(BytesMut, Slow),
+}
+
+/// What one read brought.
+struct Read {
+    len: usize,
+    /// The read stopped short of its room: the socket holds no more now.
+    drained: bool,
 }
 
 /// What to do after a step.
@@ -233,8 +240,8 @@ impl Connection {
         }
         let mut buf = self.read_buffer();
         let limit = self.read_limit(&buf);
-        match self.stream.try_read_buf(&mut (&mut buf).limit(limit)) {
-            Ok(0) => {
+        let drained = match self.read_into(&mut buf, limit) {
+            Ok(Read { len: 0, .. }) => {
                 if self.decoder.is_mid_frame(&buf) {
                     if let Err(e) = self.decoder.decode_eof(&mut buf) {
                         info!(peer = %Peer(&self.stream), "peer closed mid-frame: {e}");
@@ -244,7 +251,7 @@ impl Connection {
                 pool::give(buf);
                 return Step::Close;
             }
-            Ok(_) => {}
+            Ok(Read { drained, .. }) => drained,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more for now: the connection goes idle.
                 self.keep_or_return(buf, true);
@@ -257,14 +264,14 @@ impl Connection {
                 pool::give(buf);
                 return Step::Close;
             }
-        }
+        };
         if let Err(slow) = self.process_in_scope(&mut buf) {
             return Step::Slow(buf, slow);
         }
         match self.write_now() {
             Ok(true) => {
                 self.release_wbuf();
-                self.keep_or_return(buf, false);
+                self.keep_or_return(buf, drained);
                 Step::Continue
             }
             Ok(false) => Step::Slow(buf, Slow::Write),
@@ -450,6 +457,32 @@ impl Connection {
             return bigger;
         }
         buf
+    }
+
+    /// Reads at most `limit` bytes. A read that fills less than the room it
+    /// was given drained the socket (as tokio's `poll_read` takes it): its
+    /// readiness is cleared then, so the next read waits for the next
+    /// wake-up instead of making one more system call to learn EAGAIN.
+    fn read_into(&self, buf: &mut BytesMut, limit: usize) -> io::Result<Read> {
+        let room = limit.min(buf.capacity() - buf.len());
+        let mut len = 0;
+        let result = self.stream.try_io(Interest::READABLE, || {
+            len = self.stream.try_read_buf(&mut (&mut *buf).limit(limit))?;
+            if len > 0 && len < room {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(Read {
+                len,
+                drained: false,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => {
+                Ok(Read { len, drained: true })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// End of the time allowed for the next whole frame.

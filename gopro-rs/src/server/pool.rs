@@ -31,8 +31,11 @@ pub(crate) fn give(mut buf: BytesMut) {
     buf.clear();
     // Moves the start back to the beginning of the allocation (the buffer
     // was advanced past what was handled); fails, and the buffer is freed,
-    // if a frame body still shares the allocation or it grew too large.
-    if buf.capacity() > MAX_POOLED_CAPACITY || !buf.try_reclaim(BUFFER_SIZE) {
+    // if a frame body still shares the allocation. One that grew too large
+    // is freed too.
+    // (The capacity is checked after reclaiming: a buffer advanced past a
+    // large frame shows only the little room left after it until then.)
+    if !buf.try_reclaim(BUFFER_SIZE) || buf.capacity() > MAX_POOLED_CAPACITY {
         return;
     }
     POOL.with_borrow_mut(|pool| {
@@ -40,4 +43,32 @@ pub(crate) fn give(mut buf: BytesMut) {
             pool.push(buf);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+
+    use super::*;
+
+    #[test]
+    fn a_buffer_advanced_past_a_large_frame_is_freed_not_pooled() {
+        // Advanced to its end, it shows no capacity, yet reclaiming it
+        // would give back the whole large allocation.
+        let mut buf = BytesMut::zeroed(1 << 20);
+        buf.advance(1 << 20);
+        assert!(buf.capacity() <= MAX_POOLED_CAPACITY);
+        give(buf);
+        assert_eq!(take().capacity(), BUFFER_SIZE);
+    }
+
+    #[test]
+    fn a_small_buffer_is_pooled_with_its_room_back() {
+        let mut buf = take();
+        buf.extend_from_slice(&[7; BUFFER_SIZE]);
+        buf.advance(BUFFER_SIZE);
+        give(buf);
+        assert_eq!(POOL.with_borrow(Vec::len), 1);
+        assert_eq!(take().capacity(), BUFFER_SIZE);
+    }
 }
