@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { apt-get update && apt-get install -y util-linux; }
-cargo build --release -p gopro --features cli --examples
+cargo build --release -p gopro --features cli --bins --examples
 (cd interop/go && go build -o bin/ ./cmd/...)
 exec python3 scripts/bench/server.py "$@"
