@@ -1,6 +1,7 @@
 //! `Command`, `Frame`, `encode`, `decode` and `Decoder`: the core's sans-IO codec.
 
-use std::sync::OnceLock;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use pyo3::basic::CompareOp;
@@ -71,39 +72,95 @@ pub(crate) struct Frame {
 /// A frame's body: `len` bytes at `start` of a `bytes` object — the body
 /// itself, or a chunk a `Decoder` was fed, sliced on first use. A decoded
 /// frame then costs one small object and no copy until its body is read.
+/// (Kept small: a decoder's output is millions of these; a frame object is
+/// 64 bytes with the collector's header.)
 struct Body {
     data: Py<PyBytes>,
-    start: usize,
-    len: usize,
-    slice: OnceLock<Py<PyBytes>>,
+    /// Where the body is in `data`; [`WHOLE`] when it is all of `data`
+    /// (which may be larger than a `u32` says).
+    start: u32,
+    len: u32,
+    /// The sliced-out body once read: a strong reference, or null.
+    slice: AtomicPtr<pyo3::ffi::PyObject>,
 }
 
-impl Body {
-    fn whole(data: Py<PyBytes>, py: Python<'_>) -> Body {
-        let len = data.as_bytes(py).len();
-        Body::slice(data, 0, len)
-    }
+/// `Body::start` of a body that is all of its `bytes`.
+const WHOLE: u32 = u32::MAX;
 
-    fn slice(data: Py<PyBytes>, start: usize, len: usize) -> Body {
+impl Body {
+    fn whole(data: Py<PyBytes>) -> Body {
         Body {
             data,
-            start,
-            len,
-            slice: OnceLock::new(),
+            start: WHOLE,
+            len: 0,
+            slice: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    fn slice(py: Python<'_>, data: Py<PyBytes>, start: usize, len: usize) -> Body {
+        match (u32::try_from(start), u32::try_from(len)) {
+            (Ok(start), Ok(len)) if start != WHOLE => Body {
+                data,
+                start,
+                len,
+                slice: AtomicPtr::new(ptr::null_mut()),
+            },
+            // Past 4 GiB into a chunk: sliced now.
+            _ => Body::whole(PyBytes::new(py, &data.as_bytes(py)[start..start + len]).unbind()),
         }
     }
 
     fn as_slice<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
-        &self.data.as_bytes(py)[self.start..self.start + self.len]
+        let data = self.data.as_bytes(py);
+        if self.start == WHOLE {
+            return data;
+        }
+        let start = self.start as usize;
+        &data[start..start + self.len as usize]
     }
 
     fn object(&self, py: Python<'_>) -> Py<PyBytes> {
-        if self.start == 0 && self.len == self.data.as_bytes(py).len() {
+        if self.start == WHOLE
+            || (self.start == 0 && self.len as usize == self.data.as_bytes(py).len())
+        {
             return self.data.clone_ref(py);
         }
-        self.slice
-            .get_or_init(|| PyBytes::new(py, self.as_slice(py)).unbind())
-            .clone_ref(py)
+        let cached = self.slice.load(Ordering::Acquire);
+        if !cached.is_null() {
+            // SAFETY: a non-null `slice` is a `bytes` this body keeps a
+            // reference to until it is dropped.
+            return unsafe { Bound::from_borrowed_ptr(py, cached).cast_into_unchecked() }.unbind();
+        }
+        let made = PyBytes::new(py, self.as_slice(py)).unbind();
+        let kept = made.clone_ref(py).into_ptr();
+        match self.slice.compare_exchange(
+            ptr::null_mut(),
+            kept,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => made,
+            Err(first) => {
+                // SAFETY: `kept` is the reference taken just above;
+                // `first` is the kept slice, as above.
+                unsafe {
+                    drop(Bound::from_owned_ptr(py, kept));
+                    Bound::from_borrowed_ptr(py, first)
+                        .cast_into_unchecked()
+                        .unbind()
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let cached = *self.slice.get_mut();
+        if !cached.is_null() {
+            // SAFETY: the body owns this reference (see `object`).
+            Python::attach(|py| unsafe { drop(Bound::from_owned_ptr(py, cached)) });
+        }
     }
 }
 
@@ -119,17 +176,13 @@ impl Frame {
     /// A Python frame holding a copy of a core frame's body.
     pub(crate) fn from_core(py: Python<'_>, frame: &gopro::Frame) -> Frame {
         let data = PyBytes::new(py, &frame.body).unbind();
-        Frame::with_body(
-            frame.version,
-            frame.command.code(),
-            Body::slice(data, 0, frame.body.len()),
-        )
+        Frame::with_body(frame.version, frame.command.code(), Body::whole(data))
     }
 
     /// A version-1 Python frame holding a copy of `body`.
     pub(crate) fn copied(py: Python<'_>, command: u8, body: &[u8]) -> Frame {
         let data = PyBytes::new(py, body).unbind();
-        Frame::with_body(gopro::VERSION, command, Body::slice(data, 0, body.len()))
+        Frame::with_body(gopro::VERSION, command, Body::whole(data))
     }
 
     /// A new Python frame for a core frame; see [`Frame::untracked`].
@@ -180,7 +233,7 @@ impl Frame {
                 Err(_) => with_body(b, |s| PyBytes::new(py, s).unbind())?,
             },
         };
-        let body = Body::whole(data, py);
+        let body = Body::whole(data);
         Ok(Frame {
             version,
             command,
@@ -428,11 +481,12 @@ impl Decoder {
     /// call. After an error, the frames before it are lost with the stream;
     /// iterate to keep them.
     fn frames<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
+        // Gathered first, so that the list is made at its size at once.
+        let mut frames = Vec::new();
         loop {
             match self.next_frame(py) {
-                Ok(Some(frame)) => list.append(untracked(py, frame)?)?,
-                Ok(None) => return Ok(list),
+                Ok(Some(frame)) => frames.push(untracked(py, frame)?),
+                Ok(None) => return PyList::new(py, frames),
                 Err(e) => return Err(self.fail(py, &e)),
             }
         }
@@ -486,7 +540,7 @@ impl Decoder {
         match self.inner.decode_slice(data, &mut self.at)? {
             Some(header) => {
                 let len = header.length as usize;
-                let body = Body::slice(chunk.clone_ref(py), self.at - len, len);
+                let body = Body::slice(py, chunk.clone_ref(py), self.at - len, len);
                 Ok(Some(Frame::with_body(
                     header.version,
                     header.command.code(),

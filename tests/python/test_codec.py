@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,18 @@ def test_decoded_bodies_outlive_the_stream() -> None:
     assert [f.body for f in frames] == [bytes([i]) * i for i in range(50)]
     assert frames[3].body is frames[3].body  # sliced once, then kept
     assert hash(frames[5]) == hash(gopro.Frame(1, b"\x05" * 5))
+
+
+def test_decoded_frames_are_small_and_free_their_bodies() -> None:
+    decoder = gopro.Decoder()
+    decoder.feed(gopro.encode(1, b"x" * 32) * 3)
+    frames = decoder.frames()
+    # A million decoded frames must not cost a hundred bytes each.
+    assert sys.getsizeof(frames[0]) <= 64
+    body = frames[1].body
+    assert sys.getrefcount(body) == 3  # `body`, the frame's copy, the call
+    del frames
+    assert sys.getrefcount(body) == 2
 
 
 def test_decoder_frames_stops_at_an_error() -> None:
