@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import struct
 import subprocess
 import sys
@@ -202,18 +203,35 @@ def run_struct_server(ready: list[str], stop: threading.Event) -> None:
     asyncio.run(main())
 
 
-def load(addr: str, seconds: str, conns: int, pipeline: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process (its threads: the server under test), not
+    of the load generator, which runs in a child."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(addr: str, seconds: str, conns: int, pipeline: int, cpu=cpu_seconds) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Replies/s, and replies per CPU-second of the server: on two cores the
+    load generator can saturate first, and then replies/s says little."""
+    before = cpu()
     out = subprocess.run(
         [GOPRO_BIN, "bench", "--addr", addr, "--json", "--duration", seconds,
          "--conns", str(conns), "--pipeline", str(pipeline), "--threads", "1"],
         capture_output=True, text=True, check=True,
     )
     # check=True: `gopro bench` exits non-zero on any wrong reply.
+    used = cpu() - before
     result = json.loads(out.stdout)
-    return float(result["replies_per_sec"])
+    return float(result["replies_per_sec"]), result["replies"] / used
 
 
-def bench_servers(seconds: str, conns: int, pipeline: int) -> tuple[float, float]:
+def bench_servers(seconds: str, conns: int, pipeline: int) -> tuple[tuple[float, float], tuple[float, float]]:
     server = gopro.Server("127.0.0.1:0")
     server.handler(gopro.Command.MESSAGE, message)
     with server:
@@ -232,9 +250,10 @@ def bench_servers(seconds: str, conns: int, pipeline: int) -> tuple[float, float
     return ours, theirs
 
 
-def start_rust_server() -> tuple[subprocess.Popen[str], str]:
+def start_rust_server(threads: int = 0) -> tuple[subprocess.Popen[str], str]:
+    args = ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(
-        [GOPRO_BIN, "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True
+        [GOPRO_BIN, "serve", "--listen", "127.0.0.1:0", *args], stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -277,8 +296,18 @@ def main() -> None:
         proc.wait()
 
     for conns, pipeline in ((16, 1), (4, 32)):
-        ours, theirs = bench_servers(seconds, conns, pipeline)
-        rows.append((f"server, Python MESSAGE handler, {conns} conns x {pipeline} pipelined (gopro bench)", "gopro.Server", ours, "asyncio Protocol + struct", theirs, "replies/s"))
+        (ours, ours_cpu), (theirs, theirs_cpu) = bench_servers(seconds, conns, pipeline)
+        work = f"server, Python MESSAGE handler, {conns} conns x {pipeline} pipelined (gopro bench)"
+        rows.append((work, "gopro.Server", ours, "asyncio Protocol + struct", theirs, "replies/s"))
+        rows.append((work, "gopro.Server", ours_cpu, "asyncio Protocol + struct", theirs_cpu, "replies per server CPU-second"))
+        # The floor under any Python server here: the Rust server, no Python.
+        proc, addr = start_rust_server(threads=1)
+        try:
+            _, rust_cpu = load(addr, seconds, conns, pipeline, cpu=lambda: proc_cpu_seconds(proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait()
+        rows.append((work, "gopro serve (Rust, no Python)", rust_cpu, "asyncio Protocol + struct", theirs_cpu, "replies per server CPU-second"))
 
     print("| work | gopro | baseline | ratio |")
     print("|---|---:|---:|---:|")
