@@ -1,7 +1,7 @@
 //! Property tests of the decoder: any fragmentation, any garbage.
 
 use bytes::BytesMut;
-use gopro::{Codec, Decoder, Encoder, Error, Frame, HEADER_LEN};
+use gopro::{Codec, Command, Decoder, Encoder, Error, Frame, HEADER_LEN};
 use proptest::prelude::*;
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -103,5 +103,69 @@ proptest! {
         prop_assert!(consumed <= at);
         // Whatever happened, ending the stream gives a frame, a clean end or an error: no panic.
         let _ = decoder.decode_eof(&mut buf);
+    }
+
+    #[test]
+    fn skip_run_steps_over_what_decode_slice_would_give(
+        // Mostly HEARTBEATs of version 1, some other commands and versions.
+        frames in prop::collection::vec(
+            (0u8..4, 0u8..3, prop::collection::vec(any::<u8>(), 0..40)),
+            0..30,
+        ),
+        garbage in prop::collection::vec(any::<u8>(), 0..12),
+        cut in any::<prop::sample::Index>(),
+        max_body in 0usize..48,
+        limit in 0usize..600,
+        offset in 0usize..3,
+        required in prop::option::of(1u8..3),
+    ) {
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&vec![0; offset]);
+        for (command, version, body) in &frames {
+            let command = if *command < 3 { 0 } else { 1 };
+            let version = if *version < 2 { 1 } else { 2 };
+            Encoder::new()
+                .encode(&Frame::new(command, body.clone()).with_version(version), &mut wire)
+                .unwrap();
+        }
+        wire.extend_from_slice(&garbage);
+        let wire = &wire[..offset + cut.index(wire.len() - offset + 1)];
+        let decoder = || {
+            let builder = Codec::builder().max_body(max_body);
+            match required {
+                Some(v) => builder.require_version(v).decoder(),
+                None => builder.decoder(),
+            }
+        };
+
+        let (mut fast, mut at) = (decoder(), offset);
+        let run = fast.skip_run(wire, &mut at, Command::HEARTBEAT, limit);
+
+        // The same through decode_slice, one frame at a time.
+        let (mut slow, mut end, mut count) = (decoder(), offset, 0);
+        loop {
+            let mut next = end;
+            match slow.decode_slice(wire, &mut next) {
+                Ok(Some(h))
+                    if h.command == Command::HEARTBEAT
+                        && h.version == 1
+                        && next - offset <= limit =>
+                {
+                    end = next;
+                    count += 1;
+                }
+                _ => break,
+            }
+        }
+        prop_assert_eq!(run, count);
+        prop_assert_eq!(at, end);
+        // Nothing is left half-read: decoding goes on where the run ended.
+        let (mut a, mut b) = (at, end);
+        let mut fresh = decoder();
+        prop_assert_eq!(
+            format!("{:?}", fast.decode_slice(wire, &mut a)),
+            format!("{:?}", fresh.decode_slice(wire, &mut b))
+        );
+        prop_assert_eq!(a, b);
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Error, Frame, Header, HEADER_LEN};
+use super::{Command, Error, Frame, Header, HEADER_LEN, MAGIC, VERSION};
 
 /// Turns a byte stream into frames, with no IO of its own.
 ///
@@ -200,6 +200,36 @@ impl Decoder {
         self.state = State::Head;
         *at += end;
         Ok(Some(header))
+    }
+
+    /// Steps `at` over the whole version-1 frames of `command` that come
+    /// next in `src`, taking at most `limit` bytes; returns how many. The
+    /// same as calling [`decode_slice`](Self::decode_slice) while it returns
+    /// such frames, in one tight loop: a server echoing a run of HEARTBEATs
+    /// needs only where the run ends. Anything else, or a frame over the
+    /// limits, ends the run and is left to `decode_slice`.
+    pub fn skip_run(&mut self, src: &[u8], at: &mut usize, command: Command, limit: usize) -> u64 {
+        if !matches!(self.state, State::Head) || self.version.is_some_and(|v| v != VERSION) {
+            return 0;
+        }
+        let [magic_hi, magic_lo] = MAGIC.to_be_bytes();
+        let prefix = [magic_hi, magic_lo, VERSION, command.0];
+        let start = *at;
+        let mut count = 0;
+        while let Some(head) = src.get(*at..).and_then(<[u8]>::first_chunk::<HEADER_LEN>) {
+            let (first, length) = head.split_at(4);
+            if first != prefix {
+                break;
+            }
+            let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+            let end = *at + HEADER_LEN + length;
+            if length > self.max_body || end > src.len() || end - start > limit {
+                break;
+            }
+            *at = end;
+            count += 1;
+        }
+        count
     }
 
     /// Like [`Decoder::decode`], for when the stream has ended: bytes left

@@ -293,6 +293,25 @@ impl Connection {
         let echo_heartbeats = self.config.handlers[Command::HEARTBEAT.0 as usize].is_none();
         let mut echo = 0..0;
         let result = loop {
+            if echo_heartbeats {
+                // A run of HEARTBEATs is only stepped over (see `echo`).
+                let start = at;
+                let room =
+                    (self.config.max_buffered_replies).saturating_sub(self.wbuf.len() + echo.len());
+                let run = self
+                    .decoder
+                    .skip_run(buf, &mut at, Command::HEARTBEAT, room);
+                if run > 0 {
+                    debug!(peer = %Peer(&self.stream), count = run, "HEARTBEAT frames");
+                    handled += run;
+                    inline += run;
+                    if echo.end != start {
+                        self.push_echo(buf, &mut echo);
+                        echo.start = start;
+                    }
+                    echo.end = at;
+                }
+            }
             let start = at;
             let header = match self.decoder.decode_slice(buf, &mut at) {
                 Ok(Some(header)) => header,
