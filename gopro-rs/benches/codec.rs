@@ -85,6 +85,39 @@ fn decode(c: &mut Criterion) {
     }
 }
 
+/// One server read at 50 x 64: 64 HEARTBEATs, stepped over frame by frame
+/// with `decode_slice` or as one run with `skip_run`.
+fn scan(c: &mut Criterion) {
+    let input = wire(
+        &(0..64)
+            .map(|_| Frame::new(Command::HEARTBEAT, Bytes::from(vec![7; 32])))
+            .collect::<Vec<_>>(),
+    );
+    let mut group = c.benchmark_group("scan_64_heartbeats");
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("decode_slice", |b| {
+        let mut decoder = Decoder::new();
+        b.iter(|| {
+            let mut at = 0;
+            let mut n = 0;
+            while let Some(header) = decoder.decode_slice(black_box(&input), &mut at).unwrap() {
+                black_box(header);
+                n += 1;
+            }
+            assert_eq!(n, 64);
+        })
+    });
+    group.bench_function("skip_run", |b| {
+        let mut decoder = Decoder::new();
+        b.iter(|| {
+            let mut at = 0;
+            let n = decoder.skip_run(black_box(&input), &mut at, Command::HEARTBEAT, usize::MAX);
+            assert_eq!(n, 64);
+        })
+    });
+    group.finish();
+}
+
 fn encode(c: &mut Criterion) {
     for (name, count, body) in [
         ("32B", SMALL_FRAMES, 32),
@@ -132,5 +165,5 @@ fn encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode, encode);
+criterion_group!(benches, decode, scan, encode);
 criterion_main!(benches);
