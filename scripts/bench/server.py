@@ -181,26 +181,42 @@ def main():
 def rounds(args):
     """gopro and the byte-echo in turns at 50x64: CPU per reply, per round."""
     ratios = {"heartbeat": [], "message": []}
-    for i in range(args.rounds):
-        # Each server is warmed up first (connections, pools, caches), so
-        # that no workload pays for starting.
+
+    def echo_run():
         echo = Server("tokio byte-echo")
         try:
             load(echo, "heartbeat", 50, 64, 32, "1s")
             time.sleep(0.5)  # let the warm-up's connections close
-            base = load(echo, "heartbeat", 50, 64, 32, args.duration)["cpu_ns_per_reply"]
+            return [load(echo, "heartbeat", 50, 64, 32, args.duration)["cpu_ns_per_reply"] for _ in range(2)]
         finally:
             echo.stop()
+
+    def gopro_run(commands):
         ours = Server("gopro")
         try:
             load(ours, "heartbeat", 50, 64, 32, "1s")
             time.sleep(0.5)
-            for command in ratios:
-                ns = load(ours, command, 50, 64, 32, args.duration)["cpu_ns_per_reply"]
-                ratios[command].append(ns / base)
-                print(f"round {i + 1}: 50x64 {command}: gopro {ns:.0f} ns/reply, byte-echo {base:.0f}: {ns / base:.2f}x", flush=True)
+            return [load(ours, c, 50, 64, 32, args.duration)["cpu_ns_per_reply"] for c in commands]
         finally:
             ours.stop()
+
+    for i in range(args.rounds):
+        # Each server is warmed up first (connections, pools, caches), so
+        # that no workload pays for starting. A first run after the warm-up
+        # costs a few per cent more than a second one, so the byte-echo runs
+        # twice too, and gopro's first and second runs are each set against
+        # the byte-echo's; which server goes first, and which command first,
+        # alternate, so that a drift of the machine favours neither.
+        commands = list(ratios) if (i // 2) % 2 == 0 else list(reversed(ratios))
+        if i % 2 == 0:
+            base = echo_run()
+            ns = gopro_run(commands)
+        else:
+            ns = gopro_run(commands)
+            base = echo_run()
+        for k, command in enumerate(commands):
+            ratios[command].append(ns[k] / base[k])
+            print(f"round {i + 1}: 50x64 {command}: gopro {ns[k]:.0f} ns/reply, byte-echo {base[k]:.0f}: {ns[k] / base[k]:.2f}x", flush=True)
     for command, values in ratios.items():
         print(f"50x64 32B {command}: median gopro / byte-echo over {len(values)} rounds: "
               f"{statistics.median(values):.2f}x (from {min(values):.2f}x to {max(values):.2f}x)")

@@ -180,6 +180,10 @@ impl Connection {
         // Pinned once, so that waiting costs no registration per batch; the
         // timer is moved to the deadline only when it fires early.
         let mut cancelled = pin!(self.config.shutdown.clone().cancelled_owned());
+        // Whether `cancelled` holds this task's waker: polling it takes two
+        // locks every connection shares, so after the first poll it is
+        // polled again only once shutdown has been asked for.
+        let mut watching = false;
         let mut timer = pin!(sleep_until(self.deadline()));
         loop {
             // Waiting is a plain poll of the three sources: readiness goes
@@ -188,8 +192,11 @@ impl Connection {
             // connection. Acting on the event outside lets the compiler
             // overlap the waiting and the handling states.
             let event = std::future::poll_fn(|cx| {
-                if cancelled.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Shutdown);
+                if !watching || self.config.shared.shutting_down.load(Ordering::Acquire) {
+                    watching = true;
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Shutdown);
+                    }
                 }
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Timer);

@@ -23,11 +23,11 @@ mod pool;
 mod stats;
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use std::{fmt, io};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,7 @@ pub use stats::{ErrorCounts, Stats, StatsHandle};
 use crate::Frame;
 use config::Config;
 use connection::Connection;
+use stats::Shared;
 
 /// Why a server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -65,19 +66,31 @@ pub enum ServerError {
 
 /// Stops a running [`Server`] gracefully (SPEC §6). Cheap to clone; usable
 /// from any thread or task.
-#[derive(Clone, Debug)]
-pub struct ShutdownHandle(CancellationToken);
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    token: CancellationToken,
+    shared: Arc<Shared>,
+}
 
 impl ShutdownHandle {
     /// Stops accepting, lets connections finish the frames they have
     /// received, sends GOAWAY and closes them. Returns at once.
     pub fn shutdown(&self) {
-        self.0.cancel();
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.token.cancel();
     }
 
     /// Whether shutdown was asked for.
     pub fn is_shutdown(&self) -> bool {
-        self.0.is_cancelled()
+        self.token.is_cancelled()
+    }
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("shutdown", &self.is_shutdown())
+            .finish()
     }
 }
 
@@ -122,7 +135,10 @@ impl Server {
 
     /// A handle that stops the server gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.config.shutdown.clone())
+        ShutdownHandle {
+            token: self.config.shutdown.clone(),
+            shared: self.config.shared.clone(),
+        }
     }
 
     /// Reads the server's counters, now or while it runs.

@@ -4,7 +4,7 @@
 //! batch, so the per-frame path touches no shared cache line.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::budget::Budget;
@@ -37,6 +37,10 @@ impl Counters {
 pub(crate) struct Shared {
     pub counters: Counters,
     pub budget: Budget,
+    /// Set when shutdown is asked for, just before the shutdown token is
+    /// cancelled: a connection reads this flag on each wake-up, where
+    /// polling the token takes two locks every connection shares.
+    pub shutting_down: AtomicBool,
 }
 
 impl Shared {
@@ -44,6 +48,7 @@ impl Shared {
         Arc::new(Shared {
             counters: Counters::default(),
             budget: Budget::new(memory_budget),
+            shutting_down: AtomicBool::new(false),
         })
     }
 }
