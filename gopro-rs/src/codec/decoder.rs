@@ -217,11 +217,11 @@ impl Decoder {
         let start = *at;
         let mut count = 0;
         while let Some(head) = src.get(*at..).and_then(<[u8]>::first_chunk::<HEADER_LEN>) {
-            let (first, length) = head.split_at(4);
-            if first != prefix {
+            let [m0, m1, version, code, l0, l1, l2, l3] = *head;
+            if [m0, m1, version, code] != prefix {
                 break;
             }
-            let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+            let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
             let end = *at + HEADER_LEN + length;
             if length > self.max_body || end > src.len() || end - start > limit {
                 break;

@@ -303,8 +303,10 @@ impl Connection {
             if echo_heartbeats {
                 // A run of HEARTBEATs is only stepped over (see `echo`).
                 let start = at;
-                let room =
-                    (self.config.max_buffered_replies).saturating_sub(self.wbuf.len() + echo.len());
+                let room = self
+                    .config
+                    .max_buffered_replies
+                    .saturating_sub(self.wbuf.len() + echo.len());
                 let run = self
                     .decoder
                     .skip_run(buf, &mut at, Command::HEARTBEAT, room);
