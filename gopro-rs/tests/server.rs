@@ -641,6 +641,43 @@ async fn servers_from_clones_of_one_builder_stop_apart() {
 }
 
 #[tokio::test]
+async fn heartbeat_runs_across_the_buffer_cap_are_echoed_in_order() {
+    // Runs of HEARTBEATs longer than the cap, between MESSAGEs: every reply
+    // in order, byte for byte; then a HEARTBEAT over the body limit, which
+    // ends a run and the connection.
+    let server = start(Server::builder().max_buffered_replies(100).max_body(64)).await;
+    let mut peer = Peer::connect(server.addr).await;
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let body = format!("h{i:03}");
+        if i % 17 == 0 {
+            wire.extend_from_slice(&message(body.clone()).to_bytes());
+            expected.push(says(body.as_bytes()));
+        } else {
+            let frame = Frame::new(Command::HEARTBEAT, body);
+            wire.extend_from_slice(&frame.to_bytes());
+            expected.push(frame);
+        }
+    }
+    peer.send_raw(&wire).await;
+    for frame in expected {
+        assert_eq!(peer.recv().await.unwrap(), frame);
+    }
+    let mut tail = Frame::new(Command::HEARTBEAT, "x").to_bytes().to_vec();
+    tail.extend_from_slice(&Header::new(Command::HEARTBEAT, 65).to_bytes());
+    tail.extend_from_slice(&[0; 65]);
+    peer.send_raw(&tail).await;
+    assert_eq!(
+        peer.recv().await.unwrap(),
+        Frame::new(Command::HEARTBEAT, "x")
+    );
+    assert_eq!(peer.recv().await.unwrap().command, Command::ERROR);
+    assert_eq!(peer.recv().await, None);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn replies_past_the_buffer_cap_are_written_mid_batch_in_order() {
     // A cap smaller than one batch of replies: the server writes at the cap
     // and goes on handling the rest of what it read.
