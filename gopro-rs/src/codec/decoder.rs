@@ -222,8 +222,13 @@ impl Decoder {
                 break;
             }
             let length = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+            // (Compared with what is left before adding: no overflow on
+            // 32-bit targets, whatever the length says.)
+            if length > self.max_body || length > src.len() - *at - HEADER_LEN {
+                break;
+            }
             let end = *at + HEADER_LEN + length;
-            if length > self.max_body || end > src.len() || end - start > limit {
+            if end - start > limit {
                 break;
             }
             *at = end;

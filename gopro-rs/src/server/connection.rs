@@ -430,6 +430,11 @@ impl Connection {
                 }
                 Slow::Frame(header) => {
                     let body = buf.split_to(header.length as usize).freeze();
+                    // What follows the body moves to a buffer of its own: a
+                    // handler may keep the body, and with it the allocation
+                    // it shares, which must not go back to the pool.
+                    let rest = std::mem::replace(&mut buf, pool::take());
+                    buf.extend_from_slice(&rest);
                     if self.handle_async(header.command, body).await == Flow::Close {
                         break self.close_after_flush().await;
                     }
@@ -494,6 +499,8 @@ impl Connection {
     fn read_into(&self, buf: &mut BytesMut, limit: usize) -> io::Result<Read> {
         let room = limit.min(buf.capacity() - buf.len());
         let mut len = 0;
+        // (`try_read_buf` inside `try_io`: both clear the readiness only as
+        // of the event they saw, so neither can lose a newer one.)
         let result = self.stream.try_io(Interest::READABLE, || {
             len = self.stream.try_read_buf(&mut (&mut *buf).limit(limit))?;
             if len > 0 && len < room {

@@ -29,13 +29,15 @@ pub(crate) fn take() -> BytesMut {
 pub(crate) fn give(mut buf: BytesMut) {
     debug_assert!(buf.is_empty());
     buf.clear();
-    // Moves the start back to the beginning of the allocation (the buffer
-    // was advanced past what was handled); fails, and the buffer is freed,
-    // if a frame body still shares the allocation. One that grew too large
-    // is freed too.
-    // (The capacity is checked after reclaiming: a buffer advanced past a
-    // large frame shows only the little room left after it until then.)
-    if !buf.try_reclaim(BUFFER_SIZE) || buf.capacity() > MAX_POOLED_CAPACITY {
+    // A buffer advanced past what was handled shows only the room after it,
+    // however large its allocation. Asking for one byte more room than that
+    // moves its start back to the beginning of the allocation, which it then
+    // shows whole; for a buffer never advanced it fails, and what it shows is
+    // the whole allocation already. (Connections give back no buffer that
+    // shares its allocation with a frame body: see `Connection::slow_path`.)
+    let room = buf.capacity();
+    let _ = buf.try_reclaim(room + 1);
+    if !(BUFFER_SIZE..=MAX_POOLED_CAPACITY).contains(&buf.capacity()) {
         return;
     }
     POOL.with_borrow_mut(|pool| {
@@ -60,6 +62,24 @@ mod tests {
         assert!(buf.capacity() <= MAX_POOLED_CAPACITY);
         give(buf);
         assert_eq!(take().capacity(), BUFFER_SIZE);
+    }
+
+    #[test]
+    fn a_buffer_with_room_left_in_a_large_allocation_is_freed_not_pooled() {
+        // 16 KiB of room left after a frame in a 1 MiB allocation: the room
+        // alone would pass for a pooled buffer's.
+        let mut buf = BytesMut::zeroed(1 << 20);
+        buf.advance((1 << 20) - 2 * BUFFER_SIZE);
+        buf.clear();
+        assert_eq!(buf.capacity(), 2 * BUFFER_SIZE);
+        give(buf);
+        assert_eq!(POOL.with_borrow(Vec::len), 0);
+    }
+
+    #[test]
+    fn a_buffer_never_advanced_is_pooled() {
+        give(BytesMut::with_capacity(BUFFER_SIZE));
+        assert_eq!(POOL.with_borrow(Vec::len), 1);
     }
 
     #[test]
