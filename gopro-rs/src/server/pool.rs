@@ -10,8 +10,6 @@ use bytes::BytesMut;
 /// Size of a fresh buffer: a read of this size takes a whole batch of
 /// small pipelined frames.
 pub(crate) const BUFFER_SIZE: usize = 8 * 1024;
-/// Buffers that grew past this (for a large frame) are freed, not kept.
-const MAX_POOLED_CAPACITY: usize = 64 * 1024;
 /// Buffers kept per worker thread.
 const MAX_POOLED: usize = 256;
 
@@ -37,7 +35,11 @@ pub(crate) fn give(mut buf: BytesMut) {
     // shares its allocation with a frame body: see `Connection::slow_path`.)
     let room = buf.capacity();
     let _ = buf.try_reclaim(room + 1);
-    if !(BUFFER_SIZE..=MAX_POOLED_CAPACITY).contains(&buf.capacity()) {
+    // Only buffers of the pool's own size are kept: one that grew (for a
+    // large frame, or many replies) is freed, so that the pool holds at most
+    // `MAX_POOLED` times `BUFFER_SIZE` bytes a thread, none of them outside
+    // the memory budget for long.
+    if buf.capacity() != BUFFER_SIZE {
         return;
     }
     POOL.with_borrow_mut(|pool| {
@@ -59,7 +61,7 @@ mod tests {
         // would give back the whole large allocation.
         let mut buf = BytesMut::zeroed(1 << 20);
         buf.advance(1 << 20);
-        assert!(buf.capacity() <= MAX_POOLED_CAPACITY);
+        assert!(buf.capacity() < BUFFER_SIZE);
         give(buf);
         assert_eq!(take().capacity(), BUFFER_SIZE);
     }
