@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 import gopro
 
@@ -216,7 +217,9 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load(addr: str, seconds: str, conns: int, pipeline: int, cpu=cpu_seconds) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def load(
+    addr: str, seconds: str, conns: int, pipeline: int, cpu: Callable[[], float] = cpu_seconds
+) -> tuple[float, float]:
     """Replies/s, and replies per CPU-second of the server: on two cores the
     load generator can saturate first, and then replies/s says little."""
     before = cpu()
