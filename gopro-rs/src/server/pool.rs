@@ -79,6 +79,15 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_keeps_at_most_its_count() {
+        let taken: Vec<BytesMut> = (0..MAX_POOLED + 1).map(|_| take()).collect();
+        for buf in taken {
+            give(buf);
+        }
+        assert_eq!(POOL.with_borrow(Vec::len), MAX_POOLED);
+    }
+
+    #[test]
     fn a_buffer_never_advanced_is_pooled() {
         give(BytesMut::with_capacity(BUFFER_SIZE));
         assert_eq!(POOL.with_borrow(Vec::len), 1);
