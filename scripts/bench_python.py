@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 import gopro
+from bench.server import proc_cpu_seconds  # scripts/bench/server.py
 
 GOPRO_BIN = os.environ.get("GOPRO_BIN", "target/release/gopro")
 HEADER = struct.Struct(">HBBI")
@@ -209,12 +210,6 @@ def cpu_seconds() -> float:
     of the load generator, which runs in a child."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(

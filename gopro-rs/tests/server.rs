@@ -582,7 +582,9 @@ async fn shutdown_answers_what_was_received_then_goaway() {
     wire.extend_from_slice(&message("partial").to_bytes()[..10]);
     peer.send_raw(&wire).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!server.handle.is_shutdown());
     server.handle.shutdown();
+    assert!(server.handle.is_shutdown());
     for i in 0..500 {
         assert_eq!(
             peer.recv().await.unwrap(),

@@ -39,6 +39,13 @@ WORKLOADS = [
 ]
 
 
+def proc_cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 class Server:
     def __init__(self, name):
         self.name = name
@@ -65,9 +72,7 @@ class Server:
             threading.Thread(target=lambda s=s: [None for _ in s], daemon=True).start()
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return proc_cpu_seconds(self.proc.pid)
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

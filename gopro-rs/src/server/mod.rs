@@ -82,7 +82,7 @@ impl ShutdownHandle {
 
     /// Whether shutdown was asked for.
     pub fn is_shutdown(&self) -> bool {
-        self.token.is_cancelled()
+        self.shared.shutting_down.load(Ordering::Acquire)
     }
 }
 
