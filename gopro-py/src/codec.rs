@@ -1,8 +1,5 @@
 //! `Command`, `Frame`, `encode`, `decode` and `Decoder`: the core's sans-IO codec.
 
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
-
 use bytes::{Bytes, BytesMut};
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -62,127 +59,117 @@ pub(crate) fn command_obj(py: Python<'_>, code: u8) -> PyResult<Py<PyAny>> {
 }
 
 /// One GoPro frame: `Frame(command, body=b"", version=1)`.
+///
+/// Two words: a `bytes` object and where the frame is in it. A decoder's
+/// output is millions of these, and their allocation (memory, page faults)
+/// is most of what decoding costs, so a frame is 48 bytes with the
+/// collector's header: a decoded frame points at its header inside the chunk
+/// the decoder was fed, and its body is sliced out when read, without a copy
+/// until then.
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Frame {
+    data: Py<PyBytes>,
+    place: Place,
+}
+
+/// Where a frame is in its `bytes`: either its wire header's offset (the
+/// version, command and length are read from the header, the body follows
+/// it), or, with [`Place::WHOLE`] set, the version and command of a frame
+/// whose body is all of the `bytes`.
+#[derive(Clone, Copy)]
+struct Place(u64);
+
+impl Place {
+    const WHOLE: u64 = 1 << 63;
+
+    fn whole(version: u8, command: u8) -> Place {
+        Place(Place::WHOLE | u64::from(version) << 8 | u64::from(command))
+    }
+
+    /// The header at `at`; `None` past 2^63 bytes.
+    fn header(at: usize) -> Option<Place> {
+        u64::try_from(at)
+            .ok()
+            .filter(|at| at & Place::WHOLE == 0)
+            .map(Place)
+    }
+}
+
+/// A frame's fields, borrowed from its `bytes`.
+struct View<'a> {
     version: u8,
     command: u8,
-    body: Body,
-}
-
-/// A frame's body: `len` bytes at `start` of a `bytes` object — the body
-/// itself, or a chunk a `Decoder` was fed, sliced on first use. A decoded
-/// frame then costs one small object and no copy until its body is read.
-/// (Kept small: a decoder's output is millions of these; a frame object is
-/// 64 bytes with the collector's header.)
-struct Body {
-    data: Py<PyBytes>,
-    /// Where the body is in `data`; [`WHOLE`] when it is all of `data`
-    /// (which may be larger than a `u32` says).
-    start: u32,
-    len: u32,
-    /// The sliced-out body once read: a strong reference, or null.
-    slice: AtomicPtr<pyo3::ffi::PyObject>,
-}
-
-/// `Body::start` of a body that is all of its `bytes`.
-const WHOLE: u32 = u32::MAX;
-
-impl Body {
-    fn whole(data: Py<PyBytes>) -> Body {
-        Body {
-            data,
-            start: WHOLE,
-            len: 0,
-            slice: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    fn slice(py: Python<'_>, data: Py<PyBytes>, start: usize, len: usize) -> Body {
-        match (u32::try_from(start), u32::try_from(len)) {
-            (Ok(start), Ok(len)) if start != WHOLE => Body {
-                data,
-                start,
-                len,
-                slice: AtomicPtr::new(ptr::null_mut()),
-            },
-            // Past 4 GiB into a chunk: sliced now.
-            _ => Body::whole(PyBytes::new(py, &data.as_bytes(py)[start..start + len]).unbind()),
-        }
-    }
-
-    fn as_slice<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
-        let data = self.data.as_bytes(py);
-        if self.start == WHOLE {
-            return data;
-        }
-        let start = self.start as usize;
-        &data[start..start + self.len as usize]
-    }
-
-    fn object(&self, py: Python<'_>) -> Py<PyBytes> {
-        if self.start == WHOLE
-            || (self.start == 0 && self.len as usize == self.data.as_bytes(py).len())
-        {
-            return self.data.clone_ref(py);
-        }
-        let cached = self.slice.load(Ordering::Acquire);
-        if !cached.is_null() {
-            // SAFETY: a non-null `slice` is a `bytes` this body keeps a
-            // reference to until it is dropped.
-            return unsafe { Bound::from_borrowed_ptr(py, cached).cast_into_unchecked() }.unbind();
-        }
-        let made = PyBytes::new(py, self.as_slice(py)).unbind();
-        let kept = made.clone_ref(py).into_ptr();
-        match self.slice.compare_exchange(
-            ptr::null_mut(),
-            kept,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => made,
-            Err(first) => {
-                // SAFETY: `kept` is the reference taken just above;
-                // `first` is the kept slice, as above.
-                unsafe {
-                    drop(Bound::from_owned_ptr(py, kept));
-                    Bound::from_borrowed_ptr(py, first)
-                        .cast_into_unchecked()
-                        .unbind()
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Body {
-    fn drop(&mut self) {
-        let cached = *self.slice.get_mut();
-        if !cached.is_null() {
-            // SAFETY: the body owns this reference (see `object`).
-            Python::attach(|py| unsafe { drop(Bound::from_owned_ptr(py, cached)) });
-        }
-    }
+    body: &'a [u8],
 }
 
 impl Frame {
-    fn with_body(version: u8, command: u8, body: Body) -> Frame {
+    fn whole(version: u8, command: u8, data: Py<PyBytes>) -> Frame {
         Frame {
-            version,
-            command,
-            body,
+            data,
+            place: Place::whole(version, command),
         }
+    }
+
+    /// A decoded frame whose header starts at `at` in `chunk`, which holds
+    /// the whole frame.
+    fn in_chunk(py: Python<'_>, chunk: &Py<PyBytes>, at: usize, header: &gopro::Header) -> Frame {
+        match Place::header(at) {
+            Some(place) => Frame {
+                data: chunk.clone_ref(py),
+                place,
+            },
+            None => {
+                let start = at + gopro::HEADER_LEN;
+                let body = &chunk.as_bytes(py)[start..start + header.length as usize];
+                Frame::copied_with(py, header.version, header.command.code(), body)
+            }
+        }
+    }
+
+    fn view<'a>(&'a self, py: Python<'a>) -> View<'a> {
+        let data = self.data.as_bytes(py);
+        let Place(place) = self.place;
+        if place & Place::WHOLE != 0 {
+            return View {
+                version: (place >> 8) as u8,
+                command: place as u8,
+                body: data,
+            };
+        }
+        // A decoded frame: its header was checked when it was decoded, and
+        // `bytes` never change.
+        let at = place as usize;
+        let header = &data[at..at + gopro::HEADER_LEN];
+        let length = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let start = at + gopro::HEADER_LEN;
+        View {
+            version: header[2],
+            command: header[3],
+            body: &data[start..start + length as usize],
+        }
+    }
+
+    /// The body as a `bytes` object: the frame's own, or sliced out of the
+    /// chunk a decoded frame is in (a new object at each call).
+    fn body_object(&self, py: Python<'_>) -> Py<PyBytes> {
+        if self.place.0 & Place::WHOLE != 0 {
+            return self.data.clone_ref(py);
+        }
+        PyBytes::new(py, self.view(py).body).unbind()
+    }
+
+    fn copied_with(py: Python<'_>, version: u8, command: u8, body: &[u8]) -> Frame {
+        Frame::whole(version, command, PyBytes::new(py, body).unbind())
     }
 
     /// A Python frame holding a copy of a core frame's body.
     pub(crate) fn from_core(py: Python<'_>, frame: &gopro::Frame) -> Frame {
-        let data = PyBytes::new(py, &frame.body).unbind();
-        Frame::with_body(frame.version, frame.command.code(), Body::whole(data))
+        Frame::copied_with(py, frame.version, frame.command.code(), &frame.body)
     }
 
     /// A version-1 Python frame holding a copy of `body`.
     pub(crate) fn copied(py: Python<'_>, command: u8, body: &[u8]) -> Frame {
-        let data = PyBytes::new(py, body).unbind();
-        Frame::with_body(gopro::VERSION, command, Body::whole(data))
+        Frame::copied_with(py, gopro::VERSION, command, body)
     }
 
     /// A new Python frame for a core frame; see [`Frame::untracked`].
@@ -192,13 +179,15 @@ impl Frame {
 
     /// The command code and the body, borrowed.
     pub(crate) fn parts<'a>(&'a self, py: Python<'a>) -> (u8, &'a [u8]) {
-        (self.command, self.body.as_slice(py))
+        let view = self.view(py);
+        (view.command, view.body)
     }
 
     /// The core frame, with a copy of the body.
     pub(crate) fn to_core(&self, py: Python<'_>) -> gopro::Frame {
-        gopro::Frame::new(self.command, Bytes::copy_from_slice(self.body.as_slice(py)))
-            .with_version(self.version)
+        let view = self.view(py);
+        gopro::Frame::new(view.command, Bytes::copy_from_slice(view.body))
+            .with_version(view.version)
     }
 }
 
@@ -233,38 +222,37 @@ impl Frame {
                 Err(_) => with_body(b, |s| PyBytes::new(py, s).unbind())?,
             },
         };
-        let body = Body::whole(data);
-        Ok(Frame {
-            version,
-            command,
-            body,
-        })
+        Ok(Frame::whole(version, command, data))
     }
 
     /// The command: a `Command` for the named codes, an int for the others.
     #[getter]
     fn command(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        command_obj(py, self.command)
+        command_obj(py, self.view(py).command)
     }
 
     /// The body.
     #[getter]
     fn body(&self, py: Python<'_>) -> Py<PyBytes> {
-        self.body.object(py)
+        self.body_object(py)
     }
 
     /// The version byte (1 unless given).
     #[getter]
-    fn version(&self) -> u8 {
-        self.version
+    fn version(&self, py: Python<'_>) -> u8 {
+        self.view(py).version
     }
 
     /// The frame's wire bytes.
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let body = self.body.as_slice(py);
+        let View {
+            version,
+            command,
+            body,
+        } = self.view(py);
         let header = gopro::Header {
-            version: self.version,
-            command: gopro::Command(self.command),
+            version,
+            command: gopro::Command(command),
             length: u32::try_from(body.len()).map_err(|_| {
                 frame_err(
                     py,
@@ -283,10 +271,10 @@ impl Frame {
         let Ok(other) = other.cast::<Frame>() else {
             return Ok(py.NotImplemented());
         };
-        let other = other.get();
-        let equal = self.version == other.version
-            && self.command == other.command
-            && self.body.as_slice(py) == other.body.as_slice(py);
+        let (ours, theirs) = (self.view(py), other.get().view(py));
+        let equal = ours.version == theirs.version
+            && ours.command == theirs.command
+            && ours.body == theirs.body;
         match op {
             CompareOp::Eq => Ok(equal.into_pyobject(py)?.to_owned().into_any().unbind()),
             CompareOp::Ne => Ok((!equal).into_pyobject(py)?.to_owned().into_any().unbind()),
@@ -295,30 +283,33 @@ impl Frame {
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
-        (self.version, self.command, self.body.object(py))
+        let view = self.view(py);
+        (view.version, view.command, self.body_object(py))
             .into_pyobject(py)?
             .hash()
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let command = match NAMES.get(self.command as usize) {
+        let view = self.view(py);
+        let command = match NAMES.get(view.command as usize) {
             Some(name) => format!("Command.{name}"),
-            None => self.command.to_string(),
+            None => view.command.to_string(),
         };
-        let body = self.body.object(py).into_bound(py).repr()?;
-        if self.version == gopro::VERSION {
+        let body = PyBytes::new(py, view.body).repr()?;
+        if view.version == gopro::VERSION {
             Ok(format!("Frame({command}, {body})"))
         } else {
             Ok(format!(
                 "Frame({command}, {body}, version={})",
-                self.version
+                view.version
             ))
         }
     }
 
     fn __reduce__(&self, py: Python<'_>) -> PyResult<Reduced> {
         let cls = py.get_type::<Frame>().into_any().unbind();
-        Ok((cls, (self.command, self.body.object(py), self.version)))
+        let view = self.view(py);
+        Ok((cls, (view.command, self.body_object(py), view.version)))
     }
 }
 
@@ -539,13 +530,8 @@ impl Decoder {
         let data = chunk.as_bytes(py);
         match self.inner.decode_slice(data, &mut self.at)? {
             Some(header) => {
-                let len = header.length as usize;
-                let body = Body::slice(py, chunk.clone_ref(py), self.at - len, len);
-                Ok(Some(Frame::with_body(
-                    header.version,
-                    header.command.code(),
-                    body,
-                )))
+                let at = self.at - header.frame_len();
+                Ok(Some(Frame::in_chunk(py, chunk, at, &header)))
             }
             None => {
                 // The rest of the chunk starts a frame: keep only that.

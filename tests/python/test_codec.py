@@ -245,20 +245,38 @@ def test_decoded_bodies_outlive_the_stream() -> None:
     frames = decoder.frames()
     del decoder, wire
     assert [f.body for f in frames] == [bytes([i]) * i for i in range(50)]
-    assert frames[3].body is frames[3].body  # sliced once, then kept
+    assert frames[3].body is not frames[3].body  # sliced at each read
     assert hash(frames[5]) == hash(gopro.Frame(1, b"\x05" * 5))
 
 
-def test_decoded_frames_are_small_and_free_their_bodies() -> None:
+def test_decoded_frames_read_their_header_in_the_chunk() -> None:
     decoder = gopro.Decoder()
-    decoder.feed(gopro.encode(1, b"x" * 32) * 3)
+    decoder.feed(bytes(gopro.Frame(200, b"ab", version=3)) + gopro.encode(3, b"why"))
+    odd, error = decoder.frames()
+    assert (odd.command, odd.version, odd.body) == (200, 3, b"ab")
+    assert (error.command, error.version, error.body) == (gopro.Command.ERROR, 1, b"why")
+    assert odd == gopro.Frame(200, b"ab", version=3) and odd != error
+    assert repr(odd) == "Frame(200, b'ab', version=3)"
+    assert bytes(error) == gopro.encode(3, b"why")
+    assert pickle.loads(pickle.dumps(odd)) == odd
+
+
+def test_decoded_frames_are_small_and_free_their_bodies() -> None:
+    chunk = gopro.encode(1, b"x" * 32) * 3 + bytes(gopro.Frame(7, b"", version=3))[:5]
+    alone = sys.getrefcount(chunk)
+    decoder = gopro.Decoder()
+    decoder.feed(chunk)
     frames = decoder.frames()
-    # A million decoded frames must not cost a hundred bytes each.
-    assert sys.getsizeof(frames[0]) <= 64
+    # A million decoded frames must not cost a hundred bytes each: a frame
+    # is two words, pointing into the chunk it was decoded from.
+    assert sys.getsizeof(frames[0]) <= 48
+    assert sys.getrefcount(chunk) == alone + 3
     body = frames[1].body
-    assert sys.getrefcount(body) == 3  # `body`, the frame's copy, the call
+    assert sys.getrefcount(body) == 2  # `body` and the call: not kept
+    del decoder  # it kept only the cut frame's 5 bytes
+    assert sys.getrefcount(chunk) == alone + 3
     del frames
-    assert sys.getrefcount(body) == 2
+    assert sys.getrefcount(chunk) == alone
 
 
 def test_decoder_frames_stops_at_an_error() -> None:
