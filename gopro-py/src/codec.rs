@@ -475,6 +475,9 @@ impl Decoder {
         // Gathered first, so that the list is made at its size at once.
         let mut frames = Vec::new();
         loop {
+            if let Err(e) = self.frames_in_chunk(py, &mut frames) {
+                return Err(self.fail(py, &e));
+            }
             match self.next_frame(py) {
                 Ok(Some(frame)) => frames.push(untracked(py, frame)?),
                 Ok(None) => return PyList::new(py, frames),
@@ -538,6 +541,41 @@ impl Decoder {
                 self.carry.extend_from_slice(&data[self.at..]);
                 self.chunk = None;
                 Ok(None)
+            }
+        }
+    }
+
+    /// The frames that lie whole in the current chunk from where the
+    /// decoder is, when nothing is carried: one borrow of the chunk's bytes
+    /// for them all. Stops at the chunk's end or a cut frame, which
+    /// [`Decoder::next_frame`] then takes on.
+    fn frames_in_chunk(
+        &mut self,
+        py: Python<'_>,
+        out: &mut Vec<Py<Frame>>,
+    ) -> Result<(), gopro::Error> {
+        let Some(chunk) = &self.chunk else {
+            return Ok(());
+        };
+        if !self.carry.is_empty() || self.inner.pending_header().is_some() {
+            return Ok(());
+        }
+        let data = chunk.as_bytes(py);
+        loop {
+            let before = self.at;
+            match self.inner.decode_slice(data, &mut self.at)? {
+                Some(header) => match untracked(py, Frame::in_chunk(py, chunk, before, &header)) {
+                    Ok(frame) => out.push(frame),
+                    // No memory for the frame: `next_frame` decodes it again
+                    // (the decoder is between frames) and raises.
+                    Err(_) => {
+                        self.at = before;
+                        return Ok(());
+                    }
+                },
+                // A cut frame: its header, if the chunk has it, is now the
+                // decoder's.
+                None => return Ok(()),
             }
         }
     }
