@@ -25,6 +25,7 @@ use pyo3::types::{PyList, PyTuple};
 use crate::codec::Frame;
 use crate::errors::{client_err, closed_err, frame_err};
 use crate::util::{body_bytes, command_code, seconds, with_body};
+use crate::wakeup;
 
 type CoreClient = gopro::client::Client;
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>>;
@@ -117,7 +118,8 @@ impl Slot {
     /// encoded back to back: one buffer for the batch, not one per body.
     fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
         let py = items.py();
-        let mut wire = BytesMut::new();
+        // Room for the headers at least; bodies grow it.
+        let mut wire = BytesMut::with_capacity(items.len().unwrap_or(0) * gopro::HEADER_LEN);
         let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
             self.1
                 .check_len(body.len())
@@ -129,6 +131,14 @@ impl Slot {
         };
         for item in items.try_iter()? {
             let item = item?;
+            // Pairs first, with an exact type check: the common case costs
+            // no walk of a type's bases.
+            let pair = item.cast_exact::<PyTuple>().ok().filter(|t| t.len() == 2);
+            if let Some(pair) = pair {
+                let command = command_code(&pair.get_item(0)?)?;
+                with_body(&pair.get_item(1)?, |body| push(command, body))??;
+                continue;
+            }
             if let Ok(frame) = item.cast::<Frame>() {
                 let (command, body) = frame.get().parts(py);
                 push(command, body)?;
@@ -225,10 +235,12 @@ pub(crate) struct Replies(Vec<gopro::Frame>, Option<ClientError>);
 impl Output for Replies {
     /// A list; or the error, carrying the replies before it as `.replies`.
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let list = PyList::empty(py);
-        for frame in &self.0 {
-            list.append(Frame::new_untracked(py, frame)?)?;
-        }
+        let frames = self
+            .0
+            .iter()
+            .map(|frame| Frame::new_untracked(py, frame))
+            .collect::<PyResult<Vec<_>>>()?;
+        let list = PyList::new(py, frames)?;
         match self.1 {
             None => Ok(list.into_any().unbind()),
             Some(e) => {
@@ -305,7 +317,7 @@ impl Ready {
 fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_, PyAny>> {
     // The async API needs a running loop, even when the answer is already
     // there: the same call must not work or fail depending on timing.
-    pyo3_async_runtimes::get_running_loop(py)?;
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         let result = result
             .map_err(|e| client_err(py, e))
@@ -318,13 +330,10 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
         )?
         .into_any());
     }
-    let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
-    let task = gopro::blocking::runtime().spawn(fut);
-    pyo3_async_runtimes::tokio::future_into_py_with_locals(py, locals, async move {
-        let result = task
-            .await
-            .map_err(|e| PyRuntimeError::new_err(format!("gopro client task failed: {e}")))?;
-        Python::attach(|py| result.map_err(|e| client_err(py, e))?.into_py(py))
+    wakeup::spawn(&event_loop, async move {
+        let result = fut.await;
+        Box::new(move |py: Python<'_>| result.map_err(|e| client_err(py, e))?.into_py(py))
+            as wakeup::Make
     })
 }
 

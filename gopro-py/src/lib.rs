@@ -4,14 +4,15 @@
 //! decoder and encoder; the clients and the server are the core's tokio
 //! client and server, on the one process-wide runtime of
 //! [`gopro::blocking::runtime`]. Blocking calls release the GIL while they
-//! wait; asyncio calls hand the core's futures to the running event loop
-//! through `pyo3_async_runtimes`.
+//! wait; an asyncio call that has to wait runs on the runtime too, and its
+//! future is resolved on the event loop's thread (see `wakeup`).
 
 mod client;
 mod codec;
 mod errors;
 mod server;
 mod util;
+mod wakeup;
 
 use pyo3::prelude::*;
 

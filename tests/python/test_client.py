@@ -4,6 +4,8 @@ scripted fake servers for the errors a real server rarely gives."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import socket
 import threading
 import time
@@ -320,6 +322,52 @@ async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
     ticker.cancel()
     await client.close()
     assert ticks > 20
+
+
+def test_async_clients_on_loops_in_threads(rust_server: Process) -> None:
+    """Each event loop gets its own results, whatever thread it runs on."""
+
+    async def work(name: bytes) -> list[bytes]:
+        async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+            got = [r.body for r in await asyncio.gather(*(client.request(1, name + b"%d" % i) for i in range(30)))]
+            got += [r.body for r in await client.request_many([(1, name + b"m%d" % i) for i in range(300)])]
+            return got
+
+    results: dict[int, list[bytes]] = {}
+
+    def run(n: int) -> None:
+        results[n] = asyncio.run(work(b"t%d-" % n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(4):
+        name = b"Server says: t%d-" % n
+        assert results[n] == [name + b"%d" % i for i in range(30)] + [name + b"m%d" % i for i in range(300)]
+
+
+def test_async_loops_leave_no_descriptors(rust_server: Process) -> None:
+    """A loop's wake-up socket pair goes with the loop."""
+
+    async def one() -> bytes:
+        async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+            await client.send(1, b"x")
+            await client.flush()
+            return (await client.recv()).body
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    assert asyncio.run(one()) == b"Server says: x"
+    gc.collect()
+    before = open_fds()
+    for _ in range(40):
+        assert asyncio.run(one()) == b"Server says: x"
+        gc.collect()
+    # The last loops' pairs are closed when the next loop needs one.
+    assert open_fds() - before <= 4
 
 
 def test_async_needs_a_loop() -> None:
