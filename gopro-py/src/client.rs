@@ -9,6 +9,7 @@
 //! cancellation): the core client pairs replies with requests by order, so
 //! a request abandoned half way would hand its reply to the next caller.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gopro::client::{ClientBuilder, ClientError};
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyList, PyTuple};
@@ -299,8 +301,17 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self) -> PyResult<Option<Py<PyAny>>> {
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match self.result.take() {
+            // The value itself as the exception's argument: `await` then
+            // takes it without making the exception object. (A tuple or
+            // an exception would be taken apart, so those go wrapped.)
+            Some(Ok(value))
+                if !value.bind(py).is_instance_of::<PyTuple>()
+                    && !value.bind(py).is_instance_of::<PyBaseException>() =>
+            {
+                Err(PyStopIteration::new_err(value))
+            }
             Some(Ok(value)) => Err(PyStopIteration::new_err((value,))),
             Some(Err(e)) => Err(e),
             None => Ok(None),
@@ -308,16 +319,44 @@ impl Ready {
     }
 
     #[pyo3(signature = (_value = None))]
-    fn send(&mut self, _value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
-        self.__next__()
+    fn send(
+        &mut self,
+        py: Python<'_>,
+        _value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        self.__next__(py)
     }
+}
+
+thread_local! {
+    /// The event loop last seen running on this thread.
+    static LAST_LOOP: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
+}
+
+/// Fails unless an event loop runs on this thread. The loop last seen here,
+/// still running, says so without asking asyncio, whose
+/// `get_running_loop` makes a system call each time before Python 3.12.
+fn in_running_loop(py: Python<'_>) -> PyResult<()> {
+    let last = LAST_LOOP.with_borrow(|last| last.as_ref().map(|l| l.clone_ref(py)));
+    if let Some(last) = last {
+        if last
+            .bind(py)
+            .call_method0(intern!(py, "is_running"))?
+            .is_truthy()?
+        {
+            return Ok(());
+        }
+    }
+    let running = pyo3_async_runtimes::get_running_loop(py)?;
+    LAST_LOOP.with_borrow_mut(|last| *last = Some(running.unbind()));
+    Ok(())
 }
 
 /// Hands a call to the running asyncio loop.
 fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_, PyAny>> {
     // The async API needs a running loop, even when the answer is already
     // there: the same call must not work or fail depending on timing.
-    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    in_running_loop(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         let result = result
             .map_err(|e| client_err(py, e))
@@ -330,6 +369,14 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
         )?
         .into_any());
     }
+    let event_loop = match pyo3_async_runtimes::get_running_loop(py) {
+        Ok(event_loop) => event_loop,
+        Err(e) => {
+            // Begun already: the call runs to its end (see the top).
+            gopro::blocking::runtime().spawn(fut);
+            return Err(e);
+        }
+    };
     wakeup::spawn(&event_loop, async move {
         let result = fut.await;
         Box::new(move |py: Python<'_>| result.map_err(|e| client_err(py, e))?.into_py(py))

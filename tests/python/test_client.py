@@ -375,6 +375,26 @@ def test_async_needs_a_loop() -> None:
         gopro.AsyncClient.connect("127.0.0.1:1")
 
 
+def test_async_calls_need_a_loop_even_when_done_at_once(rust_server: Process) -> None:
+    async def connect() -> gopro.AsyncClient:
+        client = await gopro.AsyncClient.connect(rust_server.addr, timeout=5)
+        await client.send(1, b"in the loop")  # done at once: queued
+        return client
+
+    client = asyncio.run(connect())  # that loop has stopped
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        client.send(1, b"outside")
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        client.flush()
+
+    async def finish() -> bytes:
+        await client.flush()
+        return (await client.recv()).body
+
+    assert asyncio.run(finish()) == b"Server says: in the loop"
+    client.close()
+
+
 def test_batches(rust_server: Process) -> None:
     with gopro.Client(rust_server.addr, timeout=5) as client:
         bodies = [b"b%d" % i for i in range(2000)]

@@ -194,7 +194,17 @@ impl Client {
         let mut conn = self.conn.lock().await;
         conn.check_open()?;
         conn.queue(command, &body)?;
-        let result = timeout(self.timeout, conn.flush_and_recv()).await;
+        // A reply already received, with nothing left to write, is taken
+        // without arming a timer.
+        let buffered = if conn.wbuf.is_empty() {
+            conn.buffered_reply()
+        } else {
+            None
+        };
+        let result = match buffered {
+            Some(result) => Ok(result),
+            None => timeout(self.timeout, conn.flush_and_recv()).await,
+        };
         conn.settle(result, self.timeout).await
     }
 
@@ -254,7 +264,17 @@ impl Client {
                 "recv with no request in flight: send one first".into(),
             ));
         }
-        let result = timeout(self.timeout, conn.flush_and_recv()).await;
+        // A reply already received, with nothing left to write, is taken
+        // without arming a timer.
+        let buffered = if conn.wbuf.is_empty() {
+            conn.buffered_reply()
+        } else {
+            None
+        };
+        let result = match buffered {
+            Some(result) => Ok(result),
+            None => timeout(self.timeout, conn.flush_and_recv()).await,
+        };
         conn.settle(result, self.timeout).await
     }
 
