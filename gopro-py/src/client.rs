@@ -22,6 +22,7 @@ use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyStopIteration, PyTypeE
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::codec::Frame;
@@ -303,6 +304,8 @@ impl Ready {
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match self.result.take() {
+            // Done, and no exception at all for a None.
+            Some(Ok(value)) if value.is_none(py) => Ok(None),
             // The value itself as the exception's argument: `await` then
             // takes it without making the exception object. (A tuple or
             // an exception would be taken apart, so those go wrapped.)
@@ -326,6 +329,24 @@ impl Ready {
     ) -> PyResult<Option<Py<PyAny>>> {
         self.__next__(py)
     }
+}
+
+/// `async def call_result(value): return value`. Awaiting a native coroutine hands
+/// over its value directly, where an awaitable of ours would raise
+/// `StopIteration(value)`, which pyo3 makes into an exception object (before
+/// Python 3.12).
+fn done(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static DONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    DONE.get_or_try_init(py, || {
+        let module = PyModule::from_code(
+            py,
+            c"async def call_result(value):\n    return value\n",
+            c"gopro/_ready.py",
+            c"gopro._ready",
+        )?;
+        Ok(module.getattr("call_result")?.unbind())
+    })
+    .map(|f| f.bind(py))
 }
 
 thread_local! {
@@ -361,6 +382,11 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
         let result = result
             .map_err(|e| client_err(py, e))
             .and_then(|v| v.into_py(py));
+        if let Ok(value) = &result {
+            if !value.is_none(py) {
+                return done(py)?.call1((value,));
+            }
+        }
         return Ok(Bound::new(
             py,
             Ready {

@@ -324,6 +324,21 @@ async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
     assert ticks > 20
 
 
+async def test_async_results_already_received(rust_server: Process) -> None:
+    """Calls answered from what was already received: a value, None, and an
+    error, each as from a call that had to wait."""
+    async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+        assert await client.send(42, b"") is None
+        assert await client.send(1, b"after") is None
+        await client.flush()
+        await asyncio.sleep(0.1)  # both replies are in by then, read or not
+        with pytest.raises(gopro.ServerError, match="unknown command: 42"):
+            await client.recv()
+        reply = await client.recv()
+        assert reply == gopro.Frame(1, b"Server says: after")
+        assert await client.request_many([]) == []
+
+
 def test_async_clients_on_loops_in_threads(rust_server: Process) -> None:
     """Each event loop gets its own results, whatever thread it runs on."""
 
