@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import struct
 import subprocess
 import sys
@@ -48,27 +49,23 @@ def struct_decode(data: bytes) -> list[tuple[int, int, bytes]]:
     return frames
 
 
-def bench_decode(n: int, batch: bool) -> tuple[float, float]:
-    """Best of three runs each; the decoded frames are kept, as a caller would."""
-    data = gopro.encode(1, b"x" * 32) * n
+def decode_ours(data: bytes, n: int, batch: bool) -> float:
+    """Frames/s; the decoded frames are kept, as a caller would."""
+    started = time.perf_counter()
+    decoder = gopro.Decoder()
+    decoder.feed(data)
+    frames = decoder.frames() if batch else list(decoder)
+    took = time.perf_counter() - started
+    assert len(frames) == n and frames[-1].body == b"x" * 32
+    return n / took
 
-    def ours() -> float:
-        started = time.perf_counter()
-        decoder = gopro.Decoder()
-        decoder.feed(data)
-        frames = decoder.frames() if batch else list(decoder)
-        took = time.perf_counter() - started
-        assert len(frames) == n and frames[-1].body == b"x" * 32
-        return n / took
 
-    def theirs() -> float:
-        started = time.perf_counter()
-        frames = struct_decode(data)
-        took = time.perf_counter() - started
-        assert len(frames) == n and frames[-1][2] == b"x" * 32
-        return n / took
-
-    return best(ours), best(theirs)
+def decode_theirs(data: bytes, n: int) -> float:
+    started = time.perf_counter()
+    frames = struct_decode(data)
+    took = time.perf_counter() - started
+    assert len(frames) == n and frames[-1][2] == b"x" * 32
+    return n / took
 
 
 # ------------------------------------------------------- pipelined clients
@@ -262,55 +259,96 @@ def start_rust_server(threads: int = 0) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("gopro serve did not start")
 
 
-def best(f, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
-    return max(f() for _ in range(runs))
+class Rounds:
+    """Rates measured in rounds, each baseline next to what it is compared
+    with, so that a slow spell of the machine weighs on both sides: the
+    ratio reported is the median of the rounds' ratios."""
+
+    def __init__(self) -> None:
+        self.rates: dict[str, list[float]] = {}
+
+    def add(self, key: str, rate: float) -> None:
+        self.rates.setdefault(key, []).append(rate)
+
+    def row(self, work: str, name: str, ours: str, base: str, theirs: str, unit: str) -> str:
+        a, b = self.rates[ours], self.rates[theirs]
+        ratios = sorted(x / y for x, y in zip(a, b))
+        spread = f" ({ratios[0]:.1f}–{ratios[-1]:.1f})" if len(ratios) > 1 else ""
+        return (
+            f"| {work} | {name}: {statistics.median(a) / 1e3:,.0f} k {unit} "
+            f"| {base}: {statistics.median(b) / 1e3:,.0f} k {unit} "
+            f"| **{statistics.median(ratios):.1f}×**{spread} |"
+        )
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    rounds = 2 if quick else 5
     n_decode = 200_000 if quick else 1_000_000
     n_requests = 50_000 if quick else 200_000
     seconds = "1s" if quick else "3s"
-    rows = []
+    r = Rounds()
 
-    for batch, how in ((False, "list(decoder)"), (True, "decoder.frames()")):
-        ours, theirs = bench_decode(n_decode, batch)
-        rows.append((f"decode {n_decode:,} frames, 32 B bodies, one bytes", how, ours, "struct loop", theirs, "frames/s"))
+    data = gopro.encode(1, b"x" * 32) * n_decode
+    for _ in range(rounds):
+        r.add("struct", decode_theirs(data, n_decode))
+        r.add("list", decode_ours(data, n_decode, batch=False))
+        r.add("frames", decode_ours(data, n_decode, batch=True))
+    del data
 
+    batch = 1000
     proc, addr = start_rust_server()
     try:
-        batch = 1000
-        theirs = best(lambda: asyncio.run(asyncio_struct_client(addr, n_requests, batch)))
-        ours = best(lambda: sync_client(addr, n_requests, batch))
-        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.Client", ours, "asyncio + struct", theirs, "replies/s"))
-        ours = best(lambda: asyncio.run(async_client(addr, n_requests, batch)))
-        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "gopro.AsyncClient", ours, "asyncio + struct", theirs, "replies/s"))
-        ours = best(lambda: sync_client_many(addr, n_requests, batch))
-        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "Client.request_many", ours, "asyncio + struct", theirs, "replies/s"))
-        ours = best(lambda: asyncio.run(async_client_many(addr, n_requests, batch)))
-        rows.append((f"pipelined requests ({batch} in flight) to gopro serve", "AsyncClient.request_many", ours, "asyncio + struct", theirs, "replies/s"))
+        for _ in range(rounds):
+            r.add("asyncio client", asyncio.run(asyncio_struct_client(addr, n_requests, batch)))
+            r.add("Client", sync_client(addr, n_requests, batch))
+            r.add("AsyncClient", asyncio.run(async_client(addr, n_requests, batch)))
+            r.add("Client.request_many", sync_client_many(addr, n_requests, batch))
+            r.add("AsyncClient.request_many", asyncio.run(async_client_many(addr, n_requests, batch)))
     finally:
         proc.terminate()
         proc.wait()
 
-    for conns, pipeline in ((16, 1), (4, 32)):
-        (ours, ours_cpu), (theirs, theirs_cpu) = bench_servers(seconds, conns, pipeline)
-        work = f"server, Python MESSAGE handler, {conns} conns x {pipeline} pipelined (gopro bench)"
-        rows.append((work, "gopro.Server", ours, "asyncio Protocol + struct", theirs, "replies/s"))
-        rows.append((work, "gopro.Server", ours_cpu, "asyncio Protocol + struct", theirs_cpu, "replies per server CPU-second"))
-        # The floor under any Python server here: the Rust server, no Python.
-        proc, addr = start_rust_server(threads=1)
-        try:
-            _, rust_cpu = load(addr, seconds, conns, pipeline, cpu=lambda: proc_cpu_seconds(proc.pid))
-        finally:
-            proc.terminate()
-            proc.wait()
-        rows.append((work, "gopro serve (Rust, no Python)", rust_cpu, "asyncio Protocol + struct", theirs_cpu, "replies per server CPU-second"))
+    loads = ((16, 1), (4, 32))
+    for _ in range(max(2, rounds - 2)):
+        for conns, pipeline in loads:
+            (ours, ours_cpu), (theirs, theirs_cpu) = bench_servers(seconds, conns, pipeline)
+            r.add(f"ours {conns}", ours)
+            r.add(f"ours cpu {conns}", ours_cpu)
+            r.add(f"theirs {conns}", theirs)
+            r.add(f"theirs cpu {conns}", theirs_cpu)
+            # The floor under any Python server here: the Rust server, no Python.
+            proc, addr = start_rust_server(threads=1)
+            try:
+                _, rust_cpu = load(addr, seconds, conns, pipeline, cpu=lambda: proc_cpu_seconds(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait()
+            r.add(f"rust cpu {conns}", rust_cpu)
 
+    decode = f"decode {n_decode:,} frames, 32 B bodies, one bytes"
+    clients = f"pipelined requests ({batch} in flight) to gopro serve"
+    rows = [
+        r.row(decode, "`list(decoder)`", "list", "struct loop", "struct", "frames/s"),
+        r.row(decode, "`decoder.frames()`", "frames", "struct loop", "struct", "frames/s"),
+        r.row(clients, "`Client.send`/`recv` per request", "Client", "asyncio + struct", "asyncio client", "replies/s"),
+        r.row(clients, "`AsyncClient.send`/`recv` per request", "AsyncClient", "asyncio + struct", "asyncio client", "replies/s"),
+        r.row(clients, "`Client.request_many`", "Client.request_many", "asyncio + struct", "asyncio client", "replies/s"),
+        r.row(clients, "`AsyncClient.request_many`", "AsyncClient.request_many", "asyncio + struct", "asyncio client", "replies/s"),
+    ]
+    for conns, pipeline in loads:
+        work = f"server, Python MESSAGE handler, {conns} conns × {pipeline}"
+        base = "asyncio Protocol + struct"
+        rows += [
+            r.row(work, "`gopro.Server`", f"ours {conns}", base, f"theirs {conns}", "replies/s"),
+            r.row("the same, per server CPU-second", "`gopro.Server`", f"ours cpu {conns}", base, f"theirs cpu {conns}", "replies"),
+            r.row("the same, per server CPU-second", "`gopro serve` (Rust, no Python)", f"rust cpu {conns}", base, f"theirs cpu {conns}", "replies"),
+        ]
+    print(f"Median of {rounds} rounds (server loads: {max(2, rounds - 2)}); in brackets, the lowest and highest round.\n")
     print("| work | gopro | baseline | ratio |")
     print("|---|---:|---:|---:|")
-    for work, name, ours, base, theirs, unit in rows:
-        print(f"| {work} | {name}: {ours / 1e3:,.0f} k {unit} | {base}: {theirs / 1e3:,.0f} k {unit} | **{ours / theirs:.1f}×** |")
+    for row in rows:
+        print(row)
 
 
 if __name__ == "__main__":

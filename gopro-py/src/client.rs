@@ -238,12 +238,7 @@ pub(crate) struct Replies(Vec<gopro::Frame>, Option<ClientError>);
 impl Output for Replies {
     /// A list; or the error, carrying the replies before it as `.replies`.
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let frames = self
-            .0
-            .iter()
-            .map(|frame| Frame::new_untracked(py, frame))
-            .collect::<PyResult<Vec<_>>>()?;
-        let list = PyList::new(py, frames)?;
+        let list = PyList::new(py, Frame::many_untracked(py, &self.0)?)?;
         match self.1 {
             None => Ok(list.into_any().unbind()),
             Some(e) => {

@@ -172,6 +172,43 @@ impl Frame {
         Frame::copied_with(py, gopro::VERSION, command, body)
     }
 
+    /// New Python frames for core frames (a batch of replies). Small ones,
+    /// bodies up to [`SHARED_BODY`] bytes, are copied with their headers
+    /// back to back into one `bytes` they all point into: one object a
+    /// frame, not two. Larger ones each get a `bytes` of their own, so that
+    /// a frame kept keeps little else alive.
+    pub(crate) fn many_untracked(
+        py: Python<'_>,
+        frames: &[gopro::Frame],
+    ) -> PyResult<Vec<Py<Frame>>> {
+        let shared = |f: &&gopro::Frame| f.body.len() <= SHARED_BODY;
+        let wire_len = |f: &gopro::Frame| gopro::HEADER_LEN + f.body.len();
+        let len = frames.iter().filter(shared).map(wire_len).sum();
+        let chunk = PyBytes::new_with(py, len, |buf| {
+            let mut at = 0;
+            for frame in frames.iter().filter(shared) {
+                let end = at + wire_len(frame);
+                buf[at..at + gopro::HEADER_LEN].copy_from_slice(&header_of(frame).to_bytes());
+                buf[at + gopro::HEADER_LEN..end].copy_from_slice(&frame.body);
+                at = end;
+            }
+            Ok(())
+        })?
+        .unbind();
+        let mut at = 0;
+        frames
+            .iter()
+            .map(|frame| {
+                if !shared(&frame) {
+                    return Frame::new_untracked(py, frame);
+                }
+                let made = Frame::in_chunk(py, &chunk, at, &header_of(frame));
+                at += wire_len(frame);
+                untracked(py, made)
+            })
+            .collect()
+    }
+
     /// A new Python frame for a core frame; see [`Frame::untracked`].
     pub(crate) fn new_untracked(py: Python<'_>, frame: &gopro::Frame) -> PyResult<Py<Frame>> {
         untracked(py, Frame::from_core(py, frame))
@@ -188,6 +225,20 @@ impl Frame {
         let view = self.view(py);
         gopro::Frame::new(view.command, Bytes::copy_from_slice(view.body))
             .with_version(view.version)
+    }
+}
+
+/// The largest body [`Frame::many_untracked`] puts in a shared `bytes`.
+const SHARED_BODY: usize = 1024;
+
+/// A core frame's header.
+fn header_of(frame: &gopro::Frame) -> gopro::Header {
+    gopro::Header {
+        version: frame.version,
+        command: frame.command,
+        // A core frame's body came off the wire or was checked against a
+        // limit below 4 GiB.
+        length: frame.body.len() as u32,
     }
 }
 

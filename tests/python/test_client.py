@@ -324,6 +324,19 @@ async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
     assert ticks > 20
 
 
+def test_batch_replies_small_and_large(rust_server: Process) -> None:
+    """Small replies of a batch share one `bytes`, large ones have their own
+    (a reply kept then keeps little else alive); order and bodies hold."""
+    sizes = [0, 5, 1011, 1012, 3000, 7, 20000, 1]  # 1011 + the prefix is the largest shared
+    bodies = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    with gopro.Client(rust_server.addr, timeout=5) as client:
+        replies = client.request_many([(1, b) for b in bodies])
+    assert [r.body for r in replies] == [b"Server says: " + b for b in bodies]
+    assert [r.command for r in replies] == [gopro.Command.MESSAGE] * len(sizes)
+    shared = [r.body is not r.body for r in replies]  # sliced at each read
+    assert shared == [len(b"Server says: ") + n <= 1024 for n in sizes]
+
+
 async def test_async_results_already_received(rust_server: Process) -> None:
     """Calls answered from what was already received: a value, None, and an
     error, each as from a call that had to wait."""
