@@ -310,7 +310,7 @@ def main() -> None:
         proc.wait()
 
     loads = ((16, 1), (4, 32))
-    for _ in range(max(2, rounds - 2)):
+    for _ in range(rounds):
         for conns, pipeline in loads:
             (ours, ours_cpu), (theirs, theirs_cpu) = bench_servers(seconds, conns, pipeline)
             r.add(f"ours {conns}", ours)
@@ -344,7 +344,7 @@ def main() -> None:
             r.row("the same, per server CPU-second", "`gopro.Server`", f"ours cpu {conns}", base, f"theirs cpu {conns}", "replies"),
             r.row("the same, per server CPU-second", "`gopro serve` (Rust, no Python)", f"rust cpu {conns}", base, f"theirs cpu {conns}", "replies"),
         ]
-    print(f"Median of {rounds} rounds (server loads: {max(2, rounds - 2)}); in brackets, the lowest and highest round.\n")
+    print(f"Median of {rounds} rounds; in brackets, the lowest and highest round.\n")
     print("| work | gopro | baseline | ratio |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -326,22 +326,23 @@ impl Ready {
     }
 }
 
-/// `async def call_result(value): return value`. Awaiting a native coroutine hands
-/// over its value directly, where an awaitable of ours would raise
-/// `StopIteration(value)`, which pyo3 makes into an exception object (before
-/// Python 3.12).
-fn done(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static DONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    DONE.get_or_try_init(py, || {
-        let module = PyModule::from_code(
-            py,
-            c"async def call_result(value):\n    return value\n",
-            c"gopro/_ready.py",
-            c"gopro._ready",
-        )?;
-        Ok(module.getattr("call_result")?.unbind())
-    })
-    .map(|f| f.bind(py))
+/// `async def call_result(value): return value`, for a call done at once.
+/// Awaiting a native coroutine hands over its value directly, where an
+/// awaitable of ours would raise `StopIteration(value)`, which pyo3 makes
+/// into an exception object (before Python 3.12).
+fn call_result(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CALL_RESULT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CALL_RESULT
+        .get_or_try_init(py, || {
+            let module = PyModule::from_code(
+                py,
+                c"async def call_result(value):\n    return value\n",
+                c"gopro/_ready.py",
+                c"gopro._ready",
+            )?;
+            Ok(module.getattr("call_result")?.unbind())
+        })
+        .map(|f| f.bind(py))
 }
 
 thread_local! {
@@ -379,7 +380,7 @@ fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_
             .and_then(|v| v.into_py(py));
         if let Ok(value) = &result {
             if !value.is_none(py) {
-                return done(py)?.call1((value,));
+                return call_result(py)?.call1((value,));
             }
         }
         return Ok(Bound::new(

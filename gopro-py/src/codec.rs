@@ -231,13 +231,11 @@ impl Frame {
 /// The largest body [`Frame::many_untracked`] puts in a shared `bytes`.
 const SHARED_BODY: usize = 1024;
 
-/// A core frame's header.
+/// The header of a core frame with a body of at most [`SHARED_BODY`] bytes.
 fn header_of(frame: &gopro::Frame) -> gopro::Header {
     gopro::Header {
         version: frame.version,
         command: frame.command,
-        // A core frame's body came off the wire or was checked against a
-        // limit below 4 GiB.
         length: frame.body.len() as u32,
     }
 }

@@ -194,17 +194,7 @@ impl Client {
         let mut conn = self.conn.lock().await;
         conn.check_open()?;
         conn.queue(command, &body)?;
-        // A reply already received, with nothing left to write, is taken
-        // without arming a timer.
-        let buffered = if conn.wbuf.is_empty() {
-            conn.buffered_reply()
-        } else {
-            None
-        };
-        let result = match buffered {
-            Some(result) => Ok(result),
-            None => timeout(self.timeout, conn.flush_and_recv()).await,
-        };
+        let result = timeout(self.timeout, conn.flush_and_recv()).await;
         conn.settle(result, self.timeout).await
     }
 
