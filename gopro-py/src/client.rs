@@ -23,7 +23,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyList, PyTuple, PyWeakrefReference};
 
 use crate::codec::Frame;
 use crate::errors::{client_err, closed_err, frame_err};
@@ -316,13 +316,14 @@ impl Ready {
         }
     }
 
+    /// As `__next__`, but the end is said with `StopIteration`, as the
+    /// generator protocol has it.
     #[pyo3(signature = (_value = None))]
-    fn send(
-        &mut self,
-        py: Python<'_>,
-        _value: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<Py<PyAny>>> {
-        self.__next__(py)
+    fn send(&mut self, py: Python<'_>, _value: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        match self.__next__(py)? {
+            Some(value) => Ok(value),
+            None => Err(PyStopIteration::new_err(())),
+        }
     }
 }
 
@@ -346,26 +347,30 @@ fn call_result(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 }
 
 thread_local! {
-    /// The event loop last seen running on this thread.
-    static LAST_LOOP: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
+    /// The event loop last seen running on this thread, weakly.
+    static LAST_LOOP: RefCell<Option<Py<PyWeakrefReference>>> = const { RefCell::new(None) };
 }
 
-/// Fails unless an event loop runs on this thread. The loop last seen here,
-/// still running, says so without asking asyncio, whose
+/// Fails unless an event loop runs on this thread. The loop last seen here
+/// says so if it is running on this thread still (asyncio's loops keep the
+/// running thread's id in `_thread_id`), without asking asyncio, whose
 /// `get_running_loop` makes a system call each time before Python 3.12.
 fn in_running_loop(py: Python<'_>) -> PyResult<()> {
     let last = LAST_LOOP.with_borrow(|last| last.as_ref().map(|l| l.clone_ref(py)));
-    if let Some(last) = last {
-        if last
-            .bind(py)
-            .call_method0(intern!(py, "is_running"))?
-            .is_truthy()?
-        {
+    if let Some(last) = last.and_then(|weak| weak.bind(py).upgrade()) {
+        // SAFETY: a plain query of the calling thread's id.
+        let here = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        let running_here = last
+            .getattr(intern!(py, "_thread_id"))
+            .and_then(|id| id.extract::<std::os::raw::c_ulong>())
+            .is_ok_and(|id| id == here);
+        if running_here {
             return Ok(());
         }
     }
     let running = pyo3_async_runtimes::get_running_loop(py)?;
-    LAST_LOOP.with_borrow_mut(|last| *last = Some(running.unbind()));
+    let weak = PyWeakrefReference::new(&running).ok().map(Bound::unbind);
+    LAST_LOOP.with_borrow_mut(|last| *last = weak);
     Ok(())
 }
 

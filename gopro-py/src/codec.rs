@@ -63,9 +63,9 @@ pub(crate) fn command_obj(py: Python<'_>, code: u8) -> PyResult<Py<PyAny>> {
 /// Two words: a `bytes` object and where the frame is in it. A decoder's
 /// output is millions of these, and their allocation (memory, page faults)
 /// is most of what decoding costs, so a frame is 48 bytes with the
-/// collector's header: a decoded frame points at its header inside the chunk
-/// the decoder was fed, and its body is sliced out when read, without a copy
-/// until then.
+/// collector's header: a decoded frame with a small body points at its
+/// header inside the chunk the decoder was fed, and its body is sliced out
+/// when read, without a copy until then.
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Frame {
     data: Py<PyBytes>,
@@ -111,9 +111,12 @@ impl Frame {
     }
 
     /// A decoded frame whose header starts at `at` in `chunk`, which holds
-    /// the whole frame.
+    /// the whole frame. A body over [`SHARED_BODY`] bytes is copied out
+    /// into a `bytes` of its own: read often (each read of a shared body
+    /// slices it anew), and kept without the rest of the chunk.
     fn in_chunk(py: Python<'_>, chunk: &Py<PyBytes>, at: usize, header: &gopro::Header) -> Frame {
-        match Place::header(at) {
+        let place = Place::header(at).filter(|_| header.length as usize <= SHARED_BODY);
+        match place {
             Some(place) => Frame {
                 data: chunk.clone_ref(py),
                 place,
@@ -228,7 +231,8 @@ impl Frame {
     }
 }
 
-/// The largest body [`Frame::many_untracked`] puts in a shared `bytes`.
+/// The largest body a frame shares a `bytes` object with other frames for
+/// (see [`Frame::in_chunk`] and [`Frame::many_untracked`]).
 const SHARED_BODY: usize = 1024;
 
 /// The header of a core frame with a body of at most [`SHARED_BODY`] bytes.

@@ -41,7 +41,11 @@ pub(crate) fn spawn<'py>(
     let waker = waker.get();
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
     let id = waker.next.fetch_add(1, Ordering::Relaxed);
-    lock(&waker.waiting).insert(id, future.clone().unbind());
+    // Weakly: a future holds its loop, so a strong reference here would
+    // keep a loop closed with a call in flight alive, and its waker with
+    // it. A future nobody holds any more has nobody to give a result to.
+    let weak = PyWeakrefReference::new(&future)?.unbind();
+    lock(&waker.waiting).insert(id, weak);
     let mut done = Done {
         finished: Arc::clone(&waker.finished),
         id,
@@ -57,8 +61,9 @@ pub(crate) fn spawn<'py>(
 /// The waker of `event_loop`, made and registered with it on first use.
 fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWaker>> {
     let py = event_loop.py();
-    let dead = {
-        let mut wakers = WAKERS
+    {
+        // No Python code runs under the lock.
+        let wakers = WAKERS
             .lock_py_attached(py)
             .unwrap_or_else(PoisonError::into_inner);
         for (weak, waker) in wakers.iter() {
@@ -66,25 +71,45 @@ fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWak
                 return Ok(waker.bind(py).clone());
             }
         }
-        // Loops gone: their wakers go too, outside the lock (dropping a
-        // waiting future may run Python code).
-        let (live, dead) = std::mem::take(&mut *wakers)
-            .into_iter()
-            .partition(|(weak, _)| weak.bind(py).upgrade().is_some());
-        *wakers = live;
-        dead
-    };
-    drop::<Vec<_>>(dead);
-    let waker = Bound::new(py, LoopWaker::new()?)?;
-    event_loop.call_method1(
-        intern!(py, "add_reader"),
-        (waker.get().rx.as_raw_fd(), waker.clone()),
-    )?;
-    let weak = PyWeakrefReference::new(event_loop)?.unbind();
-    WAKERS
+    }
+    // A new loop: the wakers of loops gone or closed go first. A loop's
+    // `is_closed` is Python code, so it is asked outside the lock, of a
+    // copy of the list; the entries stay listed meanwhile.
+    let known: Vec<_> = WAKERS
         .lock_py_attached(py)
         .unwrap_or_else(PoisonError::into_inner)
-        .push((weak, waker.clone().unbind()));
+        .iter()
+        .map(|(weak, waker)| (weak.clone_ref(py), waker.clone_ref(py)))
+        .collect();
+    let dead: Vec<Py<LoopWaker>> = known
+        .into_iter()
+        .filter(|(weak, _)| {
+            weak.bind(py).upgrade().is_none_or(|l| {
+                l.call_method0(intern!(py, "is_closed"))
+                    .and_then(|closed| closed.is_truthy())
+                    .unwrap_or(false)
+            })
+        })
+        .map(|(_, waker)| waker)
+        .collect();
+    let weak = PyWeakrefReference::new(event_loop)?.unbind();
+    let waker = Bound::new(py, LoopWaker::new()?)?;
+    let registered = event_loop.call_method1(
+        intern!(py, "add_reader"),
+        (waker.get().finished.rx.as_raw_fd(), waker.clone()),
+    );
+    {
+        let mut wakers = WAKERS
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner);
+        wakers.retain(|(_, listed)| !dead.iter().any(|d| d.is(listed)));
+        if registered.is_ok() {
+            wakers.push((weak, waker.clone().unbind()));
+        }
+    }
+    // The last references to the dead wakers go outside the lock.
+    drop(dead);
+    registered?;
     Ok(waker)
 }
 
@@ -92,22 +117,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What a loop's waker shares with the runtime's tasks.
+/// What a loop's waker shares with the runtime's tasks: the results, and
+/// both ends of the socket pair, so that a task finishing after its loop
+/// and waker are gone still writes to an open socket (no `SIGPIPE`).
 struct Finished {
     results: Mutex<Vec<(u64, Make)>>,
     /// A wake-up byte was written and not yet read.
     signalled: AtomicBool,
     tx: UnixStream,
+    rx: UnixStream,
 }
 
 impl Finished {
     fn push(&self, id: u64, make: Make) {
         lock(&self.results).push((id, make));
         if !self.signalled.swap(true, Ordering::AcqRel) {
-            // At most this one byte is in the socket: the write cannot
-            // block, and a failure (the loop's end closed) leaves nobody
-            // to wake.
-            let _ = (&self.tx).write(&[1]);
+            // Bytes already waiting (`WouldBlock`) wake the loop as well.
+            while let Err(e) = (&self.tx).write(&[1]) {
+                if e.kind() != ErrorKind::Interrupted {
+                    break;
+                }
+            }
         }
     }
 }
@@ -147,9 +177,8 @@ impl Drop for Done {
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct LoopWaker {
     finished: Arc<Finished>,
-    rx: UnixStream,
     /// The futures of the calls not yet resolved, by id.
-    waiting: Mutex<HashMap<u64, Py<PyAny>>>,
+    waiting: Mutex<HashMap<u64, Py<PyWeakrefReference>>>,
     next: AtomicU64,
 }
 
@@ -163,8 +192,8 @@ impl LoopWaker {
                 results: Mutex::new(Vec::new()),
                 signalled: AtomicBool::new(false),
                 tx,
+                rx,
             }),
-            rx,
             waiting: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
         })
@@ -176,7 +205,7 @@ impl LoopWaker {
     fn __call__(&self, py: Python<'_>) {
         let mut sink = [0u8; 16];
         loop {
-            match (&self.rx).read(&mut sink) {
+            match (&self.finished.rx).read(&mut sink) {
                 Ok(n) if n > 0 => continue,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 _ => break,
@@ -187,11 +216,12 @@ impl LoopWaker {
         self.finished.signalled.store(false, Ordering::Release);
         let results = std::mem::take(&mut *lock(&self.finished.results));
         for (id, make) in results {
-            let Some(future) = lock(&self.waiting).remove(&id) else {
+            let weak = lock(&self.waiting).remove(&id);
+            let Some(future) = weak.and_then(|weak| weak.bind(py).upgrade()) else {
                 continue;
             };
-            if let Err(e) = resolve(future.bind(py), make) {
-                e.write_unraisable(py, Some(future.bind(py)));
+            if let Err(e) = resolve(&future, make) {
+                e.write_unraisable(py, Some(&future));
             }
         }
     }

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import Callable, Iterator
 
 import pytest
@@ -396,6 +397,72 @@ def test_async_loops_leave_no_descriptors(rust_server: Process) -> None:
         gc.collect()
     # The last loops' pairs are closed when the next loop needs one.
     assert open_fds() - before <= 4
+
+
+def test_async_loop_closed_with_a_call_in_flight_is_freed(fake: Callable[..., FakeServer]) -> None:
+    release = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        first = read_frame(conn)
+        release.wait(10)
+        conn.sendall(gopro.encode(1, b"late " + first.body))
+        read_frame(conn)
+        conn.sendall(gopro.encode(1, b"next"))
+
+    server = fake(script)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def leave_a_call_behind() -> gopro.AsyncClient:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        client = await gopro.AsyncClient.connect(server.addr, timeout=5)
+        asyncio.ensure_future(client.request(1, b"x"))
+        await asyncio.sleep(0.05)
+        return client  # the call is cancelled when the loop ends
+
+    client = asyncio.run(leave_a_call_behind())
+    gc.collect()
+    assert loops[0]() is None
+    release.set()
+
+    async def next_call() -> bytes:
+        return (await client.request(1, b"y")).body
+
+    # The abandoned call ran to its end: its reply is not the next one's.
+    assert asyncio.run(next_call()) == b"next"
+    client.close()
+
+
+def test_async_call_from_a_thread_without_a_loop(rust_server: Process) -> None:
+    """A loop running on another thread is not this thread's loop."""
+    async def connect() -> gopro.AsyncClient:
+        return await gopro.AsyncClient.connect(rust_server.addr, timeout=5)
+
+    loop = asyncio.new_event_loop()
+    client = loop.run_until_complete(connect())  # on this thread
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        with pytest.raises(RuntimeError, match="no running event loop"):
+            client.send(1, b"here")  # would be done at once
+
+        async def in_its_loop() -> bytes:
+            return (await client.request(1, b"there")).body
+
+        assert asyncio.run_coroutine_threadsafe(in_its_loop(), loop).result(5) == b"Server says: there"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        client.close()
+
+
+async def test_async_done_awaitables_follow_the_generator_protocol(rust_server: Process) -> None:
+    async with await gopro.AsyncClient.connect(rust_server.addr, timeout=5) as client:
+        queued = client.send(1, b"x").__await__()  # done at once: queued
+        with pytest.raises(StopIteration) as stop:
+            queued.send(None)
+        assert stop.value.value is None
+        assert (await client.recv()).body == b"Server says: x"
 
 
 def test_async_needs_a_loop() -> None:

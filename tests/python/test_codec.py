@@ -279,6 +279,21 @@ def test_decoded_frames_are_small_and_free_their_bodies() -> None:
     assert sys.getrefcount(chunk) == alone
 
 
+def test_decoded_large_bodies_have_their_own_bytes() -> None:
+    small, large = b"s" * 1024, b"L" * 1025
+    chunk = gopro.encode(1, small) + gopro.encode(1, large) + gopro.encode(0, small)
+    alone = sys.getrefcount(chunk)
+    decoder = gopro.Decoder()
+    decoder.feed(chunk)
+    frames = list(decoder)
+    assert [f.body for f in frames] == [small, large, small]
+    assert frames[1].body is frames[1].body  # its own, made when decoded
+    assert frames[0].body is not frames[0].body  # sliced from the chunk
+    assert sys.getrefcount(chunk) == alone + 2  # the two small frames only
+    del frames[0], frames[-1]
+    assert sys.getrefcount(chunk) == alone
+
+
 def test_decoder_frames_stops_at_an_error() -> None:
     decoder = gopro.Decoder(max_body=4)
     decoder.feed(gopro.encode(0, b"ok") + gopro.encode(1, b"12345", max_body=5))
