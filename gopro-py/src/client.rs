@@ -117,6 +117,32 @@ impl Slot {
         Ok((command, body))
     }
 
+    /// A `send` done at once if the connection allows (see
+    /// `gopro::client::Client::try_send`): no future, and the body is not
+    /// copied but into the write buffer. `Some(client)`: the send has to
+    /// wait, on that connection.
+    fn try_send(
+        &self,
+        command: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Arc<CoreClient>>> {
+        let py = command.py();
+        let command = command_code(command)?;
+        let attempt = |body: &[u8]| -> PyResult<Option<Arc<CoreClient>>> {
+            self.1
+                .check_len(body.len())
+                .map_err(|e| frame_err(py, &e))?;
+            match self.with(py, |client| client.try_send(command, body))? {
+                Some(result) => result.map(|()| None).map_err(|e| client_err(py, e)),
+                None => self.get(py).map(Some),
+            }
+        };
+        match body {
+            Some(body) => with_body(body, attempt)?,
+            None => attempt(b""),
+        }
+    }
+
     /// The requests of a batch call (`Frame`s or `(command, body)` pairs),
     /// encoded back to back: one buffer for the batch, not one per body.
     fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
@@ -158,6 +184,15 @@ impl Slot {
             with_body(&pair.get_item(1)?, |body| push(command, body))??;
         }
         Ok(wire.freeze())
+    }
+
+    /// `f` of the open connection, which stays open meanwhile.
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&CoreClient) -> R) -> PyResult<R> {
+        let guard = self
+            .0
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.as_deref().map(f).ok_or_else(|| closed_err(py))
     }
 
     fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -250,15 +285,21 @@ impl Output for Replies {
     }
 }
 
-/// Runs a call to its end from a plain thread, with the GIL released while
-/// it waits. Signals are checked every so often, so Ctrl-C interrupts the
-/// wait (the call itself still finishes in the background).
-fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
+/// The blocking client waits on the runtime: never from one of its threads.
+fn not_on_a_runtime_thread() -> PyResult<()> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(PyRuntimeError::new_err(
             "gopro.Client cannot be used on a gopro server thread (a handler): use gopro.AsyncClient in an async def handler",
         ));
     }
+    Ok(())
+}
+
+/// Runs a call to its end from a plain thread, with the GIL released while
+/// it waits. Signals are checked every so often, so Ctrl-C interrupts the
+/// wait (the call itself still finishes in the background).
+fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
+    not_on_a_runtime_thread()?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         return result.map_err(|e| client_err(py, e))?.into_py(py);
     }
@@ -374,27 +415,34 @@ fn in_running_loop(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// The awaitable of a call done at once.
+fn ready(py: Python<'_>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'_, PyAny>> {
+    if let Ok(value) = &result {
+        if !value.is_none(py) {
+            return call_result(py)?.call1((value,));
+        }
+    }
+    Ok(Bound::new(
+        py,
+        Ready {
+            result: Some(result),
+        },
+    )?
+    .into_any())
+}
+
 /// Hands a call to the running asyncio loop.
 fn awaitable<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Bound<'_, PyAny>> {
     // The async API needs a running loop, even when the answer is already
     // there: the same call must not work or fail depending on timing.
     in_running_loop(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
-        let result = result
-            .map_err(|e| client_err(py, e))
-            .and_then(|v| v.into_py(py));
-        if let Ok(value) = &result {
-            if !value.is_none(py) {
-                return call_result(py)?.call1((value,));
-            }
-        }
-        return Ok(Bound::new(
+        return ready(
             py,
-            Ready {
-                result: Some(result),
-            },
-        )?
-        .into_any());
+            result
+                .map_err(|e| client_err(py, e))
+                .and_then(|v| v.into_py(py)),
+        );
     }
     let event_loop = match pyo3_async_runtimes::get_running_loop(py) {
         Ok(event_loop) => event_loop,
@@ -480,8 +528,12 @@ impl Client {
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        not_on_a_runtime_thread()?;
+        let Some(client) = self.slot.try_send(command, body)? else {
+            return Ok(py.None());
+        };
         let (command, body) = self.slot.args(command, body)?;
-        block(py, send_fut(self.slot.get(py)?, command, body))
+        block(py, send_fut(client, command, body))
     }
 
     /// Writes every queued request.
@@ -491,6 +543,10 @@ impl Client {
 
     /// The reply to the oldest request not yet answered.
     fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        not_on_a_runtime_thread()?;
+        if let Some(result) = self.slot.with(py, CoreClient::try_recv)? {
+            return result.map_err(|e| client_err(py, e))?.into_py(py);
+        }
         block(py, recv_fut(self.slot.get(py)?))
     }
 
@@ -620,8 +676,12 @@ impl AsyncClient {
         command: &Bound<'py, PyAny>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        in_running_loop(py)?;
+        let Some(client) = self.slot.try_send(command, body)? else {
+            return ready(py, Ok(py.None()));
+        };
         let (command, body) = self.slot.args(command, body)?;
-        awaitable(py, send_fut(self.slot.get(py)?, command, body))
+        awaitable(py, send_fut(client, command, body))
     }
 
     /// Writes every queued request.
@@ -631,6 +691,11 @@ impl AsyncClient {
 
     /// The reply to the oldest request not yet answered.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        in_running_loop(py)?;
+        if let Some(result) = self.slot.with(py, CoreClient::try_recv)? {
+            let result = result.map_err(|e| client_err(py, e));
+            return ready(py, result.and_then(|frame| frame.into_py(py)));
+        }
         awaitable(py, recv_fut(self.slot.get(py)?))
     }
 

@@ -395,3 +395,93 @@ async fn recv_many_times_out_and_closes() {
     ));
     drop(hold);
 }
+
+#[tokio::test]
+async fn try_send_and_try_recv_do_only_what_needs_no_wait() {
+    let server = start_default().await;
+    let client = Client::connect(&addr(&server)).await.unwrap();
+    assert!(
+        client.try_recv().is_none(),
+        "nothing in flight: recv says so"
+    );
+    for body in ["a", "b"] {
+        client
+            .try_send(Command::MESSAGE, body.as_bytes())
+            .unwrap()
+            .unwrap();
+    }
+    client.try_send(42, b"").unwrap().unwrap();
+    assert_eq!(client.in_flight().await, 3);
+    assert!(
+        client.try_recv().is_none(),
+        "queued, not written: recv writes"
+    );
+    // A request that would fill the write buffer is left to `send`.
+    assert!(client
+        .try_send(Command::MESSAGE, &[b'x'; 64 * 1024])
+        .is_none());
+    assert_eq!(client.in_flight().await, 3);
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One read takes in all three replies; the others are then there.
+    assert_eq!(client.recv().await.unwrap().body, "Server says: a");
+    assert_eq!(client.try_recv().unwrap().unwrap().body, "Server says: b");
+    let err = client.try_recv().unwrap().unwrap_err();
+    assert!(matches!(&err, ClientError::Server { reason } if reason == "unknown command: 42"));
+    assert!(client.try_recv().is_none());
+    client.heartbeat().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn try_send_waits_for_no_other_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (_socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await; // silent
+    });
+    let client = std::sync::Arc::new(Client::connect(&addr).await.unwrap());
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(Command::MESSAGE, "x").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The request holds the connection while it waits for its reply.
+    assert!(client.try_send(Command::MESSAGE, b"y").is_none());
+    assert!(client.try_recv().is_none());
+    waiting.abort();
+}
+
+#[tokio::test]
+async fn try_recv_of_garbage_closes_the_connection() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 16];
+        tokio::io::AsyncReadExt::read_exact(&mut socket, &mut head)
+            .await
+            .unwrap();
+        let mut reply = Frame::new(Command::MESSAGE, "ok").to_bytes().to_vec();
+        reply.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        socket.write_all(&reply).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    let client = Client::connect(&addr).await.unwrap();
+    client.send(Command::MESSAGE, "1").await.unwrap();
+    client.send(Command::MESSAGE, "2").await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.recv().await.unwrap().body, "ok");
+    let err = client.try_recv().unwrap().unwrap_err();
+    assert_eq!(err.kind(), "protocol");
+    let err = client
+        .try_send(Command::MESSAGE, b"3")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Closed { unanswered: 1 }),
+        "{err}"
+    );
+}

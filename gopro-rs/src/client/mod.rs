@@ -24,11 +24,13 @@
 mod error;
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::{timeout, Instant};
@@ -195,7 +197,7 @@ impl Client {
         conn.check_open()?;
         conn.queue(command, &body)?;
         let result = timeout(self.timeout, conn.flush_and_recv()).await;
-        conn.settle(result, self.timeout).await
+        conn.settle(result, self.timeout)
     }
 
     /// A HEARTBEAT round trip; the reply must echo it.
@@ -230,10 +232,41 @@ impl Client {
         conn.queue(command.into(), &body)?;
         if conn.wbuf.len() >= SEND_BUFFER {
             let result = timeout(self.timeout, conn.flush()).await;
-            conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
-                .await?;
+            conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)?;
         }
         Ok(())
+    }
+
+    /// [`send`](Self::send) if it is done at once: no other call is using
+    /// the connection, and the request, queued, leaves less than 64 KiB
+    /// waiting to be written. `None` if it would have to wait: then nothing
+    /// was queued. For callers that pay for a future (a language binding).
+    pub fn try_send(
+        &self,
+        command: impl Into<Command>,
+        body: &[u8],
+    ) -> Option<Result<(), ClientError>> {
+        let mut conn = self.conn.try_lock().ok()?;
+        if let Err(e) = conn.check_open() {
+            return Some(Err(e));
+        }
+        if conn.wbuf.len() + HEADER_LEN + body.len() >= SEND_BUFFER {
+            return None;
+        }
+        Some(conn.queue(command.into(), body))
+    }
+
+    /// [`recv`](Self::recv) if it is done at once: no other call is using
+    /// the connection, nothing is waiting to be written, and the reply has
+    /// already been received. `None` otherwise: then [`recv`](Self::recv)
+    /// does the rest.
+    pub fn try_recv(&self) -> Option<Result<Frame, ClientError>> {
+        let mut conn = self.conn.try_lock().ok()?;
+        if conn.check_open().is_err() || conn.in_flight == 0 || !conn.wbuf.is_empty() {
+            return None;
+        }
+        let result = conn.buffered_reply()?;
+        Some(conn.settle_now(result))
     }
 
     /// Writes every queued request.
@@ -242,7 +275,6 @@ impl Client {
         conn.check_open()?;
         let result = timeout(self.timeout, conn.flush()).await;
         conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
-            .await
     }
 
     /// The reply to the oldest request not yet answered.
@@ -265,7 +297,7 @@ impl Client {
             Some(result) => Ok(result),
             None => timeout(self.timeout, conn.flush_and_recv()).await,
         };
-        conn.settle(result, self.timeout).await
+        conn.settle(result, self.timeout)
     }
 
     /// Queues many requests and writes them all: [`send`](Self::send) and
@@ -284,13 +316,11 @@ impl Client {
             conn.queue(command.into(), &body.into())?;
             if conn.wbuf.len() >= SEND_BUFFER {
                 let result = timeout(self.timeout, conn.flush()).await;
-                conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
-                    .await?;
+                conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)?;
             }
         }
         let result = timeout(self.timeout, conn.flush()).await;
         conn.settle(result.map(|r| r.map_err(Into::into)), self.timeout)
-            .await
     }
 
     /// The replies to the `n` oldest requests in flight, appended to `out`
@@ -316,7 +346,7 @@ impl Client {
             };
             match result {
                 Ok(Ok(frame)) => out.push(frame),
-                failed => return conn.settle(failed, self.timeout).await.map(drop),
+                failed => return conn.settle(failed, self.timeout).map(drop),
             }
         }
         Ok(())
@@ -407,15 +437,19 @@ impl Conn {
 
     /// Closes the connection after a failure that leaves its replies out
     /// of step (anything but an ERROR or GOAWAY reply), including a timeout.
-    async fn settle<T>(
+    fn settle<T>(
         &mut self,
         result: Result<Result<T, ClientError>, tokio::time::error::Elapsed>,
         limit: Duration,
     ) -> Result<T, ClientError> {
-        let result = result.unwrap_or(Err(ClientError::Timeout {
+        self.settle_now(result.unwrap_or(Err(ClientError::Timeout {
             waiting_to: "get a reply",
             after: limit,
-        }));
+        })))
+    }
+
+    /// [`settle`](Self::settle) for a result that did not wait.
+    fn settle_now<T>(&mut self, result: Result<T, ClientError>) -> Result<T, ClientError> {
         match result {
             Err(ClientError::Server { .. } | ClientError::GoAway { .. }) | Ok(_) => result,
             Err(ClientError::Io(e))
@@ -427,13 +461,13 @@ impl Conn {
                         | io::ErrorKind::UnexpectedEof
                 ) =>
             {
-                self.close().await;
+                self.close();
                 Err(ClientError::Closed {
                     unanswered: self.in_flight,
                 })
             }
             Err(e) => {
-                self.close().await;
+                self.close();
                 Err(e)
             }
         }
@@ -441,11 +475,13 @@ impl Conn {
 
     /// Refuses further calls and ends the stream now, so that the server
     /// lets go of the connection without waiting for the client to be dropped.
-    async fn close(&mut self) {
+    fn close(&mut self) {
         self.state = State::Closed;
-        // Only the writing side: that is immediate (no waiting on the peer),
-        // and the socket itself is freed when the client is dropped.
-        let _ = self.stream.shutdown().await;
+        // Only the writing side: a TCP stream does that at once (no waiting
+        // on the peer), and the socket itself is freed when the client is
+        // dropped.
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = Pin::new(&mut self.stream).poll_shutdown(&mut cx);
     }
 
     /// Writes what is queued within `limit`, closing on a failure.
@@ -455,7 +491,6 @@ impl Conn {
         }
         let result = timeout(limit, self.flush()).await;
         self.settle(result.map(|r| r.map_err(Into::into)), limit)
-            .await
     }
 
     /// The next reply if it is already in the buffer, without waiting.
@@ -614,7 +649,7 @@ async fn keep_alive(conn: std::sync::Weak<Mutex<Conn>>, interval: Duration) {
                 .put_slice(&Header::new(Command::HEARTBEAT, 0).to_bytes());
             conn.keepalive_pending += 1;
             if timeout(interval, conn.flush()).await.is_err() {
-                conn.close().await;
+                conn.close();
                 return;
             }
             next = Instant::now() + interval;
