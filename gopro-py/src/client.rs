@@ -388,30 +388,42 @@ fn call_result(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 }
 
 thread_local! {
-    /// The event loop last seen running on this thread, weakly.
-    static LAST_LOOP: RefCell<Option<Py<PyWeakrefReference>>> = const { RefCell::new(None) };
+    /// The event loop last seen running on this thread (weakly), and its
+    /// `_thread_id` then: this thread's id, as the loop keeps it while it
+    /// runs here.
+    static LAST_LOOP: RefCell<Option<(Py<PyWeakrefReference>, Py<PyAny>)>> =
+        const { RefCell::new(None) };
 }
 
-/// Fails unless an event loop runs on this thread. The loop last seen here
-/// says so if it is running on this thread still (asyncio's loops keep the
-/// running thread's id in `_thread_id`), without asking asyncio, whose
-/// `get_running_loop` makes a system call each time before Python 3.12.
+/// Fails unless an event loop runs on this thread. The loop last seen
+/// running here says so if it still holds the same `_thread_id` object
+/// (asyncio's loops set it each time they start, to the running thread's
+/// id), without asking asyncio, whose `get_running_loop` makes a system call
+/// each time before Python 3.12.
 fn in_running_loop(py: Python<'_>) -> PyResult<()> {
-    let last = LAST_LOOP.with_borrow(|last| last.as_ref().map(|l| l.clone_ref(py)));
-    if let Some(last) = last.and_then(|weak| weak.bind(py).upgrade()) {
-        // SAFETY: a plain query of the calling thread's id.
-        let here = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
-        let running_here = last
-            .getattr(intern!(py, "_thread_id"))
-            .and_then(|id| id.extract::<std::os::raw::c_ulong>())
-            .is_ok_and(|id| id == here);
-        if running_here {
+    let last = LAST_LOOP.with_borrow(|last| {
+        last.as_ref()
+            .map(|(weak, id)| (weak.clone_ref(py), id.clone_ref(py)))
+    });
+    if let Some((weak, id)) = last {
+        let same_run = weak.bind(py).upgrade().is_some_and(|l| {
+            l.getattr(intern!(py, "_thread_id"))
+                .is_ok_and(|now| now.is(&id))
+        });
+        if same_run {
             return Ok(());
         }
     }
     let running = pyo3_async_runtimes::get_running_loop(py)?;
-    let weak = PyWeakrefReference::new(&running).ok().map(Bound::unbind);
-    LAST_LOOP.with_borrow_mut(|last| *last = weak);
+    let seen = match (
+        PyWeakrefReference::new(&running),
+        running.getattr(intern!(py, "_thread_id")),
+    ) {
+        (Ok(weak), Ok(id)) if !id.is_none() => Some((weak.unbind(), id.unbind())),
+        // A loop without `_thread_id`: asked each time.
+        _ => None,
+    };
+    LAST_LOOP.with_borrow_mut(|last| *last = seen);
     Ok(())
 }
 
@@ -421,6 +433,10 @@ fn ready(py: Python<'_>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'_, PyAn
         if !value.is_none(py) {
             return call_result(py)?.call1((value,));
         }
+        // Done with None: one awaitable, already at its end, serves all.
+        static DONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+        let done = DONE.get_or_try_init(py, || Py::new(py, Ready { result: None }))?;
+        return Ok(done.bind(py).clone().into_any());
     }
     Ok(Bound::new(
         py,
