@@ -88,6 +88,14 @@ fn builder(
     Ok(builder)
 }
 
+/// What [`Slot::try_send`] came to.
+enum Sent {
+    /// The send's own outcome.
+    Done(PyResult<()>),
+    /// It has to wait, on this connection.
+    Wait(Arc<CoreClient>),
+}
+
 /// The open connection, shared by the calls in progress; `close` drops it.
 struct Slot(Mutex<Option<Arc<CoreClient>>>, gopro::Encoder);
 
@@ -119,22 +127,22 @@ impl Slot {
 
     /// A `send` done at once if the connection allows (see
     /// `gopro::client::Client::try_send`): no future, and the body is not
-    /// copied but into the write buffer. `Some(client)`: the send has to
-    /// wait, on that connection.
+    /// copied but into the write buffer. The error is the arguments' or a
+    /// closed client's, as before any call.
     fn try_send(
         &self,
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<Arc<CoreClient>>> {
+    ) -> PyResult<Sent> {
         let py = command.py();
         let command = command_code(command)?;
-        let attempt = |body: &[u8]| -> PyResult<Option<Arc<CoreClient>>> {
+        let attempt = |body: &[u8]| -> PyResult<Sent> {
             self.1
                 .check_len(body.len())
                 .map_err(|e| frame_err(py, &e))?;
             match self.with(py, |client| client.try_send(command, body))? {
-                Some(result) => result.map(|()| None).map_err(|e| client_err(py, e)),
-                None => self.get(py).map(Some),
+                Some(result) => Ok(Sent::Done(result.map_err(|e| client_err(py, e)))),
+                None => self.get(py).map(Sent::Wait),
             }
         };
         match body {
@@ -545,8 +553,9 @@ impl Client {
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         not_on_a_runtime_thread()?;
-        let Some(client) = self.slot.try_send(command, body)? else {
-            return Ok(py.None());
+        let client = match self.slot.try_send(command, body)? {
+            Sent::Done(result) => return result.map(|()| py.None()),
+            Sent::Wait(client) => client,
         };
         let (command, body) = self.slot.args(command, body)?;
         block(py, send_fut(client, command, body))
@@ -693,8 +702,10 @@ impl AsyncClient {
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         in_running_loop(py)?;
-        let Some(client) = self.slot.try_send(command, body)? else {
-            return ready(py, Ok(py.None()));
+        let client = match self.slot.try_send(command, body)? {
+            // Raised when awaited, as from a call that waited.
+            Sent::Done(result) => return ready(py, result.map(|()| py.None())),
+            Sent::Wait(client) => client,
         };
         let (command, body) = self.slot.args(command, body)?;
         awaitable(py, send_fut(client, command, body))

@@ -15,6 +15,30 @@ fn addr(server: &common::server::Running) -> String {
     server.addr.to_string()
 }
 
+/// A server for one connection, played by `script`; its address.
+async fn scripted<F, Fut>(script: F) -> String
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        script(socket).await;
+    });
+    addr
+}
+
+/// A server that accepts and never answers.
+async fn silent() -> String {
+    scripted(|socket| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn request_heartbeat_login() {
     let server = start_default().await;
@@ -118,14 +142,7 @@ async fn connect_errors_are_typed() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_and_the_connection_is_closed() {
-    // A listener that accepts and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let hold = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(socket);
-    });
+    let addr = silent().await;
     let client = Client::builder()
         .timeout(Duration::from_millis(200))
         .connect(&addr)
@@ -138,18 +155,15 @@ async fn a_silent_server_times_out_and_the_connection_is_closed() {
     assert!(err.to_string().contains("200ms"), "{err}");
     // Its replies would be out of step now: the connection is closed.
     assert_eq!(client.heartbeat().await.unwrap_err().kind(), "closed");
-    hold.abort();
 }
 
 #[tokio::test]
 async fn a_server_that_closes_gives_closed_with_the_unanswered_count() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
+    let addr = scripted(|socket| async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(socket);
-    });
+    })
+    .await;
     let client = Client::connect(&addr).await.unwrap();
     client.send(Command::HEARTBEAT, "a").await.unwrap();
     client.send(Command::HEARTBEAT, "b").await.unwrap();
@@ -162,16 +176,14 @@ async fn a_server_that_closes_gives_closed_with_the_unanswered_count() {
 
 #[tokio::test]
 async fn garbage_from_the_server_is_a_protocol_error() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
+    let addr = scripted(|mut socket| async move {
         socket
             .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-    });
+    })
+    .await;
     let client = Client::connect(&addr).await.unwrap();
     let err = client.heartbeat().await.unwrap_err();
     assert_eq!(err.kind(), "protocol");
@@ -213,10 +225,7 @@ async fn oversized_requests_and_replies_are_refused() {
 #[tokio::test]
 async fn goaway_tells_which_requests_were_not_handled() {
     // A server that answers the first of three requests, then goes away.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
+    let addr = scripted(|mut socket| async move {
         let mut buf = vec![0u8; 3 * 13];
         tokio::io::AsyncReadExt::read_exact(&mut socket, &mut buf)
             .await
@@ -225,7 +234,8 @@ async fn goaway_tells_which_requests_were_not_handled() {
         out.extend_from_slice(&Frame::goaway("maintenance").to_bytes());
         socket.write_all(&out).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-    });
+    })
+    .await;
     let client = Client::connect(&addr).await.unwrap();
     for body in ["first", "secnd", "third"] {
         client.send(16, body).await.unwrap();
@@ -370,9 +380,7 @@ async fn encoded_batches_are_checked_before_anything_is_sent() {
 
 #[tokio::test]
 async fn recv_many_times_out_and_closes() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = silent.local_addr().unwrap().to_string();
-    let hold = tokio::spawn(async move { silent.accept().await.unwrap() });
+    let addr = silent().await;
     let client = Client::builder()
         .timeout(Duration::from_millis(200))
         .connect(&addr)
@@ -393,7 +401,6 @@ async fn recv_many_times_out_and_closes() {
         client.heartbeat().await.unwrap_err(),
         ClientError::Closed { .. }
     ));
-    drop(hold);
 }
 
 #[tokio::test]
@@ -435,12 +442,7 @@ async fn try_send_and_try_recv_do_only_what_needs_no_wait() {
 
 #[tokio::test]
 async fn try_send_waits_for_no_other_call() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (_socket, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await; // silent
-    });
+    let addr = silent().await;
     let client = std::sync::Arc::new(Client::connect(&addr).await.unwrap());
     let waiting = tokio::spawn({
         let client = client.clone();
@@ -455,10 +457,7 @@ async fn try_send_waits_for_no_other_call() {
 
 #[tokio::test]
 async fn try_recv_of_garbage_closes_the_connection() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
+    let addr = scripted(|mut socket| async move {
         let mut head = [0u8; 16];
         tokio::io::AsyncReadExt::read_exact(&mut socket, &mut head)
             .await
@@ -467,7 +466,8 @@ async fn try_recv_of_garbage_closes_the_connection() {
         reply.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         socket.write_all(&reply).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-    });
+    })
+    .await;
     let client = Client::connect(&addr).await.unwrap();
     client.send(Command::MESSAGE, "1").await.unwrap();
     client.send(Command::MESSAGE, "2").await.unwrap();

@@ -353,6 +353,28 @@ async def test_async_results_already_received(rust_server: Process) -> None:
         assert await client.request_many([]) == []
 
 
+async def test_async_errors_are_raised_when_awaited(fake: Callable[..., FakeServer]) -> None:
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(gopro.encode(gopro.Command.GOAWAY, b"shutting down"))
+        time.sleep(0.5)
+
+    server = fake(script)
+    client = await gopro.AsyncClient.connect(server.addr, timeout=5)
+    with pytest.raises(gopro.GoAway):
+        await client.request(1, b"a")
+    send, recv = client.send(1, b"b"), client.recv()  # nothing raised yet
+    with pytest.raises(gopro.GoAway):
+        await send
+    with pytest.raises(gopro.GoAway):
+        await recv
+    with pytest.raises(ValueError):
+        client.send(256, b"")  # bad arguments: at once
+    await client.close()
+    with pytest.raises(gopro.ConnectionClosed):
+        client.send(1, b"c")  # a closed client: at once
+
+
 def test_async_clients_on_loops_in_threads(rust_server: Process) -> None:
     """Each event loop gets its own results, whatever thread it runs on."""
 
