@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import tracemalloc
 
@@ -58,3 +59,51 @@ def test_no_leaks_over_100k_requests() -> None:
     assert grown < 256 * 1024, f"Python allocations grew by {grown} bytes"
     # One leaked 32-byte body per request would be over 3 MiB.
     assert rss_after - rss_before < 4 * 1024, f"RSS grew by {rss_after - rss_before} KiB"
+
+
+async def run_async(client: gopro.AsyncClient, n: int) -> None:
+    body = b"x" * 32
+    for _ in range(n // BATCH):
+        for _ in range(BATCH):
+            await client.send(16, body)
+        await client.flush()
+        for _ in range(BATCH):
+            reply = await client.recv()
+        assert reply.body == body
+        replies = await client.request_many([(16, body)] * 10)
+        assert len(replies) == 10
+    # Calls that wait, one after another: each has a future of its own.
+    for _ in range(n // 20):
+        assert (await client.request(17, body)).body == body
+
+
+def test_async_no_leaks_over_100k_requests() -> None:
+    server = gopro.Server("127.0.0.1:0")
+
+    @server.handler(16)
+    def echo(frame: gopro.Frame) -> bytes:
+        return frame.body
+
+    @server.handler(17)
+    def as_frame(frame: gopro.Frame) -> gopro.Frame:
+        return gopro.Frame(17, frame.body)
+
+    async def main() -> tuple[int, int]:
+        async with await gopro.AsyncClient.connect(server.local_addr, timeout=30) as client:
+            await run_async(client, 10_000)
+            gc.collect()
+            rss_before = rss_kib()
+            tracemalloc.start()
+            before = tracemalloc.take_snapshot()
+            await run_async(client, N)
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            rss_after = rss_kib()
+        grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        return grown, rss_after - rss_before
+
+    with server:
+        grown, rss_grown = asyncio.run(main())
+    assert grown < 256 * 1024, f"Python allocations grew by {grown} bytes"
+    assert rss_grown < 4 * 1024, f"RSS grew by {rss_grown} KiB"
