@@ -127,27 +127,29 @@ impl Slot {
 
     /// A `send` done at once if the connection allows (see
     /// `gopro::client::Client::try_send`): no future, and the body is not
-    /// copied but into the write buffer. The error is the arguments' or a
-    /// closed client's, as before any call.
+    /// copied but into the write buffer. The arguments and the client's
+    /// being open are checked first, then `ready_to_send`, as for any call;
+    /// their errors are raised at once.
     fn try_send(
         &self,
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
+        ready_to_send: impl FnOnce() -> PyResult<()>,
     ) -> PyResult<Sent> {
         let py = command.py();
         let command = command_code(command)?;
-        let attempt = |body: &[u8]| -> PyResult<Sent> {
-            self.1
-                .check_len(body.len())
-                .map_err(|e| frame_err(py, &e))?;
-            match self.with(py, |client| client.try_send(command, body))? {
-                Some(result) => Ok(Sent::Done(result.map_err(|e| client_err(py, e)))),
-                None => self.get(py).map(Sent::Wait),
-            }
+        let len = body.map_or(Ok(0), |body| with_body(body, <[u8]>::len))?;
+        self.1.check_len(len).map_err(|e| frame_err(py, &e))?;
+        let client = self.get(py)?;
+        ready_to_send()?;
+        // No Python code runs and the GIL is kept while the body is read.
+        let attempt = |body: &[u8]| match client.try_send(command, body) {
+            Some(result) => Sent::Done(result.map_err(|e| client_err(py, e))),
+            None => Sent::Wait(client.clone()),
         };
         match body {
-            Some(body) => with_body(body, attempt)?,
-            None => attempt(b""),
+            Some(body) => with_body(body, attempt),
+            None => Ok(attempt(b"")),
         }
     }
 
@@ -192,15 +194,6 @@ impl Slot {
             with_body(&pair.get_item(1)?, |body| push(command, body))??;
         }
         Ok(wire.freeze())
-    }
-
-    /// `f` of the open connection, which stays open meanwhile.
-    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&CoreClient) -> R) -> PyResult<R> {
-        let guard = self
-            .0
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner());
-        guard.as_deref().map(f).ok_or_else(|| closed_err(py))
     }
 
     fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -376,6 +369,32 @@ impl Ready {
     }
 }
 
+/// The awaitable of any call done at once with `None`: at its end from the
+/// start, with nothing to change, so one object serves every thread.
+#[pyclass(frozen, module = "gopro._gopro")]
+struct DoneWithNone;
+
+#[pymethods]
+impl DoneWithNone {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<()> {
+        None
+    }
+
+    /// The end, said with `StopIteration`, as the generator protocol has it.
+    #[pyo3(signature = (_value = None))]
+    fn send(&self, _value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        Err(PyStopIteration::new_err(()))
+    }
+}
+
 /// `async def call_result(value): return value`, for a call done at once.
 /// Awaiting a native coroutine hands over its value directly, where an
 /// awaitable of ours would raise `StopIteration(value)`, which pyo3 makes
@@ -441,9 +460,9 @@ fn ready(py: Python<'_>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'_, PyAn
         if !value.is_none(py) {
             return call_result(py)?.call1((value,));
         }
-        // Done with None: one awaitable, already at its end, serves all.
-        static DONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
-        let done = DONE.get_or_try_init(py, || Py::new(py, Ready { result: None }))?;
+        // Done with None: one awaitable, at its end for good, serves all.
+        static DONE: PyOnceLock<Py<DoneWithNone>> = PyOnceLock::new();
+        let done = DONE.get_or_try_init(py, || Py::new(py, DoneWithNone))?;
         return Ok(done.bind(py).clone().into_any());
     }
     Ok(Bound::new(
@@ -552,8 +571,7 @@ impl Client {
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        not_on_a_runtime_thread()?;
-        let client = match self.slot.try_send(command, body)? {
+        let client = match self.slot.try_send(command, body, not_on_a_runtime_thread)? {
             Sent::Done(result) => return result.map(|()| py.None()),
             Sent::Wait(client) => client,
         };
@@ -568,11 +586,12 @@ impl Client {
 
     /// The reply to the oldest request not yet answered.
     fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let client = self.slot.get(py)?;
         not_on_a_runtime_thread()?;
-        if let Some(result) = self.slot.with(py, CoreClient::try_recv)? {
+        if let Some(result) = client.try_recv() {
             return result.map_err(|e| client_err(py, e))?.into_py(py);
         }
-        block(py, recv_fut(self.slot.get(py)?))
+        block(py, recv_fut(client))
     }
 
     /// Sends many requests (`Frame`s or `(command, body)` pairs) and
@@ -701,8 +720,7 @@ impl AsyncClient {
         command: &Bound<'py, PyAny>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        in_running_loop(py)?;
-        let client = match self.slot.try_send(command, body)? {
+        let client = match self.slot.try_send(command, body, || in_running_loop(py))? {
             // Raised when awaited, as from a call that waited.
             Sent::Done(result) => return ready(py, result.map(|()| py.None())),
             Sent::Wait(client) => client,
@@ -718,12 +736,13 @@ impl AsyncClient {
 
     /// The reply to the oldest request not yet answered.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.slot.get(py)?;
         in_running_loop(py)?;
-        if let Some(result) = self.slot.with(py, CoreClient::try_recv)? {
+        if let Some(result) = client.try_recv() {
             let result = result.map_err(|e| client_err(py, e));
             return ready(py, result.and_then(|frame| frame.into_py(py)));
         }
-        awaitable(py, recv_fut(self.slot.get(py)?))
+        awaitable(py, recv_fut(client))
     }
 
     /// Sends many requests (`Frame`s or `(command, body)` pairs) and

@@ -405,8 +405,27 @@ async fn recv_many_times_out_and_closes() {
 
 #[tokio::test]
 async fn try_send_and_try_recv_do_only_what_needs_no_wait() {
-    let server = start_default().await;
-    let client = Client::connect(&addr(&server)).await.unwrap();
+    // Three requests; their replies, and one more nobody asked for, in
+    // one write (so that one read of the client's takes them all in).
+    let addr = scripted(|mut socket| async move {
+        let mut requests = [0u8; 3 * 9];
+        tokio::io::AsyncReadExt::read_exact(&mut socket, &mut requests)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for frame in [
+            Frame::new(Command::MESSAGE, "a"),
+            Frame::new(Command::MESSAGE, "b"),
+            Frame::error("unknown command: 42"),
+            Frame::new(Command::MESSAGE, "unasked"),
+        ] {
+            out.extend_from_slice(&frame.to_bytes());
+        }
+        socket.write_all(&out).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await;
+    let client = Client::connect(&addr).await.unwrap();
     assert!(
         client.try_recv().is_none(),
         "nothing in flight: recv says so"
@@ -417,27 +436,38 @@ async fn try_send_and_try_recv_do_only_what_needs_no_wait() {
             .unwrap()
             .unwrap();
     }
-    client.try_send(42, b"").unwrap().unwrap();
+    client.try_send(42, b"x").unwrap().unwrap();
     assert_eq!(client.in_flight().await, 3);
     assert!(
         client.try_recv().is_none(),
         "queued, not written: recv writes"
     );
-    // A request that would fill the write buffer is left to `send`.
+    // A request that would fill the write buffer (64 KiB) is left to `send`.
+    let room = 64 * 1024 - 3 * 9 - gopro::HEADER_LEN;
     assert!(client
-        .try_send(Command::MESSAGE, &[b'x'; 64 * 1024])
+        .try_send(Command::MESSAGE, &vec![b'x'; room])
         .is_none());
     assert_eq!(client.in_flight().await, 3);
     client.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // One read takes in all three replies; the others are then there.
-    assert_eq!(client.recv().await.unwrap().body, "Server says: a");
-    assert_eq!(client.try_recv().unwrap().unwrap().body, "Server says: b");
+    assert_eq!(client.recv().await.unwrap().body, "a");
+    assert_eq!(client.try_recv().unwrap().unwrap().body, "b");
     let err = client.try_recv().unwrap().unwrap_err();
     assert!(matches!(&err, ClientError::Server { reason } if reason == "unknown command: 42"));
+    // A reply buffered with no request in flight: recv says what is wrong.
     assert!(client.try_recv().is_none());
-    client.heartbeat().await.unwrap();
-    server.stop().await;
+    assert_eq!(client.recv().await.unwrap_err().kind(), "invalid");
+    // With the write buffer empty: a frame of its whole size is left to
+    // `send`, one a byte smaller goes at once.
+    let whole = 64 * 1024 - gopro::HEADER_LEN;
+    assert!(client
+        .try_send(Command::MESSAGE, &vec![b'x'; whole])
+        .is_none());
+    client
+        .try_send(Command::MESSAGE, &vec![b'x'; whole - 1])
+        .unwrap()
+        .unwrap();
+    assert_eq!(client.in_flight().await, 1);
 }
 
 #[tokio::test]
@@ -484,4 +514,37 @@ async fn try_recv_of_garbage_closes_the_connection() {
         matches!(err, ClientError::Closed { unanswered: 1 }),
         "{err}"
     );
+}
+
+#[test]
+fn keep_alive_waits_without_spinning_while_requests_are_in_flight() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let addr = silent().await;
+            let client = Client::builder()
+                .keep_alive(Duration::from_secs(1))
+                .timeout(Duration::from_secs(60))
+                .connect(&addr)
+                .await
+                .unwrap();
+            client.send(Command::MESSAGE, "x").await.unwrap();
+            client.flush().await.unwrap();
+            // Ten intervals with a request unanswered: no HEARTBEAT may go
+            // (its reply would come after the request's). With the clock
+            // paused, a keep-alive task that spun meanwhile would keep it
+            // from ever moving on.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(client.in_flight().await, 1);
+        });
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the keep-alive task kept the runtime busy");
 }

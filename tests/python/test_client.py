@@ -346,10 +346,15 @@ async def test_async_results_already_received(rust_server: Process) -> None:
         assert await client.send(1, b"after") is None
         await client.flush()
         await asyncio.sleep(0.1)  # both replies are in by then, read or not
+        error = client.recv()  # raises when awaited, not here
         with pytest.raises(gopro.ServerError, match="unknown command: 42"):
-            await client.recv()
+            await error
         reply = await client.recv()
         assert reply == gopro.Frame(1, b"Server says: after")
+        done = client.send(1, b"twice")
+        assert await done is None
+        assert await done is None  # a finished awaitable stays finished
+        assert (await client.recv()).body == b"Server says: twice"
         assert await client.request_many([]) == []
 
 
@@ -501,6 +506,8 @@ def test_async_calls_need_a_loop_even_when_done_at_once(rust_server: Process) ->
     client = asyncio.run(connect())  # that loop has stopped
     with pytest.raises(RuntimeError, match="no running event loop"):
         client.send(1, b"outside")
+    with pytest.raises(ValueError):
+        client.send(256, b"")  # the arguments are checked first, as by every call
     with pytest.raises(RuntimeError, match="no running event loop"):
         client.flush()
 

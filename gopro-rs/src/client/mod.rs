@@ -654,7 +654,10 @@ async fn keep_alive(conn: std::sync::Weak<Mutex<Conn>>, interval: Duration) {
             }
             next = Instant::now() + interval;
         } else {
-            next = conn.last_sent + interval;
+            // Quiet but busy (requests in flight or queued; a HEARTBEAT's
+            // reply must come before theirs): look again a little later,
+            // not at once.
+            next = (conn.last_sent + interval).max(Instant::now() + interval / 4);
         }
     }
 }
