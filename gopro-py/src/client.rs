@@ -1,10 +1,12 @@
 //! `Client` (blocking) and `AsyncClient` (asyncio), both over the core's
 //! tokio client.
 //!
-//! A core call is first polled once on the calling thread: a `send` that
-//! only queues bytes, or a `recv` whose reply is already buffered, finishes
-//! there without a thread switch. A call that has to wait is moved, as it
-//! is, into a task on the shared runtime. That task runs to its end even if
+//! A `send` that only queues bytes, or a `recv` whose reply is already
+//! buffered, is done on the calling thread through the core's `try_send` /
+//! `try_recv`, without a future. Any other core call is first polled once on
+//! the calling thread, and finishes there if it can. A call that has to wait
+//! is moved, as it is, into a task on the shared runtime (an asyncio call's
+//! future is then resolved on its loop's thread, see `wakeup`). That task runs to its end even if
 //! the Python caller stops waiting (KeyboardInterrupt, asyncio
 //! cancellation): the core client pairs replies with requests by order, so
 //! a request abandoned half way would hand its reply to the next caller.
