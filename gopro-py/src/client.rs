@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gopro::client::{ClientBuilder, ClientError};
-use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
@@ -325,10 +325,19 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
 }
 
 /// An awaitable whose result is already there: a call that finished when
-/// first polled costs no task, no thread switch and no asyncio future.
-#[pyclass(module = "gopro._gopro")]
+/// first polled costs no task, no thread switch and no asyncio future. One
+/// at its end from the start (no result) serves every call done with `None`.
+#[pyclass(frozen, module = "gopro._gopro")]
 struct Ready {
-    result: Option<PyResult<Py<PyAny>>>,
+    result: Mutex<Option<PyResult<Py<PyAny>>>>,
+}
+
+impl Ready {
+    fn new(result: PyResult<Py<PyAny>>) -> Ready {
+        Ready {
+            result: Mutex::new(Some(result)),
+        }
+    }
 }
 
 #[pymethods]
@@ -341,19 +350,15 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match self.result.take() {
-            // Done, and no exception at all for a None.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let result = self
+            .result
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match result {
+            // The end, with no exception at all for a None.
             Some(Ok(value)) if value.is_none(py) => Ok(None),
-            // The value itself as the exception's argument: `await` then
-            // takes it without making the exception object. (A tuple or
-            // an exception would be taken apart, so those go wrapped.)
-            Some(Ok(value))
-                if !value.bind(py).is_instance_of::<PyTuple>()
-                    && !value.bind(py).is_instance_of::<PyBaseException>() =>
-            {
-                Err(PyStopIteration::new_err(value))
-            }
             Some(Ok(value)) => Err(PyStopIteration::new_err((value,))),
             Some(Err(e)) => Err(e),
             None => Ok(None),
@@ -363,37 +368,11 @@ impl Ready {
     /// As `__next__`, but the end is said with `StopIteration`, as the
     /// generator protocol has it.
     #[pyo3(signature = (_value = None))]
-    fn send(&mut self, py: Python<'_>, _value: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn send(&self, py: Python<'_>, _value: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         match self.__next__(py)? {
             Some(value) => Ok(value),
             None => Err(PyStopIteration::new_err(())),
         }
-    }
-}
-
-/// The awaitable of any call done at once with `None`: at its end from the
-/// start, with nothing to change, so one object serves every thread.
-#[pyclass(frozen, module = "gopro._gopro")]
-struct DoneWithNone;
-
-#[pymethods]
-impl DoneWithNone {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self) -> Option<()> {
-        None
-    }
-
-    /// The end, said with `StopIteration`, as the generator protocol has it.
-    #[pyo3(signature = (_value = None))]
-    fn send(&self, _value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        Err(PyStopIteration::new_err(()))
     }
 }
 
@@ -463,17 +442,18 @@ fn ready(py: Python<'_>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'_, PyAn
             return call_result(py)?.call1((value,));
         }
         // Done with None: one awaitable, at its end for good, serves all.
-        static DONE: PyOnceLock<Py<DoneWithNone>> = PyOnceLock::new();
-        let done = DONE.get_or_try_init(py, || Py::new(py, DoneWithNone))?;
+        static DONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+        let done = DONE.get_or_try_init(py, || {
+            Py::new(
+                py,
+                Ready {
+                    result: Mutex::new(None),
+                },
+            )
+        })?;
         return Ok(done.bind(py).clone().into_any());
     }
-    Ok(Bound::new(
-        py,
-        Ready {
-            result: Some(result),
-        },
-    )?
-    .into_any())
+    Ok(Bound::new(py, Ready::new(result))?.into_any())
 }
 
 /// Hands a call to the running asyncio loop.
@@ -778,13 +758,7 @@ impl AsyncClient {
     /// Closes the connection at once; the result may be awaited.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.slot.close(py);
-        Ok(Bound::new(
-            py,
-            Ready {
-                result: Some(Ok(py.None())),
-            },
-        )?
-        .into_any())
+        Ok(Bound::new(py, Ready::new(Ok(py.None())))?.into_any())
     }
 
     /// Whether `close` was called.
@@ -795,13 +769,7 @@ impl AsyncClient {
 
     fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         let py = slf.py();
-        Ok(Bound::new(
-            py,
-            Ready {
-                result: Some(Ok(slf.into_any().unbind())),
-            },
-        )?
-        .into_any())
+        Ok(Bound::new(py, Ready::new(Ok(slf.into_any().unbind())))?.into_any())
     }
 
     #[pyo3(signature = (*_exc))]
@@ -813,9 +781,7 @@ impl AsyncClient {
         self.slot.close(py);
         Ok(Bound::new(
             py,
-            Ready {
-                result: Some(Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())),
-            },
+            Ready::new(Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())),
         )?
         .into_any())
     }

@@ -33,7 +33,8 @@ def run(client: gopro.Client, n: int) -> None:
         assert gopro.decode(gopro.encode(1, body)).body == body
 
 
-def test_no_leaks_over_100k_requests() -> None:
+def echo_server() -> gopro.Server:
+    """Echoes 16 as bytes and 17 as a Frame."""
     server = gopro.Server("127.0.0.1:0")
 
     @server.handler(16)
@@ -44,6 +45,11 @@ def test_no_leaks_over_100k_requests() -> None:
     def as_frame(frame: gopro.Frame) -> gopro.Frame:
         return gopro.Frame(17, frame.body)
 
+    return server
+
+
+def test_no_leaks_over_100k_requests() -> None:
+    server = echo_server()
     with server, gopro.Client(server.local_addr, timeout=30) as client:
         run(client, 10_000)  # warm up: pools, caches, first allocations
         gc.collect()
@@ -78,15 +84,7 @@ async def run_async(client: gopro.AsyncClient, n: int) -> None:
 
 
 def test_async_no_leaks_over_100k_requests() -> None:
-    server = gopro.Server("127.0.0.1:0")
-
-    @server.handler(16)
-    def echo(frame: gopro.Frame) -> bytes:
-        return frame.body
-
-    @server.handler(17)
-    def as_frame(frame: gopro.Frame) -> gopro.Frame:
-        return gopro.Frame(17, frame.body)
+    server = echo_server()
 
     async def main() -> tuple[int, int]:
         async with await gopro.AsyncClient.connect(server.local_addr, timeout=30) as client:
