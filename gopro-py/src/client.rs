@@ -94,8 +94,8 @@ fn builder(
 enum Sent {
     /// The send's own outcome.
     Done(PyResult<()>),
-    /// It has to wait, on this connection.
-    Wait(Arc<CoreClient>),
+    /// It has to wait: the connection, the command and a copy of the body.
+    Wait(Arc<CoreClient>, u8, Bytes),
 }
 
 /// The open connection, shared by the calls in progress; `close` drops it.
@@ -147,7 +147,7 @@ impl Slot {
         // No Python code runs and the GIL is kept while the body is read.
         let attempt = |body: &[u8]| match client.try_send(command, body) {
             Some(result) => Sent::Done(result.map_err(|e| client_err(py, e))),
-            None => Sent::Wait(client.clone()),
+            None => Sent::Wait(client.clone(), command, Bytes::copy_from_slice(body)),
         };
         match body {
             Some(body) => with_body(body, attempt),
@@ -172,18 +172,14 @@ impl Slot {
         };
         for item in items.try_iter()? {
             let item = item?;
-            // Pairs first, with an exact type check: the common case costs
-            // no walk of a type's bases.
-            let pair = item.cast_exact::<PyTuple>().ok().filter(|t| t.len() == 2);
-            if let Some(pair) = pair {
-                let command = command_code(&pair.get_item(0)?)?;
-                with_body(&pair.get_item(1)?, |body| push(command, body))??;
-                continue;
-            }
-            if let Ok(frame) = item.cast::<Frame>() {
-                let (command, body) = frame.get().parts(py);
-                push(command, body)?;
-                continue;
+            // A plain tuple is not asked whether it is a `Frame`: that check
+            // walks the type's bases, and pairs are the common case.
+            if !item.is_exact_instance_of::<PyTuple>() {
+                if let Ok(frame) = item.cast::<Frame>() {
+                    let (command, body) = frame.get().parts(py);
+                    push(command, body)?;
+                    continue;
+                }
             }
             let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
             let Some(pair) = pair else {
@@ -553,12 +549,10 @@ impl Client {
         command: &Bound<'_, PyAny>,
         body: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let client = match self.slot.try_send(command, body, not_on_a_runtime_thread)? {
-            Sent::Done(result) => return result.map(|()| py.None()),
-            Sent::Wait(client) => client,
-        };
-        let (command, body) = self.slot.args(command, body)?;
-        block(py, send_fut(client, command, body))
+        match self.slot.try_send(command, body, not_on_a_runtime_thread)? {
+            Sent::Done(result) => result.map(|()| py.None()),
+            Sent::Wait(client, command, body) => block(py, send_fut(client, command, body)),
+        }
     }
 
     /// Writes every queued request.
@@ -702,13 +696,11 @@ impl AsyncClient {
         command: &Bound<'py, PyAny>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = match self.slot.try_send(command, body, || in_running_loop(py))? {
+        match self.slot.try_send(command, body, || in_running_loop(py))? {
             // Raised when awaited, as from a call that waited.
-            Sent::Done(result) => return ready(py, result.map(|()| py.None())),
-            Sent::Wait(client) => client,
-        };
-        let (command, body) = self.slot.args(command, body)?;
-        awaitable(py, send_fut(client, command, body))
+            Sent::Done(result) => ready(py, result.map(|()| py.None())),
+            Sent::Wait(client, command, body) => awaitable(py, send_fut(client, command, body)),
+        }
     }
 
     /// Writes every queued request.

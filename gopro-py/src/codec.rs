@@ -185,15 +185,14 @@ impl Frame {
         frames: &[gopro::Frame],
     ) -> PyResult<Vec<Py<Frame>>> {
         let shared = |f: &&gopro::Frame| f.body.len() <= SHARED_BODY;
-        let wire_len = |f: &gopro::Frame| gopro::HEADER_LEN + f.body.len();
-        let len = frames.iter().filter(shared).map(wire_len).sum();
-        let chunk = PyBytes::new_with(py, len, |buf| {
-            let mut at = 0;
+        let len = frames
+            .iter()
+            .filter(shared)
+            .map(gopro::Frame::encoded_len)
+            .sum();
+        let chunk = PyBytes::new_with(py, len, |mut buf| {
             for frame in frames.iter().filter(shared) {
-                let end = at + wire_len(frame);
-                buf[at..at + gopro::HEADER_LEN].copy_from_slice(&header_of(frame).to_bytes());
-                buf[at + gopro::HEADER_LEN..end].copy_from_slice(&frame.body);
-                at = end;
+                frame.encode(&mut buf).map_err(|e| frame_err(py, &e))?;
             }
             Ok(())
         })?
@@ -205,14 +204,15 @@ impl Frame {
                 if !shared(&frame) {
                     return Frame::new_untracked(py, frame);
                 }
-                let made = Frame::in_chunk(py, &chunk, at, &header_of(frame));
-                at += wire_len(frame);
+                let header = frame.header().map_err(|e| frame_err(py, &e))?;
+                let made = Frame::in_chunk(py, &chunk, at, &header);
+                at += frame.encoded_len();
                 untracked(py, made)
             })
             .collect()
     }
 
-    /// A new Python frame for a core frame; see [`Frame::untracked`].
+    /// A new Python frame for a core frame; see [`untracked`].
     pub(crate) fn new_untracked(py: Python<'_>, frame: &gopro::Frame) -> PyResult<Py<Frame>> {
         untracked(py, Frame::from_core(py, frame))
     }
@@ -234,15 +234,6 @@ impl Frame {
 /// The largest body a frame shares a `bytes` object with other frames for
 /// (see [`Frame::in_chunk`] and [`Frame::many_untracked`]).
 const SHARED_BODY: usize = 1024;
-
-/// The header of a core frame with a body of at most [`SHARED_BODY`] bytes.
-fn header_of(frame: &gopro::Frame) -> gopro::Header {
-    gopro::Header {
-        version: frame.version,
-        command: frame.command,
-        length: frame.body.len() as u32,
-    }
-}
 
 /// A new Python frame, left out of the cycle collector: a frozen frame
 /// holds only `bytes`, so it can never be part of a cycle, and tracking
@@ -528,9 +519,7 @@ impl Decoder {
         // Gathered first, so that the list is made at its size at once.
         let mut frames = Vec::new();
         loop {
-            if let Err(e) = self.frames_in_chunk(py, &mut frames) {
-                return Err(self.fail(py, &e));
-            }
+            self.frames_in_chunk(py, &mut frames)?;
             match self.next_frame(py) {
                 Ok(Some(frame)) => frames.push(untracked(py, frame)?),
                 Ok(None) => return PyList::new(py, frames),
@@ -602,12 +591,8 @@ impl Decoder {
     /// decoder is, when nothing is carried: one borrow of the chunk's bytes
     /// for them all. Stops at the chunk's end or a cut frame, which
     /// [`Decoder::next_frame`] then takes on.
-    fn frames_in_chunk(
-        &mut self,
-        py: Python<'_>,
-        out: &mut Vec<Py<Frame>>,
-    ) -> Result<(), gopro::Error> {
-        let Some(chunk) = &self.chunk else {
+    fn frames_in_chunk(&mut self, py: Python<'_>, out: &mut Vec<Py<Frame>>) -> PyResult<()> {
+        let Some(chunk) = self.chunk.as_ref().map(|c| c.clone_ref(py)) else {
             return Ok(());
         };
         if !self.carry.is_empty() || self.inner.pending_header().is_some() {
@@ -615,20 +600,15 @@ impl Decoder {
         }
         let data = chunk.as_bytes(py);
         loop {
-            let before = self.at;
-            match self.inner.decode_slice(data, &mut self.at)? {
-                Some(header) => match untracked(py, Frame::in_chunk(py, chunk, before, &header)) {
-                    Ok(frame) => out.push(frame),
-                    // No memory for the frame: `next_frame` decodes it again
-                    // (the decoder is between frames) and raises.
-                    Err(_) => {
-                        self.at = before;
-                        return Ok(());
-                    }
-                },
+            let at = self.at;
+            match self.inner.decode_slice(data, &mut self.at) {
+                Ok(Some(header)) => {
+                    out.push(untracked(py, Frame::in_chunk(py, &chunk, at, &header))?)
+                }
                 // A cut frame: its header, if the chunk has it, is now the
                 // decoder's.
-                None => return Ok(()),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.fail(py, &e)),
             }
         }
     }

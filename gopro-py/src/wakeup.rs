@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::MutexExt;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 /// Makes a call's result (or its exception) on the loop's thread.
@@ -62,10 +61,9 @@ pub(crate) fn spawn<'py>(
 fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWaker>> {
     let py = event_loop.py();
     {
-        // No Python code runs under the lock.
-        let wakers = WAKERS
-            .lock_py_attached(py)
-            .unwrap_or_else(PoisonError::into_inner);
+        // (The GIL, held by every user of `WAKERS`, is never given back
+        // while it is locked: a plain lock.)
+        let wakers = lock(&WAKERS);
         for (weak, waker) in wakers.iter() {
             if weak.bind(py).upgrade().is_some_and(|l| l.is(event_loop)) {
                 return Ok(waker.bind(py).clone());
@@ -75,9 +73,7 @@ fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWak
     // A new loop: the wakers of loops gone or closed go first. A loop's
     // `is_closed` is Python code, so it is asked outside the lock, of a
     // copy of the list; the entries stay listed meanwhile.
-    let known: Vec<_> = WAKERS
-        .lock_py_attached(py)
-        .unwrap_or_else(PoisonError::into_inner)
+    let known: Vec<_> = lock(&WAKERS)
         .iter()
         .map(|(weak, waker)| (weak.clone_ref(py), waker.clone_ref(py)))
         .collect();
@@ -99,9 +95,7 @@ fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWak
         (waker.get().finished.rx.as_raw_fd(), waker.clone()),
     );
     {
-        let mut wakers = WAKERS
-            .lock_py_attached(py)
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut wakers = lock(&WAKERS);
         wakers.retain(|(_, listed)| !dead.iter().any(|d| d.is(listed)));
         if registered.is_ok() {
             wakers.push((weak, waker.clone().unbind()));

@@ -4,6 +4,7 @@ scripted fake servers for the errors a real server rarely gives."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import os
 import socket
@@ -524,12 +525,16 @@ def test_batches(rust_server: Process) -> None:
         bodies = [b"b%d" % i for i in range(2000)]
         replies = client.request_many((1, b) for b in bodies)
         assert [r.body for r in replies] == [b"Server says: " + b for b in bodies]
-        # Frames and pairs mix; bodies of any bytes-like type.
-        client.send_many([gopro.Frame(0, b"hb"), (gopro.Command.MESSAGE, bytearray(b"ba")), (1, memoryview(b"mv"))])
-        assert client.recv_many(3) == [
+        # Frames and pairs (tuples of any kind) mix; bodies of any bytes-like type.
+        Pair = collections.namedtuple("Pair", "command body")
+        client.send_many(
+            [gopro.Frame(0, b"hb"), (gopro.Command.MESSAGE, bytearray(b"ba")), (1, memoryview(b"mv")), Pair(1, b"nt")]
+        )
+        assert client.recv_many(4) == [
             gopro.Frame(0, b"hb"),
             gopro.Frame(1, b"Server says: ba"),
             gopro.Frame(1, b"Server says: mv"),
+            gopro.Frame(1, b"Server says: nt"),
         ]
         assert client.recv_many(0) == []
         # An ERROR reply raises, carrying the replies before it; the ones

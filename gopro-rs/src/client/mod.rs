@@ -262,10 +262,10 @@ impl Client {
     /// does the rest.
     pub fn try_recv(&self) -> Option<Result<Frame, ClientError>> {
         let mut conn = self.conn.try_lock().ok()?;
-        if conn.check_open().is_err() || conn.in_flight == 0 || !conn.wbuf.is_empty() {
+        if conn.check_open().is_err() || conn.in_flight == 0 {
             return None;
         }
-        let result = conn.buffered_reply()?;
+        let result = conn.reply_now()?;
         Some(conn.settle_now(result))
     }
 
@@ -286,14 +286,8 @@ impl Client {
                 "recv with no request in flight: send one first".into(),
             ));
         }
-        // A reply already received, with nothing left to write, is taken
-        // without arming a timer.
-        let buffered = if conn.wbuf.is_empty() {
-            conn.buffered_reply()
-        } else {
-            None
-        };
-        let result = match buffered {
+        // A reply to be had at once is taken without arming a timer.
+        let result = match conn.reply_now() {
             Some(result) => Ok(result),
             None => timeout(self.timeout, conn.flush_and_recv()).await,
         };
@@ -491,6 +485,15 @@ impl Conn {
         }
         let result = timeout(limit, self.flush()).await;
         self.settle(result.map(|r| r.map_err(Into::into)), limit)
+    }
+
+    /// The next reply if it can be had at once: already received, with
+    /// nothing queued to be written before it.
+    fn reply_now(&mut self) -> Option<Result<Frame, ClientError>> {
+        if !self.wbuf.is_empty() {
+            return None;
+        }
+        self.buffered_reply()
     }
 
     /// The next reply if it is already in the buffer, without waiting.
