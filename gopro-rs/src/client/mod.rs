@@ -37,7 +37,9 @@ use tokio::time::{timeout, Instant};
 
 pub use error::ClientError;
 
-use crate::{Codec, Command, Decoder, Encoder, Frame, Header, DEFAULT_MAX_BODY, HEADER_LEN};
+use crate::{
+    Codec, Command, Decoder, Encoder, Frame, Header, DEFAULT_MAX_BODY, HEADER_LEN, VERSION,
+};
 
 /// The default time allowed to connect.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -516,13 +518,10 @@ impl Conn {
     }
 
     fn queue(&mut self, command: Command, body: &[u8]) -> Result<(), ClientError> {
-        self.encoder
-            .check_len(body.len())
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         self.wbuf.reserve(HEADER_LEN + body.len());
-        self.wbuf
-            .put_slice(&Header::new(command, body.len() as u32).to_bytes());
-        self.wbuf.put_slice(body);
+        self.encoder
+            .encode_parts(VERSION, command, &[body], &mut self.wbuf)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         self.in_flight += 1;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{Error, Frame, Header};
+use super::{Command, Error, Frame, Header};
 
 /// Writes frames into a buffer, refusing bodies over its limit (SPEC §2:
 /// replies obey the limit too).
@@ -44,7 +44,8 @@ impl Encoder {
         self.max_body
     }
 
-    /// The header for a body of `length` bytes, if the limit allows it.
+    /// Checks a body of `length` bytes against the limit (and the 32-bit
+    /// length field).
     #[inline]
     pub fn check_len(&self, length: usize) -> Result<(), Error> {
         if length > self.max_body || length > u32::MAX as usize {
@@ -56,12 +57,66 @@ impl Encoder {
         Ok(())
     }
 
+    /// The header of a frame with a body of `length` bytes, if the limit
+    /// allows it. Every layer that writes a frame gets its header here, so
+    /// the limit is checked the one way.
+    #[inline]
+    pub fn header(&self, version: u8, command: Command, length: usize) -> Result<Header, Error> {
+        self.check_len(length)?;
+        Ok(Header {
+            version,
+            command,
+            // Checked above: at most u32::MAX.
+            length: length as u32,
+        })
+    }
+
+    /// Writes one frame whose body is `parts` one after the other into
+    /// `dst`, which may be a growable buffer (`BytesMut`, `Vec<u8>`) or a
+    /// caller's slice (`&mut [u8]`). Returns the bytes written, 8 + the
+    /// body's length. A body over the limit gives [`Error::BodyTooLarge`],
+    /// a `dst` without room for the whole frame [`Error::BufferTooSmall`];
+    /// either way nothing is written.
+    ///
+    /// ```
+    /// use gopro::{Command, Encoder, VERSION};
+    ///
+    /// let mut buf = [0u8; 16];
+    /// let n = Encoder::new().encode_parts(VERSION, Command::MESSAGE, &[b"hi", b"!"], &mut &mut buf[..])?;
+    /// assert_eq!(&buf[..n], b"GO\x01\x01\x00\x00\x00\x03hi!");
+    /// # Ok::<(), gopro::Error>(())
+    /// ```
+    #[inline]
+    pub fn encode_parts(
+        &self,
+        version: u8,
+        command: Command,
+        parts: &[&[u8]],
+        dst: &mut impl BufMut,
+    ) -> Result<usize, Error> {
+        let length = parts
+            .iter()
+            .fold(0usize, |n, part| n.saturating_add(part.len()));
+        let header = self.header(version, command, length)?;
+        let total = header.frame_len();
+        if dst.remaining_mut() < total {
+            return Err(Error::BufferTooSmall {
+                needed: total,
+                capacity: dst.remaining_mut(),
+            });
+        }
+        dst.put_slice(&header.to_bytes());
+        for part in parts {
+            dst.put_slice(part);
+        }
+        Ok(total)
+    }
+
     /// Appends one frame to `dst`; nothing is written on error.
     #[inline]
     pub fn encode(&self, frame: &Frame, dst: &mut BytesMut) -> Result<(), Error> {
-        self.check_len(frame.body.len())?;
         dst.reserve(frame.encoded_len());
-        put_frame(frame, dst);
+        self.encode_parts(frame.version, frame.command, &[&frame.body], dst)?;
         Ok(())
     }
 
@@ -75,20 +130,65 @@ impl Encoder {
         }
         dst.reserve(total);
         for frame in frames {
-            put_frame(frame, dst);
+            self.encode_parts(frame.version, frame.command, &[&frame.body], dst)?;
         }
         Ok(())
     }
 }
 
-#[inline]
-fn put_frame(frame: &Frame, dst: &mut impl BufMut) {
-    let header = Header {
-        version: frame.version,
-        command: frame.command,
-        // The caller checked the length against the limit, which is at most u32::MAX.
-        length: frame.body.len() as u32,
-    };
-    dst.put_slice(&header.to_bytes());
-    dst.put_slice(&frame.body);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_parts_writes_one_frame_or_nothing() {
+        let encoder = Encoder::with_max_body(4);
+        let mut buf = [0xAAu8; 12];
+        let n = encoder
+            .encode_parts(7, Command(16), &[b"ab", b"", b"cd"], &mut &mut buf[..])
+            .unwrap();
+        assert_eq!(n, 12);
+        assert_eq!(&buf, b"GO\x07\x10\x00\x00\x00\x04abcd");
+
+        // Over the limit: nothing written, the numbers in the error.
+        let mut buf = [0xAAu8; 16];
+        let err = encoder
+            .encode_parts(1, Command(16), &[b"abc", b"de"], &mut &mut buf[..])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BodyTooLarge {
+                    length: 5,
+                    limit: 4
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(buf, [0xAA; 16]);
+
+        // A slice one byte short: nothing written, how much was needed.
+        let mut buf = [0xAAu8; 11];
+        let err = encoder
+            .encode_parts(1, Command(16), &[b"abcd"], &mut &mut buf[..])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BufferTooSmall {
+                    needed: 12,
+                    capacity: 11
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(buf, [0xAA; 11]);
+
+        // A growable buffer grows.
+        let mut out = BytesMut::new();
+        encoder
+            .encode_parts(1, Command::HEARTBEAT, &[], &mut out)
+            .unwrap();
+        assert_eq!(&out[..], b"GO\x01\x00\x00\x00\x00\x00");
+    }
 }

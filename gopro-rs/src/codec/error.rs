@@ -4,7 +4,8 @@ use thiserror::Error;
 
 /// Everything that can go wrong turning bytes into frames or frames into bytes.
 ///
-/// Every variant but [`Error::Io`] means the stream cannot be trusted past
+/// Every decoding variant ([`Error::BadMagic`], [`Error::BodyTooLarge`],
+/// [`Error::UnsupportedVersion`], [`Error::UnexpectedEof`]) means the stream cannot be trusted past
 /// this point: a server answers with an ERROR frame carrying the message and
 /// closes the connection (SPEC §2).
 #[derive(Debug, Error)]
@@ -40,6 +41,14 @@ pub enum Error {
         /// Bytes the frame needed (8 while the header is incomplete).
         expected: u64,
     },
+    /// The caller's buffer has no room for the whole frame; nothing was written.
+    #[error("the frame needs {needed} bytes, the buffer has room for {capacity}")]
+    BufferTooSmall {
+        /// Bytes the frame takes: 8 + its body.
+        needed: usize,
+        /// Bytes the buffer had room for.
+        capacity: usize,
+    },
     /// The underlying transport failed (only from IO adapters, never from the sans-IO codec).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -47,7 +56,7 @@ pub enum Error {
 
 impl Error {
     /// A short, stable name for the kind of error: `bad_magic`, `body_too_large`,
-    /// `unsupported_version`, `unexpected_eof` or `io`. The conformance
+    /// `unsupported_version`, `unexpected_eof`, `buffer_too_small` or `io`. The conformance
     /// vectors and the C and Python layers use these names.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -55,6 +64,7 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::UnexpectedEof { .. } => "unexpected_eof",
+            Error::BufferTooSmall { .. } => "buffer_too_small",
             Error::Io(_) => "io",
         }
     }

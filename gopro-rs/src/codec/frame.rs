@@ -57,15 +57,11 @@ impl Frame {
 
     /// This frame's header. Fails if the body does not fit the 32-bit length field.
     pub fn header(&self) -> Result<Header, Error> {
-        let length = u32::try_from(self.body.len()).map_err(|_| Error::BodyTooLarge {
-            length: self.body.len() as u64,
-            limit: u32::MAX as usize,
-        })?;
-        Ok(Header {
-            version: self.version,
-            command: self.command,
-            length,
-        })
+        super::Encoder::with_max_body(u32::MAX as usize).header(
+            self.version,
+            self.command,
+            self.body.len(),
+        )
     }
 
     /// Bytes this frame takes on the wire.
@@ -76,9 +72,12 @@ impl Frame {
     /// Writes header then body into `dst`. Checks only the 32-bit length
     /// field; the [`Encoder`](super::Encoder) also enforces a body limit.
     pub fn encode(&self, dst: &mut impl BufMut) -> Result<(), Error> {
-        let header = self.header()?;
-        dst.put_slice(&header.to_bytes());
-        dst.put_slice(&self.body);
+        super::Encoder::with_max_body(u32::MAX as usize).encode_parts(
+            self.version,
+            self.command,
+            &[&self.body],
+            dst,
+        )?;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use super::config::Config;
 use super::handler::{BoxFuture, Inline, Reply};
 use super::pool;
 use super::stats::Counters;
-use crate::{Codec, Command, Decoder, Encoder, Error, Header, HEADER_LEN};
+use crate::{Codec, Command, Decoder, Encoder, Error, Header, HEADER_LEN, VERSION};
 
 /// The prefix of the default MESSAGE reply, as the reference server writes it.
 const MESSAGE_PREFIX: &[u8] = b"Server says: ";
@@ -818,15 +818,12 @@ impl Connection {
     /// Adds a reply made of `prefix` and `body`, without building a frame;
     /// replies over the body limit become ERROR (SPEC §2).
     fn push_parts(&mut self, command: Command, prefix: &[u8], body: &[u8]) {
-        let length = prefix.len() + body.len();
-        if let Err(e) = self.encoder().check_len(length) {
+        let encoder = self.encoder();
+        let out = self.out();
+        out.reserve(HEADER_LEN + prefix.len() + body.len());
+        if let Err(e) = encoder.encode_parts(VERSION, command, &[prefix, body], out) {
             return self.push_error(&format!("reply not sent: {e}"));
         }
-        let out = self.out();
-        out.reserve(HEADER_LEN + length);
-        out.put_slice(&Header::new(command, length as u32).to_bytes());
-        out.put_slice(prefix);
-        out.put_slice(body);
         if self.wbuf.capacity() > pool::BUFFER_SIZE {
             self.charge_replies();
         }
@@ -837,12 +834,11 @@ impl Connection {
     fn push_message(&mut self, body: &[u8]) {
         const PREFIXED: usize = HEADER_LEN + MESSAGE_PREFIX.len();
         let length = MESSAGE_PREFIX.len() + body.len();
-        if length > self.config.max_body {
+        let Ok(header) = self.encoder().header(VERSION, Command::MESSAGE, length) else {
             return self.push_parts(Command::MESSAGE, MESSAGE_PREFIX, body);
-        }
+        };
         let mut head = [0u8; PREFIXED];
-        head[..HEADER_LEN]
-            .copy_from_slice(&Header::new(Command::MESSAGE, length as u32).to_bytes());
+        head[..HEADER_LEN].copy_from_slice(&header.to_bytes());
         head[HEADER_LEN..].copy_from_slice(MESSAGE_PREFIX);
         let out = self.out();
         out.reserve(PREFIXED + body.len());
