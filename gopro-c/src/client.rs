@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gopro::blocking::Client;
-use gopro::client::{ClientBuilder, ClientError};
+use gopro::client::ClientBuilder;
 use gopro::{Command, Frame};
 
 use crate::ffi;
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn gopro_client_flush(client: *const gopro_client) -> gopr
 /// Waits for the reply to the oldest request sent with `gopro_client_send`
 /// and stores it as a new frame in `*out_reply` (free it with
 /// `gopro_frame_free`). Statuses as for `gopro_client_request`;
-/// `GOPRO_STATUS_INVALID_STATE` if no request is in flight.
+/// `GOPRO_STATUS_NOTHING_IN_FLIGHT` if no request is in flight.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_recv(
     client: *const gopro_client,
@@ -173,12 +173,7 @@ pub unsafe extern "C" fn gopro_client_recv(
     ffi_boundary!({
         let c = unsafe { ffi::handle(client, "client") }?;
         let out_reply = ffi::out(out_reply, "out_reply")?;
-        let frame = c.with(|cl| match cl.recv() {
-            Err(ClientError::Invalid(m)) if cl.in_flight() == 0 => {
-                Err(Fail::new(gopro_status::InvalidState, m))
-            }
-            other => other.map_err(Fail::from),
-        })?;
+        let frame = c.with(|cl| cl.recv().map_err(Fail::from))?;
         out_reply.write(ffi::into_handle(gopro_frame { frame }));
         Ok(())
     })

@@ -60,6 +60,12 @@ pub enum gopro_status {
     InvalidState = 18,
     /// A bug: the library panicked. The handle involved should be freed.
     Panic = 19,
+    /// A receive asked for a reply with no request in flight; nothing was
+    /// waited for.
+    NothingInFlight = 20,
+    /// A blocking call was made from a runtime thread (a server callback),
+    /// where it would stall or deadlock the runtime.
+    BlockingInRuntime = 21,
 }
 
 impl gopro_status {
@@ -85,10 +91,14 @@ impl gopro_status {
             gopro_status::BindFailed => "cannot listen on the address\0",
             gopro_status::InvalidState => "the call is not allowed in this state\0",
             gopro_status::Panic => "internal error (panic) in libgopro\0",
+            gopro_status::NothingInFlight => "no request is in flight: send one first\0",
+            gopro_status::BlockingInRuntime => {
+                "a blocking call was made from a runtime thread (a server callback)\0"
+            }
         }
     }
 
-    const ALL: [gopro_status; 20] = [
+    const ALL: [gopro_status; 22] = [
         gopro_status::Ok,
         gopro_status::NeedMore,
         gopro_status::NullArgument,
@@ -109,6 +119,8 @@ impl gopro_status {
         gopro_status::BindFailed,
         gopro_status::InvalidState,
         gopro_status::Panic,
+        gopro_status::NothingInFlight,
+        gopro_status::BlockingInRuntime,
     ];
 }
 
@@ -233,16 +245,21 @@ impl Fail {
     }
 }
 
+/// The status of a codec error: the one place the codec's errors are mapped.
+fn codec_status(e: &gopro::Error) -> gopro_status {
+    match e {
+        gopro::Error::BadMagic { .. } => gopro_status::BadMagic,
+        gopro::Error::BodyTooLarge { .. } => gopro_status::BodyTooLarge,
+        gopro::Error::UnsupportedVersion { .. } => gopro_status::UnsupportedVersion,
+        gopro::Error::UnexpectedEof { .. } => gopro_status::UnexpectedEof,
+        gopro::Error::BufferTooSmall { .. } => gopro_status::BufferTooSmall,
+        _ => gopro_status::IoError,
+    }
+}
+
 impl From<gopro::Error> for Fail {
     fn from(e: gopro::Error) -> Fail {
-        let status = match &e {
-            gopro::Error::BadMagic { .. } => gopro_status::BadMagic,
-            gopro::Error::BodyTooLarge { .. } => gopro_status::BodyTooLarge,
-            gopro::Error::UnsupportedVersion { .. } => gopro_status::UnsupportedVersion,
-            gopro::Error::UnexpectedEof { .. } => gopro_status::UnexpectedEof,
-            _ => gopro_status::IoError,
-        };
-        Fail::new(status, e.to_string())
+        Fail::new(codec_status(&e), e.to_string())
     }
 }
 
@@ -257,7 +274,13 @@ impl From<gopro::client::ClientError> for Fail {
             E::Server { reason } => return Fail::new(gopro_status::ServerError, reason.clone()),
             E::GoAway { reason, .. } => return Fail::new(gopro_status::Goaway, reason.clone()),
             E::Protocol(_) => gopro_status::ProtocolError,
-            E::Invalid(_) => gopro_status::UnexpectedReply,
+            E::Config(_) => gopro_status::InvalidArgument,
+            E::BodyTooLarge { .. } => gopro_status::BodyTooLarge,
+            // The caller's own bytes: the status of what is wrong with them.
+            E::InvalidEncoded { source, .. } => codec_status(source),
+            E::UnexpectedReply { .. } => gopro_status::UnexpectedReply,
+            E::NothingInFlight { .. } => gopro_status::NothingInFlight,
+            E::BlockingInRuntime => gopro_status::BlockingInRuntime,
             E::Io(_) => gopro_status::IoError,
             _ => gopro_status::IoError,
         };

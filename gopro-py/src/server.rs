@@ -453,8 +453,7 @@ fn spawn_server(
             {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let reason = format!("cannot start the server's runtime: {e}");
-                    let _ = tx.send(Err(ServerError::Config(reason)));
+                    let _ = tx.send(Err(ServerError::Runtime(e)));
                     return;
                 }
             };

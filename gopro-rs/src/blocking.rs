@@ -4,7 +4,7 @@
 //! They run on one process-wide tokio runtime, [`runtime()`], started on
 //! first use. Blocking calls must not be made from inside a tokio runtime
 //! (for example from a server handler): they fail with
-//! [`ClientError::Invalid`] instead of deadlocking.
+//! [`ClientError::BlockingInRuntime`] instead of deadlocking.
 //!
 //! ```no_run
 //! use gopro::blocking::{Client, Server};
@@ -50,9 +50,7 @@ pub fn runtime() -> &'static Runtime {
 /// Runs `fut` to completion on the shared runtime from a plain thread.
 fn block_on<T>(fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(ClientError::Invalid(
-            "a blocking call was made from inside an async runtime; use the async API there".into(),
-        ));
+        return Err(ClientError::BlockingInRuntime);
     }
     runtime().block_on(fut)
 }
@@ -138,9 +136,7 @@ impl Server {
     /// Binds and starts serving in the background.
     pub fn start(builder: ServerBuilder) -> Result<Server, ServerError> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(ServerError::Config(
-                "blocking::Server::start was called from inside an async runtime; use Server::bind there".into(),
-            ));
+            return Err(ServerError::BlockingInRuntime);
         }
         let server = runtime().block_on(builder.bind())?;
         let local_addr = server.local_addr();

@@ -35,3 +35,5 @@ pub mod blocking;
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod server;
+#[cfg(feature = "runtime")]
+pub mod settings;

@@ -74,7 +74,16 @@ fn the_budget_must_hold_one_whole_frame() {
         )
         .err()
         .expect("a budget below max_body + 8 is refused");
-    assert!(matches!(err, ServerError::Config(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            ServerError::Config(gopro::settings::ConfigError::MemoryBudgetTooSmall {
+                budget,
+                needed
+            }) if budget == MIB + 7 && needed == MIB + 8
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("memory_budget"), "{err}");
     // Exactly max_body + 8 is enough, and serves a frame of max_body.
     let (addr, stats, stop) = start(

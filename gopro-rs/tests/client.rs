@@ -86,7 +86,16 @@ async fn pipelining_keeps_order_even_past_the_socket_buffers() {
     }
     assert_eq!(client.in_flight().await, 0);
     let err = client.recv().await.unwrap_err();
-    assert_eq!(err.kind(), "invalid");
+    assert!(
+        matches!(
+            err,
+            ClientError::NothingInFlight {
+                wanted: 1,
+                in_flight: 0
+            }
+        ),
+        "{err}"
+    );
     server.stop().await;
 }
 
@@ -202,10 +211,20 @@ async fn oversized_requests_and_replies_are_refused() {
         .request(Command::MESSAGE, vec![0u8; 101])
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "invalid");
+    assert!(
+        matches!(
+            err,
+            ClientError::BodyTooLarge {
+                length: 101,
+                limit: 100
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "body_too_large");
     assert!(
         err.to_string()
-            .contains("101 bytes exceeds the limit of 100"),
+            .contains("101 bytes exceeds the client's limit of 100"),
         "{err}"
     );
     // 100 bytes go out, but the 113-byte echo is over this client's limit.
@@ -313,7 +332,8 @@ fn blocking_client_and_server() {
 #[tokio::test]
 async fn blocking_calls_inside_a_runtime_are_refused() {
     let err = gopro::blocking::Client::connect("127.0.0.1:1").unwrap_err();
-    assert_eq!(err.kind(), "invalid");
+    assert!(matches!(err, ClientError::BlockingInRuntime), "{err}");
+    assert_eq!(err.kind(), "blocking_in_runtime");
 }
 
 #[tokio::test]
@@ -347,7 +367,16 @@ async fn batches_send_and_receive_many_with_one_lock() {
     assert_eq!(client.recv().await.unwrap().body, "Server says: c");
     // More than is in flight is refused without waiting.
     let err = client.recv_many(1, &mut replies).await.unwrap_err();
-    assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            ClientError::NothingInFlight {
+                wanted: 1,
+                in_flight: 0
+            }
+        ),
+        "{err}"
+    );
     server.stop().await;
 }
 
@@ -364,15 +393,38 @@ async fn encoded_batches_are_checked_before_anything_is_sent() {
     client.recv_many(100, &mut replies).await.unwrap();
     assert_eq!(replies[99].body, "Server says: e99");
     // A cut frame, bad magic, another version: refused, nothing queued.
-    for bad in [
-        &wire[..wire.len() - 1],
-        &b"XXXXXXXX"[..],
-        &Frame::new(0u8, "").with_version(2).to_bytes()[..],
+    for (bad, index, offset, kind) in [
+        (
+            &wire[..wire.len() - 1],
+            99,
+            wire.len() - 11,
+            "unexpected_eof",
+        ),
+        (&b"XXXXXXXX"[..], 0, 0, "bad_magic"),
+        (
+            &Frame::new(0u8, "").with_version(2).to_bytes()[..],
+            0,
+            0,
+            "unsupported_version",
+        ),
     ] {
         let err = client.send_encoded(bad).await.unwrap_err();
-        assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+        match &err {
+            ClientError::InvalidEncoded {
+                index: i,
+                offset: o,
+                source,
+            } => assert_eq!((*i, *o, source.kind()), (index, offset, kind), "{err}"),
+            other => panic!("{other}"),
+        }
         assert_eq!(client.in_flight().await, 0);
     }
+    // The cut frame says how much of it came and how much it needed.
+    let err = client
+        .send_encoded(&wire[..wire.len() - 1])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10 of 11 bytes"), "{err}");
     assert_eq!(client.send_encoded(&[]).await.unwrap(), 0);
     client.heartbeat().await.unwrap();
     server.stop().await;
@@ -456,7 +508,7 @@ async fn try_send_and_try_recv_do_only_what_needs_no_wait() {
     assert!(matches!(&err, ClientError::Server { reason } if reason == "unknown command: 42"));
     // A reply buffered with no request in flight: recv says what is wrong.
     assert!(client.try_recv().is_none());
-    assert_eq!(client.recv().await.unwrap_err().kind(), "invalid");
+    assert_eq!(client.recv().await.unwrap_err().kind(), "nothing_in_flight");
     // With the write buffer empty: a frame of its whole size is left to
     // `send`, one a byte smaller goes at once.
     let whole = 64 * 1024 - gopro::HEADER_LEN;
@@ -547,4 +599,64 @@ fn keep_alive_waits_without_spinning_while_requests_are_in_flight() {
     finished
         .recv_timeout(Duration::from_secs(20))
         .expect("the keep-alive task kept the runtime busy");
+}
+
+#[tokio::test]
+async fn replies_a_request_cannot_have_are_unexpected_replies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers every request with MESSAGE "no", whatever it was.
+    let addr = scripted(|mut socket| async move {
+        let mut header = [0u8; 8];
+        while socket.read_exact(&mut header).await.is_ok() {
+            let len = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; len];
+            socket.read_exact(&mut body).await.unwrap();
+            let reply = Frame::new(Command::MESSAGE, "no").to_bytes();
+            socket.write_all(&reply).await.unwrap();
+        }
+    })
+    .await;
+    let client = Client::connect(&addr).await.unwrap();
+    for (err, request) in [
+        (client.heartbeat().await.unwrap_err(), Command::HEARTBEAT),
+        (client.login("user:pw").await.unwrap_err(), Command::LOGIN),
+    ] {
+        match &err {
+            ClientError::UnexpectedReply { request: r, reply } => {
+                assert_eq!(*r, request);
+                assert_eq!(*reply, Frame::new(Command::MESSAGE, "no"));
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(err.kind(), "unexpected_reply");
+        assert!(err.to_string().contains("MESSAGE with 2 bytes"), "{err}");
+    }
+    // The connection stays usable: the replies were in step.
+    assert_eq!(client.request(1u8, "x").await.unwrap().body, "no");
+}
+
+#[tokio::test]
+async fn invalid_client_settings_are_refused_before_connecting() {
+    use gopro::settings::ConfigError;
+    for (builder, setting) in [
+        (Client::builder().timeout(Duration::ZERO), "timeout"),
+        (
+            Client::builder().connect_timeout(Duration::ZERO),
+            "connect_timeout",
+        ),
+        (Client::builder().keep_alive(Duration::ZERO), "keep_alive"),
+    ] {
+        // Nothing listens on the address: a refused setting never gets there.
+        let err = builder.connect("127.0.0.1:1").await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Config(ConfigError::ZeroDuration { setting: s }) if *s == setting),
+            "{err}"
+        );
+        assert_eq!(err.kind(), "config");
+        assert!(err.to_string().contains(setting), "{err}");
+    }
+    assert!(Client::builder()
+        .timeout(Duration::from_millis(1))
+        .validate()
+        .is_ok());
 }

@@ -3,6 +3,9 @@
 use std::io;
 use std::time::Duration;
 
+use crate::settings::ConfigError;
+use crate::{Command, Frame};
+
 /// Why a client call failed. Each variant says whether the request was handled.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -49,9 +52,54 @@ pub enum ClientError {
     /// The server's bytes are not valid GoPro frames.
     #[error("protocol error: {0}")]
     Protocol(#[from] crate::Error),
-    /// The client was asked to do something it cannot (e.g. a body over its limit).
-    #[error("invalid request: {0}")]
-    Invalid(String),
+    /// A setting is invalid (e.g. a zero timeout); nothing was connected.
+    #[error("invalid client setting: {0}")]
+    Config(#[from] ConfigError),
+    /// A request's body is over the client's limit; nothing was sent and
+    /// the connection stays usable.
+    #[error("request body of {length} bytes exceeds the client's limit of {limit} bytes; nothing was sent")]
+    BodyTooLarge {
+        /// The body's length.
+        length: u64,
+        /// The client's `max_body`.
+        limit: usize,
+    },
+    /// The bytes given to [`Client::send_encoded`](super::Client::send_encoded)
+    /// are not whole, valid frames within the limit; nothing was sent.
+    #[error(
+        "send_encoded: frame {index} (at byte {offset}) is not valid: {source}; nothing was sent"
+    )]
+    InvalidEncoded {
+        /// The frame's place among the ones given, from 0.
+        index: usize,
+        /// Where it starts in the bytes given.
+        offset: usize,
+        /// What is wrong with it.
+        source: crate::Error,
+    },
+    /// The server answered a request with a reply that request cannot have
+    /// (a HEARTBEAT not echoed, a LOGIN not answered `OK`).
+    #[error("unexpected reply to {request}: {} with {} bytes", reply.command, reply.body.len())]
+    UnexpectedReply {
+        /// The request's command.
+        request: Command,
+        /// The reply received.
+        reply: Frame,
+    },
+    /// A receive was asked for more replies than there are requests in
+    /// flight; nothing was waited for.
+    #[error("asked for {wanted} reply(s) with {in_flight} request(s) in flight: send first")]
+    NothingInFlight {
+        /// Replies asked for.
+        wanted: usize,
+        /// Requests sent without a reply yet.
+        in_flight: usize,
+    },
+    /// A blocking call ([`crate::blocking`]) was made from inside an async
+    /// runtime, where it would block the runtime's thread (and could
+    /// deadlock); use the async client there.
+    #[error("a blocking call was made from inside an async runtime; use the async API there")]
+    BlockingInRuntime,
     /// The connection failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -59,7 +107,9 @@ pub enum ClientError {
 
 impl ClientError {
     /// A short, stable name for the kind of error: `connect`, `timeout`,
-    /// `closed`, `server`, `goaway`, `protocol`, `invalid` or `io`.
+    /// `closed`, `server`, `goaway`, `protocol`, `config`, `body_too_large`,
+    /// `invalid_encoded`, `unexpected_reply`, `nothing_in_flight`,
+    /// `blocking_in_runtime` or `io`.
     pub fn kind(&self) -> &'static str {
         match self {
             ClientError::Connect { .. } => "connect",
@@ -68,7 +118,12 @@ impl ClientError {
             ClientError::Server { .. } => "server",
             ClientError::GoAway { .. } => "goaway",
             ClientError::Protocol(_) => "protocol",
-            ClientError::Invalid(_) => "invalid",
+            ClientError::Config(_) => "config",
+            ClientError::BodyTooLarge { .. } => "body_too_large",
+            ClientError::InvalidEncoded { .. } => "invalid_encoded",
+            ClientError::UnexpectedReply { .. } => "unexpected_reply",
+            ClientError::NothingInFlight { .. } => "nothing_in_flight",
+            ClientError::BlockingInRuntime => "blocking_in_runtime",
             ClientError::Io(_) => "io",
         }
     }

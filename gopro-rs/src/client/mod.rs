@@ -37,6 +37,7 @@ use tokio::time::{timeout, Instant};
 
 pub use error::ClientError;
 
+use crate::settings::{self, ClientSetting, ConfigError};
 use crate::{
     Codec, Command, Decoder, Encoder, Frame, Header, DEFAULT_MAX_BODY, HEADER_LEN, VERSION,
 };
@@ -104,8 +105,29 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to `addr` (`host:port`).
+    /// Checks one setting against its rule (see [`crate::settings`]).
+    pub fn check(&self, setting: ClientSetting) -> Result<(), ConfigError> {
+        match setting {
+            ClientSetting::ConnectTimeout => {
+                settings::positive(setting.name(), self.connect_timeout)
+            }
+            ClientSetting::Timeout => settings::positive(setting.name(), self.timeout),
+            ClientSetting::KeepAlive => self.keep_alive.map_or(Ok(()), |interval| {
+                settings::positive(setting.name(), interval)
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every setting: the rules [`connect`](Self::connect) applies.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ClientSetting::ALL.iter().try_for_each(|&s| self.check(s))
+    }
+
+    /// Connects to `addr` (`host:port`). Fails with [`ClientError::Config`]
+    /// on an invalid setting.
     pub async fn connect(self, addr: &str) -> Result<Client, ClientError> {
+        self.validate()?;
         let stream = match timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
@@ -206,7 +228,7 @@ impl Client {
     pub async fn heartbeat(&self) -> Result<(), ClientError> {
         let reply = self.request(Command::HEARTBEAT, Bytes::new()).await?;
         if reply.command != Command::HEARTBEAT || !reply.body.is_empty() {
-            return Err(unexpected("HEARTBEAT", &reply));
+            return Err(unexpected(Command::HEARTBEAT, reply));
         }
         Ok(())
     }
@@ -215,7 +237,7 @@ impl Client {
     pub async fn login(&self, credentials: impl Into<Bytes>) -> Result<(), ClientError> {
         let reply = self.request(Command::LOGIN, credentials).await?;
         if reply.command != Command::LOGIN || reply.body != "OK" {
-            return Err(unexpected("LOGIN OK", &reply));
+            return Err(unexpected(Command::LOGIN, reply));
         }
         Ok(())
     }
@@ -284,9 +306,10 @@ impl Client {
         let mut conn = self.conn.lock().await;
         conn.check_open()?;
         if conn.in_flight == 0 {
-            return Err(ClientError::Invalid(
-                "recv with no request in flight: send one first".into(),
-            ));
+            return Err(ClientError::NothingInFlight {
+                wanted: 1,
+                in_flight: 0,
+            });
         }
         // A reply to be had at once is taken without arming a timer.
         let result = match conn.reply_now() {
@@ -327,10 +350,10 @@ impl Client {
         let mut conn = self.conn.lock().await;
         conn.check_open()?;
         if n > conn.in_flight {
-            return Err(ClientError::Invalid(format!(
-                "recv_many({n}) with {} requests in flight",
-                conn.in_flight
-            )));
+            return Err(ClientError::NothingInFlight {
+                wanted: n,
+                in_flight: conn.in_flight,
+            });
         }
         out.reserve(n);
         conn.flush_or_settle(self.timeout).await?;
@@ -363,15 +386,21 @@ impl Client {
         let (mut at, mut frames) = (0, 0);
         while at < wire.len() {
             let start = at;
+            let invalid = |source| ClientError::InvalidEncoded {
+                index: frames,
+                offset: start,
+                source,
+            };
             match checker.decode_slice(wire, &mut at) {
                 Ok(Some(_)) => frames += 1,
                 Ok(None) => {
-                    return Err(ClientError::Invalid(format!(
-                        "send_encoded: the last {} bytes are not a whole frame",
-                        wire.len() - start
-                    )))
+                    let received = wire.len() - start;
+                    return Err(invalid(crate::Error::UnexpectedEof {
+                        received: received as u64,
+                        expected: (received + checker.bytes_needed(&wire[start..])) as u64,
+                    }));
                 }
-                Err(e) => return Err(ClientError::Invalid(format!("send_encoded: {e}"))),
+                Err(e) => return Err(invalid(e)),
             }
         }
         conn.wbuf.extend_from_slice(wire);
@@ -386,12 +415,8 @@ impl Client {
     }
 }
 
-fn unexpected(wanted: &str, reply: &Frame) -> ClientError {
-    ClientError::Invalid(format!(
-        "expected a {wanted} reply, got {} with {} bytes",
-        reply.command,
-        reply.body.len()
-    ))
+fn unexpected(request: Command, reply: Frame) -> ClientError {
+    ClientError::UnexpectedReply { request, reply }
 }
 
 #[derive(Debug)]
@@ -521,7 +546,12 @@ impl Conn {
         self.wbuf.reserve(HEADER_LEN + body.len());
         self.encoder
             .encode_parts(VERSION, command, &[body], &mut self.wbuf)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::Error::BodyTooLarge { length, limit } => {
+                    ClientError::BodyTooLarge { length, limit }
+                }
+                other => ClientError::Protocol(other),
+            })?;
         self.in_flight += 1;
         Ok(())
     }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::handler::{Authenticator, Handler};
 use super::stats::Shared;
 use super::{Server, ServerError};
+use crate::settings::{self, ConfigError, ServerSetting};
 use crate::{Command, DEFAULT_MAX_BODY, HEADER_LEN};
 
 /// The default listen address.
@@ -51,8 +52,9 @@ pub(crate) struct Config {
     pub authenticator: Option<Arc<dyn Authenticator>>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
-    /// The first invalid setting, reported by [`ServerBuilder::bind`].
-    pub invalid: Option<String>,
+    /// The first handler refused by [`ServerBuilder::handler`], reported by
+    /// [`ServerBuilder::validate`].
+    pub invalid: Option<ConfigError>,
     /// Asks every connection to finish gracefully (SPEC §6). Made anew by
     /// each bind, so servers built from clones of one builder stop apart.
     pub shutdown: CancellationToken,
@@ -215,13 +217,11 @@ impl ServerBuilder {
     /// cannot be handled: registering them makes [`bind`](Self::bind) fail.
     pub fn handler(mut self, code: impl Into<Command>, handler: impl Handler) -> Self {
         let command = code.into();
-        if command.is_application() || command == Command::HEARTBEAT || command == Command::MESSAGE
-        {
-            self.config.handlers[command.0 as usize] = Some(Arc::new(handler));
-        } else if self.config.invalid.is_none() {
-            self.config.invalid = Some(format!(
-                "cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE"
-            ));
+        match settings::check_handler_command(command) {
+            Ok(()) => self.config.handlers[command.0 as usize] = Some(Arc::new(handler)),
+            Err(e) => {
+                self.config.invalid.get_or_insert(e);
+            }
         }
         self
     }
@@ -242,30 +242,44 @@ impl ServerBuilder {
         self.config
     }
 
-    /// Binds the listener. Fails on an invalid setting or if the address
-    /// cannot be bound.
+    /// Checks one setting against its rule: what a binding calls after
+    /// changing that setting alone, to refuse a bad value at once. A rule
+    /// that ties two settings together belongs to the later one in
+    /// [`ServerSetting::ALL`] (`memory_budget` >= `max_body` + 8 is
+    /// `memory_budget`'s).
+    pub fn check(&self, setting: ServerSetting) -> Result<(), ConfigError> {
+        let c = &self.config;
+        match setting {
+            ServerSetting::ReadTimeout => settings::positive(setting.name(), c.read_timeout),
+            ServerSetting::WriteTimeout => settings::positive(setting.name(), c.write_timeout),
+            ServerSetting::MaxConnections => {
+                settings::at_least(setting.name(), c.max_connections as u64, 1)
+            }
+            ServerSetting::MemoryBudget => {
+                let needed = c.max_body.saturating_add(HEADER_LEN);
+                if c.memory_budget < needed {
+                    return Err(ConfigError::MemoryBudgetTooSmall {
+                        budget: c.memory_budget,
+                        needed,
+                    });
+                }
+                Ok(())
+            }
+            ServerSetting::Handler => c.invalid.clone().map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every setting: the rules [`bind`](Self::bind) applies, for a
+    /// binding that wants to report a bad value before it starts anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ServerSetting::ALL.iter().try_for_each(|&s| self.check(s))
+    }
+
+    /// Binds the listener. Fails on an invalid setting ([`validate`](Self::validate))
+    /// or if the address cannot be bound.
     pub async fn bind(self) -> Result<Server, ServerError> {
-        let config = self.config;
-        if let Some(reason) = config.invalid {
-            return Err(ServerError::Config(reason));
-        }
-        if config.max_connections == 0 {
-            return Err(ServerError::Config(
-                "max_connections must be at least 1".into(),
-            ));
-        }
-        if config.memory_budget < config.max_body.saturating_add(HEADER_LEN) {
-            return Err(ServerError::Config(format!(
-                "memory_budget ({} bytes) must be at least max_body + 8 ({} bytes), or a frame of max_body could never be received",
-                config.memory_budget,
-                config.max_body.saturating_add(HEADER_LEN)
-            )));
-        }
-        if config.read_timeout.is_zero() || config.write_timeout.is_zero() {
-            return Err(ServerError::Config(
-                "read and write timeouts must be longer than zero".into(),
-            ));
-        }
-        Server::bind(config).await
+        self.validate()?;
+        Server::bind(self.config).await
     }
 }

@@ -53,7 +53,14 @@ use stats::Shared;
 pub enum ServerError {
     /// A setting is invalid.
     #[error("invalid server setting: {0}")]
-    Config(String),
+    Config(#[from] crate::settings::ConfigError),
+    /// A blocking call ([`crate::blocking::Server::start`]) was made from
+    /// inside an async runtime, where it would block the runtime's thread.
+    #[error("a blocking call was made from inside an async runtime; use Server::bind there")]
+    BlockingInRuntime,
+    /// The runtime that would run the server could not be started.
+    #[error("cannot start a runtime for the server: {0}")]
+    Runtime(io::Error),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
