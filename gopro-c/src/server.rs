@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gopro::server::{Reply, Server, ServerBuilder, ServerError, StatsHandle};
+use gopro::server::{Reply, Server, ServerBuilder, StatsHandle};
 use gopro::{Command, Frame};
 
 use crate::ffi;
@@ -487,10 +487,7 @@ pub unsafe extern "C" fn gopro_server_start(
         let builder = config
             .map_or_else(Server::builder, |c| c.builder.clone())
             .listen(addr);
-        let server = gopro::blocking::Server::start(builder).map_err(|e| match e {
-            ServerError::Bind { .. } => Fail::new(gopro_status::BindFailed, e.to_string()),
-            _ => Fail::invalid(e.to_string()),
-        })?;
+        let server = gopro::blocking::Server::start(builder).map_err(Fail::from)?;
         let port = server.local_addr().port();
         let stats = server.stats();
         out.write(ffi::into_handle(gopro_server {

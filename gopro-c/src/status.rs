@@ -276,8 +276,7 @@ impl From<gopro::client::ClientError> for Fail {
             E::Protocol(_) => gopro_status::ProtocolError,
             E::Config(_) => gopro_status::InvalidArgument,
             E::BodyTooLarge { .. } => gopro_status::BodyTooLarge,
-            // The caller's own bytes: the status of what is wrong with them.
-            E::InvalidEncoded { source, .. } => codec_status(source),
+            E::InvalidEncoded { .. } => gopro_status::InvalidArgument,
             E::UnexpectedReply { .. } => gopro_status::UnexpectedReply,
             E::NothingInFlight { .. } => gopro_status::NothingInFlight,
             E::BlockingInRuntime => gopro_status::BlockingInRuntime,
@@ -288,9 +287,56 @@ impl From<gopro::client::ClientError> for Fail {
     }
 }
 
+#[cfg(feature = "runtime")]
+impl From<gopro::server::ServerError> for Fail {
+    fn from(e: gopro::server::ServerError) -> Fail {
+        use gopro::server::ServerError as E;
+        let status = match &e {
+            E::Config(_) => gopro_status::InvalidArgument,
+            E::Bind { .. } => gopro_status::BindFailed,
+            E::BlockingInRuntime => gopro_status::BlockingInRuntime,
+            E::Runtime(_) => gopro_status::IoError,
+            _ => gopro_status::IoError,
+        };
+        Fail::new(status, e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `NothingInFlight` -> `GOPRO_STATUS_NOTHING_IN_FLIGHT`, as cbindgen names it.
+    fn c_name(status: gopro_status) -> String {
+        let mut name = String::from("GOPRO_STATUS");
+        for c in format!("{status:?}").chars() {
+            if c.is_ascii_uppercase() {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
+        }
+        name
+    }
+
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn every_core_error_has_the_status_of_the_readme_table() {
+        use gopro::error_samples::{self, AnyError};
+        let readme = include_str!("../../README.md");
+        let table = error_samples::table(readme);
+        let samples = error_samples::samples();
+        assert_eq!(table.len(), samples.len(), "one row per error kind");
+        for (sample, [rust, c, _]) in samples.into_iter().zip(table) {
+            assert_eq!(error_samples::name(&sample), rust);
+            let fail = match sample {
+                AnyError::Codec(e) => Fail::from(e),
+                AnyError::Client(e) => Fail::from(e),
+                AnyError::Server(e) => Fail::from(e),
+            };
+            assert_eq!(c_name(fail.status), c, "{rust}");
+            assert!(!fail.message().is_empty(), "{rust}");
+        }
+    }
 
     #[test]
     fn every_status_has_a_message_in_order() {

@@ -37,3 +37,7 @@ pub mod client;
 pub mod server;
 #[cfg(feature = "runtime")]
 pub mod settings;
+
+#[cfg(feature = "runtime")]
+#[doc(hidden)]
+pub mod error_samples;
