@@ -47,9 +47,19 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// Whether the calling thread runs an async runtime (a runtime worker, or
+/// a server handler or callback running on one), where a blocking call
+/// would stall the runtime or deadlock it. The rule behind
+/// [`ClientError::BlockingInRuntime`] and
+/// [`ServerError::BlockingInRuntime`]; a binding asks it before its own
+/// blocking calls (waiting for a server to stop, say).
+pub fn on_runtime_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
 /// Runs `fut` to completion on the shared runtime from a plain thread.
 fn block_on<T>(fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
-    if tokio::runtime::Handle::try_current().is_ok() {
+    if on_runtime_thread() {
         return Err(ClientError::BlockingInRuntime);
     }
     runtime().block_on(fut)
@@ -135,7 +145,7 @@ pub struct Server {
 impl Server {
     /// Binds and starts serving in the background.
     pub fn start(builder: ServerBuilder) -> Result<Server, ServerError> {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if on_runtime_thread() {
             return Err(ServerError::BlockingInRuntime);
         }
         let server = runtime().block_on(builder.bind())?;
