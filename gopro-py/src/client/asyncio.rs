@@ -107,11 +107,8 @@ impl AsyncClient {
 
     /// Sends many requests (`Frame`s or `(command, body)` pairs) and
     /// writes them out, in one call.
-    fn send_many<'py>(
-        &self,
-        py: Python<'py>,
-        requests: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn send_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
+        let py = requests.py();
         let requests = self.slot.batch(requests)?;
         awaitable(py, send_many_fut(self.slot.get(py)?, requests))
     }
@@ -124,11 +121,8 @@ impl AsyncClient {
     }
 
     /// `send_many` then `recv_many` for as many replies, in one call.
-    fn request_many<'py>(
-        &self,
-        py: Python<'py>,
-        requests: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn request_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
+        let py = requests.py();
         let requests = self.slot.batch(requests)?;
         awaitable(py, request_many_fut(self.slot.get(py)?, requests))
     }

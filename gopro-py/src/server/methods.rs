@@ -18,6 +18,13 @@ fn not_started() -> PyErr {
     PyRuntimeError::new_err("the server is not started: call start() or serve_forever() first")
 }
 
+impl Server {
+    /// The address the last start bound.
+    fn bound_addr(&self, py: Python<'_>) -> PyResult<std::net::SocketAddr> {
+        self.lock(py).local_addr.ok_or_else(not_started)
+    }
+}
+
 /// Fails on a thread of a gopro runtime (a handler), where a blocking call
 /// would wait on the runtime it holds up.
 fn not_in_runtime() -> PyResult<()> {
@@ -244,10 +251,7 @@ impl Server {
     /// when listening on port 0).
     #[getter]
     fn local_addr(&self, py: Python<'_>) -> PyResult<String> {
-        self.lock(py)
-            .local_addr
-            .map(|a| a.to_string())
-            .ok_or_else(not_started)
+        Ok(self.bound_addr(py)?.to_string())
     }
 
     /// The server's counters: connections open and accepted, frames in
@@ -284,10 +288,7 @@ impl Server {
     /// The port the server listens on.
     #[getter]
     fn port(&self, py: Python<'_>) -> PyResult<u16> {
-        self.lock(py)
-            .local_addr
-            .map(|a| a.port())
-            .ok_or_else(not_started)
+        Ok(self.bound_addr(py)?.port())
     }
 
     /// The address asked for.
