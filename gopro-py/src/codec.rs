@@ -251,7 +251,8 @@ fn untracked(py: Python<'_>, frame: Frame) -> PyResult<Py<Frame>> {
 #[pymethods]
 impl Frame {
     #[new]
-    #[pyo3(signature = (command, body = None, version = gopro::VERSION))]
+    #[pyo3(signature = (command, body = None, version = gopro::VERSION),
+        text_signature = "(command, body=None, version=1)")]
     fn new(
         py: Python<'_>,
         command: &Bound<'_, PyAny>,
@@ -375,7 +376,8 @@ fn wire<'py>(
 
 /// The wire bytes of one version-1 frame.
 #[pyfunction]
-#[pyo3(signature = (command, body = None, *, max_body = gopro::DEFAULT_MAX_BODY))]
+#[pyo3(signature = (command, body = None, *, max_body = gopro::DEFAULT_MAX_BODY),
+    text_signature = "(command, body=None, *, max_body=10485760)")]
 pub(crate) fn encode<'py>(
     py: Python<'py>,
     command: &Bound<'py, PyAny>,
@@ -406,7 +408,8 @@ fn codec(max_body: usize, version: Option<u8>) -> gopro::Decoder {
 
 /// Exactly one frame from `data`: missing or trailing bytes are errors.
 #[pyfunction]
-#[pyo3(signature = (data, *, max_body = gopro::DEFAULT_MAX_BODY, version = None))]
+#[pyo3(signature = (data, *, max_body = gopro::DEFAULT_MAX_BODY, version = None),
+    text_signature = "(data, *, max_body=10485760, version=None)")]
 pub(crate) fn decode(
     py: Python<'_>,
     data: &Bound<'_, PyAny>,
@@ -455,7 +458,8 @@ pub(crate) struct Decoder {
 #[pymethods]
 impl Decoder {
     #[new]
-    #[pyo3(signature = (max_body = gopro::DEFAULT_MAX_BODY, *, version = None))]
+    #[pyo3(signature = (max_body = gopro::DEFAULT_MAX_BODY, *, version = None),
+        text_signature = "(max_body=10485760, *, version=None)")]
     fn new(max_body: usize, version: Option<u8>) -> Decoder {
         Decoder {
             inner: codec(max_body, version),

@@ -63,50 +63,40 @@ impl Exc {
     }
 }
 
-pub(crate) static GOPRO_ERROR: Exc =
-    Exc::new("GoproError", "Base class of every error raised by gopro.");
-pub(crate) static FRAME_ERROR: Exc = Exc::new(
-    "FrameError",
-    "The bytes are not a valid GoPro stream. `.kind` names the error \
-     (bad_magic, body_too_large, unsupported_version, unexpected_eof, trailing_bytes).",
-);
-pub(crate) static FRAME_TOO_LARGE: Exc = Exc::new(
-    "FrameTooLarge",
-    "A body is over the limit (10 MiB by default), checked on the header alone.",
-);
-pub(crate) static BAD_MAGIC: Exc = Exc::new(
-    "BadMagic",
-    "A header does not start with 0x474F (\"GO\"): the peer does not speak GoPro or the stream is out of sync.",
-);
-pub(crate) static UNSUPPORTED_VERSION: Exc = Exc::new(
-    "UnsupportedVersion",
-    "A header carries a version this peer was told not to accept.",
-);
-pub(crate) static INCOMPLETE_FRAME: Exc = Exc::new(
-    "IncompleteFrame",
-    "The data or the stream ends inside a header or a body.",
-);
-pub(crate) static SERVER_ERROR: Exc = Exc::new(
-    "ServerError",
-    "The server answered with an ERROR frame; `.reason` is its text. \
-     The connection stays usable unless the server closes it.",
-);
-pub(crate) static GO_AWAY: Exc = Exc::new(
-    "GoAway",
-    "The server is shutting down (GOAWAY). `.reason` is its text; the \
-     `.unanswered` requests were not handled and may be sent again elsewhere.",
-);
-pub(crate) static CONNECTION_CLOSED: Exc = Exc::new(
-    "ConnectionClosed",
-    "The connection is closed or failed; `.unanswered` requests got no reply.",
-);
-pub(crate) static CONNECT_ERROR: Exc =
-    Exc::new("ConnectError", "The connection could not be made.");
-pub(crate) static TIMEOUT: Exc = Exc::new(
-    "Timeout",
-    "No answer within the time allowed. The connection is closed, since a \
-     late reply would be taken for the next request's.",
-);
+/// Declares the exception classes, `STATIC: "Name" => "doc"`, and `ALL`,
+/// every one of them in the order the module adds them.
+macro_rules! exceptions {
+    ($($id:ident: $name:literal => $doc:literal;)*) => {
+        $(pub(crate) static $id: Exc = Exc::new($name, $doc);)*
+
+        static ALL: [&Exc; [$($name),*].len()] = [$(&$id),*];
+    };
+}
+
+exceptions! {
+    GOPRO_ERROR: "GoproError"
+        => "Base class of every error raised by gopro.";
+    FRAME_ERROR: "FrameError"
+        => "The bytes are not a valid GoPro stream. `.kind` names the error (bad_magic, body_too_large, unsupported_version, unexpected_eof, trailing_bytes).";
+    FRAME_TOO_LARGE: "FrameTooLarge"
+        => "A body is over the limit (10 MiB by default), checked on the header alone.";
+    BAD_MAGIC: "BadMagic"
+        => "A header does not start with 0x474F (\"GO\"): the peer does not speak GoPro or the stream is out of sync.";
+    UNSUPPORTED_VERSION: "UnsupportedVersion"
+        => "A header carries a version this peer was told not to accept.";
+    INCOMPLETE_FRAME: "IncompleteFrame"
+        => "The data or the stream ends inside a header or a body.";
+    SERVER_ERROR: "ServerError"
+        => "The server answered with an ERROR frame; `.reason` is its text. The connection stays usable unless the server closes it.";
+    GO_AWAY: "GoAway"
+        => "The server is shutting down (GOAWAY). `.reason` is its text; the `.unanswered` requests were not handled and may be sent again elsewhere.";
+    CONNECTION_CLOSED: "ConnectionClosed"
+        => "The connection is closed or failed; `.unanswered` requests got no reply.";
+    CONNECT_ERROR: "ConnectError"
+        => "The connection could not be made.";
+    TIMEOUT: "Timeout"
+        => "No answer within the time allowed. The connection is closed, since a late reply would be taken for the next request's.";
+}
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -128,19 +118,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     CONNECTION_CLOSED.make(py, &[base.clone(), conn.clone()])?;
     CONNECT_ERROR.make(py, &[base.clone(), conn])?;
     TIMEOUT.make(py, &[base, py.get_type::<PyTimeoutError>()])?;
-    for exc in [
-        &GOPRO_ERROR,
-        &FRAME_ERROR,
-        &FRAME_TOO_LARGE,
-        &BAD_MAGIC,
-        &UNSUPPORTED_VERSION,
-        &INCOMPLETE_FRAME,
-        &SERVER_ERROR,
-        &GO_AWAY,
-        &CONNECTION_CLOSED,
-        &CONNECT_ERROR,
-        &TIMEOUT,
-    ] {
+    for exc in ALL {
         m.add(exc.name, exc.get(py))?;
     }
     // The ERROR frame is how a server reports a protocol error: one class, two names.

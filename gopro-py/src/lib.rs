@@ -9,6 +9,7 @@
 
 mod client;
 mod codec;
+mod defaults;
 mod errors;
 mod server;
 mod util;
@@ -27,6 +28,8 @@ fn gopro_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_MAX_BODY", gopro::DEFAULT_MAX_BODY)?;
+    // Set, not added: `add` would put it in `__all__`.
+    m.setattr("_DEFAULTS", defaults::table(py)?)?;
     m.add("HEADER_LEN", gopro::HEADER_LEN)?;
     m.add("MAGIC", gopro::MAGIC)?;
     m.add("VERSION", gopro::VERSION)?;

@@ -4,60 +4,12 @@
   :class:`Decoder`;
 - a blocking :class:`Client` and an asyncio :class:`AsyncClient`;
 - a :class:`Server` whose handlers are Python functions or coroutines.
+
+Every name is the native module's (``gopro._gopro``), whose ``__all__`` is
+the one list of them.
 """
 
-from gopro._gopro import (
-    DEFAULT_MAX_BODY,
-    HEADER_LEN,
-    MAGIC,
-    VERSION,
-    AsyncClient,
-    BadMagic,
-    Client,
-    Command,
-    ConnectError,
-    ConnectionClosed,
-    Decoder,
-    Frame,
-    FrameError,
-    FrameTooLarge,
-    GoAway,
-    GoproError,
-    IncompleteFrame,
-    ProtocolError,
-    Server,
-    ServerError,
-    Timeout,
-    UnsupportedVersion,
-    __version__,
-    decode,
-    encode,
-)
+from gopro import _gopro
+from gopro._gopro import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_MAX_BODY",
-    "HEADER_LEN",
-    "MAGIC",
-    "VERSION",
-    "AsyncClient",
-    "BadMagic",
-    "Client",
-    "Command",
-    "ConnectError",
-    "ConnectionClosed",
-    "Decoder",
-    "Frame",
-    "FrameError",
-    "FrameTooLarge",
-    "GoAway",
-    "GoproError",
-    "IncompleteFrame",
-    "ProtocolError",
-    "Server",
-    "ServerError",
-    "Timeout",
-    "UnsupportedVersion",
-    "__version__",
-    "decode",
-    "encode",
-]
+__all__ = _gopro.__all__

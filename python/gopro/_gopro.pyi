@@ -46,6 +46,9 @@ DEFAULT_MAX_BODY: int
 HEADER_LEN: int
 MAGIC: int
 VERSION: int
+# Every constant default of the signatures, by parameter name (the core's
+# values; the stub's literal defaults are tested against them).
+_DEFAULTS: dict[str, object]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CommandLike = Union["Command", int]
@@ -87,7 +90,7 @@ class Timeout(GoproError, TimeoutError): ...
 @final
 class Frame:
     def __new__(
-        cls, command: _CommandLike, body: Buffer | None = None, version: int = ...
+        cls, command: _CommandLike, body: Buffer | None = None, version: int = 1
     ) -> Frame: ...
     @property
     def command(self) -> int:
@@ -103,13 +106,13 @@ class Frame:
     def __reduce__(self) -> tuple[Any, tuple[int, bytes, int]]: ...
 
 def encode(
-    command: _CommandLike, body: Buffer | None = None, *, max_body: int = ...
+    command: _CommandLike, body: Buffer | None = None, *, max_body: int = 10485760
 ) -> bytes: ...
-def decode(data: Buffer, *, max_body: int = ..., version: int | None = None) -> Frame: ...
+def decode(data: Buffer, *, max_body: int = 10485760, version: int | None = None) -> Frame: ...
 
 @final
 class Decoder:
-    def __new__(cls, max_body: int = ..., *, version: int | None = None) -> Decoder: ...
+    def __new__(cls, max_body: int = 10485760, *, version: int | None = None) -> Decoder: ...
     def feed(self, data: Buffer) -> None: ...
     @property
     def max_body(self) -> int: ...
@@ -128,7 +131,7 @@ class Client:
         timeout: float = 30.0,
         *,
         connect_timeout: float = 10.0,
-        max_body: int = ...,
+        max_body: int = 10485760,
         keep_alive: float | None = None,
     ) -> Client: ...
     def request(self, command: _CommandLike, body: Buffer | None = None) -> Frame: ...
@@ -159,7 +162,7 @@ class AsyncClient:
         timeout: float = 30.0,
         *,
         connect_timeout: float = 10.0,
-        max_body: int = ...,
+        max_body: int = 10485760,
         keep_alive: float | None = None,
     ) -> Awaitable[AsyncClient]: ...
     def request(
@@ -190,13 +193,14 @@ class Server:
         *,
         read_timeout: float = 60.0,
         write_timeout: float = 10.0,
-        max_body: int = ...,
+        max_body: int = 10485760,
         max_connections: int = 10000,
         grace: float = 10.0,
-        prelogin_max_body: int = ...,
+        prelogin_max_body: int = 16384,
         max_login_failures: int = 3,
-        max_buffered_replies: int = ...,
-        memory_budget: int = ...,
+        max_buffered_replies: int = 1048576,
+        memory_budget: int = 268435456,
+        raise_nofile_limit: bool | None = None,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""

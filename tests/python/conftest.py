@@ -10,9 +10,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
 import gopro
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GOPRO_BIN = Path(os.environ.get("GOPRO_BIN", ROOT / "target" / "release" / "gopro"))

@@ -13,9 +13,8 @@ import time
 import weakref
 from typing import Callable, Iterator
 
-import pytest
-
 import gopro
+import pytest
 from conftest import Process
 
 
@@ -196,13 +195,19 @@ def test_reply_too_large(fake: Callable[..., FakeServer]) -> None:
             client.request(1, b"x")
 
 
-def test_gil_released_while_waiting(fake: Callable[..., FakeServer]) -> None:
+def late_reply(delay: float) -> Callable[[socket.socket], None]:
+    """A fake server's script: reads one request, answers it `delay` seconds later."""
+
     def script(conn: socket.socket) -> None:
         read_frame(conn)
-        time.sleep(0.5)
+        time.sleep(delay)
         conn.sendall(gopro.encode(1, b"late"))
 
-    server = fake(script)
+    return script
+
+
+def test_gil_released_while_waiting(fake: Callable[..., FakeServer]) -> None:
+    server = fake(late_reply(0.5))
     ticks = 0
     stop = threading.Event()
 
@@ -304,12 +309,7 @@ async def test_async_connect_refused() -> None:
 
 
 async def test_async_loop_not_blocked(fake: Callable[..., FakeServer]) -> None:
-    def script(conn: socket.socket) -> None:
-        read_frame(conn)
-        time.sleep(0.3)
-        conn.sendall(gopro.encode(1, b"late"))
-
-    server = fake(script)
+    server = fake(late_reply(0.3))
     ticks = 0
 
     async def tick() -> None:

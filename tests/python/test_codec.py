@@ -7,9 +7,8 @@ import random
 import sys
 from pathlib import Path
 
-import pytest
-
 import gopro
+import pytest
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "frames.txt"
 ERRORS = {

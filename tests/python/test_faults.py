@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterator, TypeVar
 
-import pytest
-
 import gopro
+import pytest
 from conftest import GOPRO_BIN, Process, need
 
 T = TypeVar("T")

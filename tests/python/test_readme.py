@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import gopro
+import pytest
 from conftest import ROOT, Process
 
 README = ROOT / "README.md"

@@ -13,9 +13,8 @@ import textwrap
 import threading
 import time
 
-import pytest
-
 import gopro
+import pytest
 from conftest import GO_BIN, GOPRO_BIN, ROOT, Process, need
 
 
@@ -258,7 +257,7 @@ async def test_async_serve() -> None:
         assert {r.body for r in replies} == {b"ABC%d" % i for i in range(20)}
         await client.close()
     assert not server.running
-    assert seen_loops and all(l is loop for l in seen_loops)
+    assert seen_loops and all(seen is loop for seen in seen_loops)
 
 
 async def test_async_serve_forever_task() -> None:
@@ -462,3 +461,11 @@ def test_memory_budget_and_stats() -> None:
     assert set(stats["errors"]) == {"busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io"}
     # Still readable after the server stopped.
     assert server.stats()["frames_in"] == 37
+
+
+def test_raise_nofile_limit_false_serves() -> None:
+    server = gopro.Server("127.0.0.1:0", raise_nofile_limit=False)
+    with server, gopro.Client(server.local_addr, timeout=5) as client:
+        assert client.request(gopro.Command.MESSAGE, b"hi").body == b"Server says: hi"
+    with pytest.raises(TypeError):
+        gopro.Server("127.0.0.1:0", raise_nofile_limit="no")  # type: ignore[arg-type]

@@ -1,0 +1,366 @@
+//! The Python surface of `Server`: its constructor, registration, the
+//! blocking and asyncio ways to serve, and what it reports.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::lifecycle::{in_runtime_err, ShutdownOnDrop};
+use super::{Phase, Server, State};
+use crate::defaults;
+use crate::util::{command_code, seconds};
+
+/// What a call that needs a started server raises before the start.
+fn not_started() -> PyErr {
+    PyRuntimeError::new_err("the server is not started: call start() or serve_forever() first")
+}
+
+impl Server {
+    /// The address the last start bound.
+    fn bound_addr(&self, py: Python<'_>) -> PyResult<std::net::SocketAddr> {
+        self.lock(py).local_addr.ok_or_else(not_started)
+    }
+}
+
+/// Fails on a thread of a gopro runtime (a handler), where a blocking call
+/// would wait on the runtime it holds up.
+fn not_in_runtime() -> PyResult<()> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(in_runtime_err());
+    }
+    Ok(())
+}
+
+/// Registers a handler for one command; returned by `Server.handler(code)`.
+#[pyclass(frozen, module = "gopro._gopro")]
+struct HandlerDecorator {
+    server: Py<Server>,
+    code: u8,
+}
+
+#[pymethods]
+impl HandlerDecorator {
+    fn __call__(&self, py: Python<'_>, func: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        self.server
+            .get()
+            .register(py, self.code, func.clone_ref(py))?;
+        Ok(func)
+    }
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (
+        listen = defaults::LISTEN,
+        *,
+        read_timeout = defaults::READ_TIMEOUT,
+        write_timeout = defaults::WRITE_TIMEOUT,
+        max_body = defaults::MAX_BODY,
+        max_connections = defaults::MAX_CONNECTIONS,
+        grace = defaults::GRACE,
+        prelogin_max_body = defaults::PRELOGIN_MAX_BODY,
+        max_login_failures = defaults::MAX_LOGIN_FAILURES,
+        max_buffered_replies = defaults::MAX_BUFFERED_REPLIES,
+        memory_budget = defaults::MEMORY_BUDGET,
+        raise_nofile_limit = None,
+    ),
+    // The defaults' values, for `inspect.signature` and the stub; a test
+    // checks them against `_DEFAULTS`, made from the same constants.
+    text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
+        max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
+        max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
+        raise_nofile_limit=None)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        listen: &str,
+        read_timeout: f64,
+        write_timeout: f64,
+        max_body: usize,
+        max_connections: usize,
+        grace: f64,
+        prelogin_max_body: usize,
+        max_login_failures: u32,
+        max_buffered_replies: usize,
+        memory_budget: usize,
+        raise_nofile_limit: Option<bool>,
+    ) -> PyResult<Server> {
+        if max_connections == 0 {
+            return Err(PyValueError::new_err("max_connections must be at least 1"));
+        }
+        if memory_budget < max_body.saturating_add(gopro::HEADER_LEN) {
+            return Err(PyValueError::new_err(format!(
+                "memory_budget ({memory_budget}) must be at least max_body + 8 ({}), or a frame of max_body could never be received",
+                max_body.saturating_add(gopro::HEADER_LEN)
+            )));
+        }
+        let grace = if grace == 0.0 {
+            Duration::ZERO
+        } else {
+            seconds("grace", grace)?
+        };
+        let mut base = gopro::server::Server::builder()
+            .listen(listen)
+            .read_timeout(seconds("read_timeout", read_timeout)?)
+            .write_timeout(seconds("write_timeout", write_timeout)?)
+            .max_body(max_body)
+            .max_connections(max_connections)
+            .grace(grace)
+            .prelogin_max_body(prelogin_max_body)
+            .max_login_failures(max_login_failures)
+            .max_buffered_replies(max_buffered_replies)
+            .memory_budget(memory_budget);
+        // None leaves the core's default: raised.
+        if let Some(raise) = raise_nofile_limit {
+            base = base.raise_nofile_limit(raise);
+        }
+        Ok(Server {
+            listen: listen.to_string(),
+            base,
+            state: Mutex::new(State {
+                handlers: Vec::new(),
+                authenticator: None,
+                phase: Phase::Idle,
+                local_addr: None,
+                stats: None,
+            }),
+        })
+    }
+
+    /// Registers `func` for frames with command `code`:
+    /// `@server.handler(16)` or `server.handler(16, func)`.
+    #[pyo3(signature = (code, func = None))]
+    fn handler(
+        slf: Bound<'_, Self>,
+        code: &Bound<'_, PyAny>,
+        func: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let code = command_code(code)?;
+        match func {
+            Some(func) => {
+                slf.get().register(py, code, func.clone_ref(py))?;
+                Ok(func)
+            }
+            None => Ok(Py::new(
+                py,
+                HandlerDecorator {
+                    server: slf.unbind(),
+                    code,
+                },
+            )?
+            .into_any()),
+        }
+    }
+
+    /// Registers the LOGIN check: `func(credentials: bytes)` returns true to
+    /// accept. Usable as a decorator.
+    fn authenticator(&self, py: Python<'_>, func: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        if !func.bind(py).is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "an authenticator must be callable",
+            ));
+        }
+        let mut state = self.lock(py);
+        if !matches!(state.phase, Phase::Idle) {
+            return Err(PyRuntimeError::new_err(
+                "set the authenticator before the server starts",
+            ));
+        }
+        state.authenticator = Some(Arc::new(func.clone_ref(py)));
+        Ok(func)
+    }
+
+    /// Binds and serves in the background; returns at once.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        not_in_runtime()?;
+        self.start_sync(py)
+    }
+
+    /// Serves until `shutdown()` (from any thread or a handler) or Ctrl-C,
+    /// then stops gracefully. Ctrl-C raises KeyboardInterrupt once the
+    /// server has stopped.
+    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+        not_in_runtime()?;
+        let done = match self.done(py) {
+            Some(done) if !*done.borrow() => done,
+            _ => {
+                self.start_sync(py)?;
+                self.done(py).expect("just started")
+            }
+        };
+        if let Err(interrupted) = Server::wait_sync(py, done.clone()) {
+            self.shutdown(py);
+            // A second Ctrl-C while finishing stops waiting.
+            Server::wait_sync(py, done)?;
+            return Err(interrupted);
+        }
+        Ok(())
+    }
+
+    /// Stops gracefully (SPEC §6): stops accepting, finishes the frames in
+    /// hand, sends GOAWAY and closes. Returns at once; callable from any
+    /// thread and from a handler.
+    fn shutdown(&self, py: Python<'_>) {
+        let mut state = self.lock(py);
+        match &mut state.phase {
+            Phase::Running(r) => r.handle.shutdown(),
+            Phase::Starting { shutdown } => *shutdown = true,
+            Phase::Idle => {}
+        }
+    }
+
+    /// Waits until the server has stopped; False if `timeout` seconds passed first.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        not_in_runtime()?;
+        let Some(mut done) = self.done(py) else {
+            return Ok(true);
+        };
+        match timeout {
+            None => Server::wait_sync(py, done).map(|()| true),
+            Some(t) => {
+                let limit = Duration::try_from_secs_f64(t.max(0.0))
+                    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                let rt = gopro::blocking::runtime();
+                Ok(py.detach(|| {
+                    rt.block_on(async {
+                        tokio::time::timeout(limit, done.wait_for(|d| *d))
+                            .await
+                            .is_ok()
+                    })
+                }))
+            }
+        }
+    }
+
+    /// Whether the server is serving.
+    #[getter]
+    fn running(&self, py: Python<'_>) -> bool {
+        match &self.lock(py).phase {
+            Phase::Running(r) => !*r.done.borrow(),
+            Phase::Starting { .. } => true,
+            Phase::Idle => false,
+        }
+    }
+
+    /// The address the server listens on, "host:port" (the port chosen
+    /// when listening on port 0).
+    #[getter]
+    fn local_addr(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.bound_addr(py)?.to_string())
+    }
+
+    /// The server's counters: connections open and accepted, frames in
+    /// and out, bytes held against `memory_budget`, and errors by kind.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let Some(handle) = self.lock(py).stats.clone() else {
+            return Err(not_started());
+        };
+        let s = handle.snapshot();
+        let e = s.errors;
+        let errors = PyDict::new(py);
+        for (key, value) in [
+            ("busy", e.busy),
+            ("protocol", e.protocol),
+            ("read_timeout", e.read_timeout),
+            ("write_timeout", e.write_timeout),
+            ("handler", e.handler),
+            ("login", e.login),
+            ("io", e.io),
+        ] {
+            errors.set_item(key, value)?;
+        }
+        let dict = PyDict::new(py);
+        dict.set_item("connections", s.connections)?;
+        dict.set_item("connections_accepted", s.connections_accepted)?;
+        dict.set_item("frames_in", s.frames_in)?;
+        dict.set_item("frames_out", s.frames_out)?;
+        dict.set_item("bytes_buffered", s.bytes_buffered)?;
+        dict.set_item("memory_budget", s.memory_budget)?;
+        dict.set_item("errors", errors)?;
+        Ok(dict)
+    }
+
+    /// The port the server listens on.
+    #[getter]
+    fn port(&self, py: Python<'_>) -> PyResult<u16> {
+        Ok(self.bound_addr(py)?.port())
+    }
+
+    /// The address asked for.
+    #[getter]
+    fn listen(&self) -> &str {
+        &self.listen
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.shutdown(py);
+        if let Some(done) = self.done(py) {
+            Server::wait_sync(py, done)?;
+        }
+        Ok(false)
+    }
+
+    /// Serves from the running asyncio loop until `shutdown()`; coroutine
+    /// handlers run on that loop. Cancelling the awaiting task shuts the
+    /// server down.
+    fn serve<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Server::start_then(&slf, |this| async move {
+            let (done, handle) = match &this
+                .get()
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .phase
+            {
+                Phase::Running(r) => (r.done.clone(), r.handle.clone()),
+                _ => return Ok(()),
+            };
+            let mut guard = ShutdownOnDrop(Some(handle));
+            let mut done = done;
+            let _ = done.wait_for(|d| *d).await;
+            guard.0 = None;
+            Ok(())
+        })
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Server::start_then(&slf, |this| async move { Ok(this) })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        slf: Bound<'py, Self>,
+        _exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().shutdown(py);
+        let done = slf.get().done(py);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(mut done) = done {
+                let _ = done.wait_for(|d| *d).await;
+            }
+            Ok(false)
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = self.lock(py);
+        match (&state.phase, state.local_addr) {
+            (Phase::Running(r), Some(addr)) if !*r.done.borrow() => {
+                format!("<gopro.Server listening on {addr}>")
+            }
+            _ => format!("<gopro.Server {} (not running)>", self.listen),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `Server`: the core's tokio server with Python handlers.
+//!
+//! Plain-function handlers are called on the server's worker threads, with
+//! the GIL taken for the call. `async def` handlers (anything returning an
+//! awaitable) run on an asyncio loop: the serving loop when the server is
+//! served from asyncio (`async with server`, `await server.serve()`), else a
+//! loop thread the server starts when the first coroutine needs it and
+//! stops after its last connection has finished.
+
+//! The files, a file per idea:
+//!
+//! - `handlers`: a Python handler called for a frame (the hot path) and
+//!   the LOGIN check, their results as replies, their exceptions logged;
+//! - `loop_thread`: where coroutine handlers run (`gopro._loop`);
+//! - `lifecycle`: binding on the server's thread, starting, stopping;
+//! - `methods`: the Python surface (`#[pymethods]`).
+
+mod handlers;
+mod lifecycle;
+mod loop_thread;
+mod methods;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use gopro::server::{ServerBuilder, ShutdownHandle, StatsHandle};
+use pyo3::prelude::*;
+use tokio::sync::watch;
+
+/// A server that has been started: how to stop it and when it has stopped.
+struct Running {
+    handle: ShutdownHandle,
+    done: watch::Receiver<bool>,
+}
+
+/// Where a `Server` is in its life; it may be started again once stopped.
+enum Phase {
+    Idle,
+    /// Binding; a shutdown asked for meanwhile is applied right after.
+    Starting {
+        shutdown: bool,
+    },
+    Running(Running),
+}
+
+/// What a `Server` holds behind its lock.
+struct State {
+    handlers: Vec<(u8, Arc<Py<PyAny>>)>,
+    authenticator: Option<Arc<Py<PyAny>>>,
+    phase: Phase,
+    local_addr: Option<SocketAddr>,
+    /// The counters of the last server started; readable after it stops.
+    stats: Option<StatsHandle>,
+}
+
+/// A GoPro server with handlers written in Python.
+///
+/// `Server(listen, *, read_timeout, write_timeout, max_body,
+/// max_connections, grace, prelogin_max_body, max_login_failures,
+/// max_buffered_replies, memory_budget, raise_nofile_limit)`: the settings
+/// of the core's `ServerBuilder`, with its defaults (times in seconds;
+/// `grace=0` stops at once). `raise_nofile_limit`: whether binding raises
+/// the open-files soft limit to the hard limit; None keeps the core's
+/// default, which raises it.
+#[pyclass(frozen, module = "gopro._gopro")]
+pub(crate) struct Server {
+    /// The address asked for, as given.
+    listen: String,
+    /// The settings; each start clones it and adds the Python handlers.
+    base: ServerBuilder,
+    state: Mutex<State>,
+}
