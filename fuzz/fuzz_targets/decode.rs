@@ -52,13 +52,9 @@ fn with_decode(settings: Settings, data: &[u8], want: &Outcome) {
                 return;
             }
             Err(e) => {
-                assert_eq!(frames, want.frames.len(), "frames missing");
-                let Ending::Error { start, error } = &want.ending else {
-                    panic!("unexpected error {e}, want {:?}", want.ending);
-                };
-                assert_same_error(&e, error);
+                let start = assert_error_ending(&e, frames, want);
                 // The refused header is not consumed.
-                assert_eq!(used, *start);
+                assert_eq!(used, start);
                 assert_eq!(used, before);
                 return;
             }
@@ -119,12 +115,8 @@ fn with_decode_in_place(settings: Settings, data: &[u8], want: &Outcome) {
                 return;
             }
             Err(e) => {
-                assert_eq!(frames, want.frames.len());
-                let Ending::Error { start, error } = &want.ending else {
-                    panic!("unexpected error {e}");
-                };
-                assert_same_error(&e, error);
-                assert_eq!(data.len() - buf.len(), *start);
+                let start = assert_error_ending(&e, frames, want);
+                assert_eq!(data.len() - buf.len(), start);
                 return;
             }
         }
@@ -161,12 +153,8 @@ fn with_decode_slice(settings: Settings, data: &[u8], want: &Outcome) {
                 return;
             }
             Err(e) => {
-                assert_eq!(frames, want.frames.len());
-                let Ending::Error { start, error } = &want.ending else {
-                    panic!("unexpected error {e}");
-                };
-                assert_same_error(&e, error);
-                assert_eq!((before, at), (*start, *start));
+                let start = assert_error_ending(&e, frames, want);
+                assert_eq!((before, at), (start, start));
                 return;
             }
         }
@@ -209,4 +197,16 @@ fn with_decode_eof(settings: Settings, data: &[u8], want: &Outcome) {
             }
         }
     }
+}
+
+/// The decoder stopped with `e` after `frames` frames: that must be the
+/// input's error, after all its frames. Returns where the refused frame
+/// starts.
+fn assert_error_ending(e: &Error, frames: usize, want: &Outcome) -> usize {
+    assert_eq!(frames, want.frames.len(), "frames missing");
+    let Ending::Error { start, error } = &want.ending else {
+        panic!("unexpected error {e}, want {:?}", want.ending);
+    };
+    assert_same_error(e, error);
+    *start
 }

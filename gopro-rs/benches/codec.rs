@@ -1,6 +1,9 @@
 //! Codec throughput against tokio-util's `LengthDelimitedCodec` configured
 //! for the same header, with the magic and command checks a user would add.
 
+#[path = "../examples/common/ldc.rs"]
+mod ldc;
+
 use std::hint::black_box;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,16 +26,9 @@ fn wire(frames: &[Frame]) -> Bytes {
     buf.freeze()
 }
 
+/// The `LengthDelimitedCodec` baseline, as the `ldc_baseline` example uses it.
 fn baseline_codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .big_endian()
-        .length_field_offset(4)
-        .length_field_length(4)
-        // The length field counts the body only; the frame handed out keeps its header.
-        .length_adjustment(8)
-        .num_skip(0)
-        .max_frame_length(gopro::DEFAULT_MAX_BODY)
-        .new_codec()
+    ldc::ldc_codec(gopro::DEFAULT_MAX_BODY)
 }
 
 /// What a user of `LengthDelimitedCodec` writes to get a frame out of its output.

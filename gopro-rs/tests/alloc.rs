@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+mod common;
+
 use gopro::server::Server;
 use gopro::{Command, Encoder, Frame};
 
@@ -43,27 +45,10 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_heartbeat_and_message_allocate_nothing_per_frame() {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let server_thread = std::thread::spawn(move || {
-        SERVER_THREAD.with(|s| s.set(true));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let server = Server::builder()
-                .listen("127.0.0.1:0")
-                .raise_nofile_limit(false)
-                .bind()
-                .await
-                .unwrap();
-            addr_tx
-                .send((server.local_addr(), server.shutdown_handle()))
-                .unwrap();
-            server.run().await;
-        });
-    });
-    let (addr, handle) = addr_rx.recv().unwrap();
+    let (addr, handle, server_thread) = common::server::on_thread(
+        || SERVER_THREAD.with(|s| s.set(true)),
+        || Server::builder().raise_nofile_limit(false),
+    );
 
     // One batch: 32 heartbeats and 32 messages with 32-byte bodies, pipelined.
     let mut requests = Vec::new();

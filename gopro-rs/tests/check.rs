@@ -48,6 +48,13 @@ fn status_of<'a>(lines: &'a [(String, String, String)], name: &str) -> &'a str {
         .0
 }
 
+/// Asserts that every case in `names` has `status` in the report `out`.
+fn assert_status(lines: &[(String, String, String)], names: &[&str], status: &str, out: &str) {
+    for name in names {
+        assert_eq!(status_of(lines, name), status, "{name}: {out}");
+    }
+}
+
 fn summary(out: &str) -> &str {
     out.lines().last().unwrap_or("")
 }
@@ -81,16 +88,19 @@ fn everything_passes_against_gopro_serve() {
             lines.len() - skipped
         )
     );
-    for name in [
-        "idle-client-closed",
-        "slow-drip-client-closed",
-        "heartbeats-keep-alive",
-        "never-reading-client-closed",
-        "message-hello-tcp-world",
-        "unsupported-version-error",
-    ] {
-        assert_eq!(status_of(&lines, name), "PASS", "{out}");
-    }
+    assert_status(
+        &lines,
+        &[
+            "idle-client-closed",
+            "slow-drip-client-closed",
+            "heartbeats-keep-alive",
+            "never-reading-client-closed",
+            "message-hello-tcp-world",
+            "unsupported-version-error",
+        ],
+        "PASS",
+        &out,
+    );
 }
 
 #[test]
@@ -165,15 +175,18 @@ fn everything_passes_against_a_server_that_requires_login() {
     let lines = parse(&out);
     assert!(lines.iter().all(|(status, _, _)| status == "PASS"), "{out}");
     assert!(summary(&out).ends_with(" failed, 0 skipped"), "{out}");
-    for name in [
-        "prelogin-message-refused",
-        "prelogin-body-over-limit-error",
-        "login-failures-close",
-        "login-good-lets-message-through",
-        "login-pipelined-with-requests",
-    ] {
-        assert_eq!(status_of(&lines, name), "PASS", "{out}");
-    }
+    assert_status(
+        &lines,
+        &[
+            "prelogin-message-refused",
+            "prelogin-body-over-limit-error",
+            "login-failures-close",
+            "login-good-lets-message-through",
+            "login-pipelined-with-requests",
+        ],
+        "PASS",
+        &out,
+    );
 
     // Wrong credentials: every case that logs in first fails.
     let (ok, out, _) = check(server.addr, &["--auth", "user:wrong", "--core-only"]);
@@ -201,16 +214,19 @@ fn the_go_server_passes_the_core_cases() {
                 assert_ne!(status, "FAIL", "{name}: {out}");
             }
         }
-        for name in [
-            "login-replies-ok",
-            "body-over-limit-error",
-            "bad-magic-error",
-            "unsupported-version-error",
-            "unknown-command-error-stays-open",
-            "reply-over-limit-error",
-        ] {
-            assert_eq!(status_of(&lines, name), "FAIL", "{out}");
-        }
+        assert_status(
+            &lines,
+            &[
+                "login-replies-ok",
+                "body-over-limit-error",
+                "bad-magic-error",
+                "unsupported-version-error",
+                "unknown-command-error-stays-open",
+                "reply-over-limit-error",
+            ],
+            "FAIL",
+            &out,
+        );
         assert!(out.contains("no reply to LOGIN"), "{out}");
 
         // Extension failures allowed: success, and still reported.
@@ -309,14 +325,17 @@ fn broken_servers_fail() {
     let (ok, out, _) = check(addr, &["--timeout", "1s", "--core-only"]);
     assert!(!ok, "{out}");
     let lines = parse(&out);
-    for name in [
-        "heartbeat-echoes-body",
-        "message-hello-tcp-world",
-        "pipeline-1000-in-one-write",
-        "fragment-one-byte-per-write",
-    ] {
-        assert_eq!(status_of(&lines, name), "FAIL", "{out}");
-    }
+    assert_status(
+        &lines,
+        &[
+            "heartbeat-echoes-body",
+            "message-hello-tcp-world",
+            "pipeline-1000-in-one-write",
+            "fragment-one-byte-per-write",
+        ],
+        "FAIL",
+        &out,
+    );
     assert!(out.contains("got MESSAGE \"Server said: "), "{out}");
     // Its replies are small, so it never stops reading; the check says the
     // replies are wrong rather than blaming the buffering.

@@ -61,21 +61,23 @@ fn serve_applies_its_options() {
 
 #[test]
 fn serve_rejects_bad_options_clearly() {
-    let out = Command::new(gopro_bin())
-        .args(["serve", "--read-timeout", "soon"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("write durations like 2s or 500ms"), "{err}");
+    refused(
+        ["serve", "--read-timeout", "soon"],
+        "write durations like 2s or 500ms",
+    );
 
-    let out = Command::new(gopro_bin())
-        .args(["serve", "--listen", "256.0.0.1:1"])
-        .output()
-        .unwrap();
+    refused(
+        ["serve", "--listen", "256.0.0.1:1"],
+        "cannot listen on 256.0.0.1:1",
+    );
+}
+
+/// `gopro` with `args` fails, saying `reason` on stderr.
+fn refused<const N: usize>(args: [&str; N], reason: &str) {
+    let out = Command::new(gopro_bin()).args(args).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen on 256.0.0.1:1"), "{err}");
+    assert!(err.contains(reason), "{err}");
 }
 
 #[test]

@@ -16,6 +16,12 @@ fn addr(server: &common::server::Running) -> String {
 }
 
 /// A server for one connection, played by `script`; its address.
+/// Asserts that `err` is of `kind` and says `text`.
+fn assert_kind(err: &ClientError, kind: &str, text: &str) {
+    assert_eq!(err.kind(), kind);
+    assert!(err.to_string().contains(text), "{err}");
+}
+
 async fn scripted<F, Fut>(script: F) -> String
 where
     F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
@@ -212,32 +218,16 @@ async fn oversized_requests_and_replies_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            ClientError::BodyTooLarge {
-                length: 101,
-                limit: 100
-            }
-        ),
+        matches!(err, ClientError::BodyTooLarge { length: 101, limit: 100 }),
         "{err:?}"
     );
-    assert_eq!(err.kind(), "body_too_large");
-    assert!(
-        err.to_string()
-            .contains("101 bytes exceeds the client's limit of 100"),
-        "{err}"
-    );
+    assert_kind(&err, "body_too_large", "101 bytes exceeds the client's limit of 100");
     // 100 bytes go out, but the 113-byte echo is over this client's limit.
     let err = client
         .request(Command::MESSAGE, vec![0u8; 100])
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "protocol");
-    assert!(
-        err.to_string()
-            .contains("113 bytes exceeds the limit of 100"),
-        "{err}"
-    );
+    assert_kind(&err, "protocol", "113 bytes exceeds the limit of 100");
     server.stop().await;
 }
 

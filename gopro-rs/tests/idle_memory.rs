@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+mod common;
+
 use gopro::server::Server;
 
 struct Counting;
@@ -41,25 +43,10 @@ const CONNECTIONS: usize = 500;
 /// Heap bytes per connection once `CONNECTIONS` connections that sent
 /// `prefix` have been accepted and have settled.
 fn heap_per_connection(prefix: &[u8]) -> f64 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server_thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let server = Server::builder()
-                .listen("127.0.0.1:0")
-                .max_connections(CONNECTIONS + 10)
-                .bind()
-                .await
-                .unwrap();
-            tx.send((server.local_addr(), server.shutdown_handle()))
-                .unwrap();
-            server.run().await;
-        });
-    });
-    let (addr, handle) = rx.recv().unwrap();
+    let (addr, handle, server_thread) = common::server::on_thread(
+        || {},
+        || Server::builder().max_connections(CONNECTIONS + 10),
+    );
     // Warm up: one connection through the whole path, so that one-time
     // allocations (pools, timer wheel levels) are not counted.
     {

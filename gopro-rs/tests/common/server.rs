@@ -122,3 +122,30 @@ pub fn says(body: &[u8]) -> Frame {
     reply.extend_from_slice(body);
     Frame::new(Command::MESSAGE, reply)
 }
+
+/// A server built by `builder` and run on a thread of its own, in a
+/// current-thread runtime, for the tests that count what is allocated (the
+/// server's thread is then told apart from the test's). `on_thread` runs
+/// first on that thread. Returns the address, the shutdown handle and the
+/// thread to join once the server is shut down.
+pub fn on_thread(
+    on_thread: impl FnOnce() + Send + 'static,
+    builder: impl FnOnce() -> ServerBuilder + Send + 'static,
+) -> (SocketAddr, ShutdownHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        on_thread();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = builder().listen("127.0.0.1:0").bind().await.unwrap();
+            tx.send((server.local_addr(), server.shutdown_handle()))
+                .unwrap();
+            server.run().await;
+        });
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    (addr, handle, thread)
+}

@@ -1,0 +1,83 @@
+//! Writing the reply buffer out: at once when the socket takes it, else
+//! within the write timeout, after which a peer that does not read its
+//! replies is closed (SPEC §5).
+
+use std::io;
+
+use bytes::Buf;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+use tracing::{debug, warn};
+
+use super::{Connection, Flow, Peer};
+use crate::server::pool;
+
+impl Connection {
+    /// Writes every buffered reply, waiting (within the write timeout) for a
+    /// peer that is slow to read.
+    pub(super) async fn flush(&mut self) -> Flow {
+        if self.wbuf.is_empty() {
+            return Flow::Continue;
+        }
+        let result = match self.write_now() {
+            Ok(true) => Ok(()),
+            Ok(false) => self.write_rest().await,
+            Err(e) => Err(e),
+        };
+        self.release_wbuf();
+        match result {
+            Ok(()) => Flow::Continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                warn!(peer = %Peer(&self.stream), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
+                self.count_error(|c| &c.write_timeout);
+                Flow::Close
+            }
+            Err(e) => {
+                debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                self.count_error(|c| &c.io);
+                Flow::Close
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; `true` once everything is written.
+    #[inline]
+    pub(super) fn write_now(&mut self) -> io::Result<bool> {
+        loop {
+            match self.stream.try_write(&self.wbuf) {
+                Ok(n) => {
+                    self.wbuf.advance(n);
+                    if self.wbuf.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the rest within the write timeout (or until the server closes).
+    pub(super) async fn write_rest(&mut self) -> io::Result<()> {
+        let force = self.config.force.clone();
+        let limit = self.config.write_timeout;
+        tokio::select! {
+            written = timeout(limit, self.stream.write_all(&self.wbuf)) => match written {
+                Ok(result) => result,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            },
+            () = force.cancelled() => Err(io::ErrorKind::ConnectionAborted.into()),
+        }
+    }
+
+    #[inline]
+    pub(super) fn release_wbuf(&mut self) {
+        let mut buf = std::mem::take(&mut self.wbuf);
+        if buf.capacity() > 0 {
+            buf.clear();
+            pool::give(buf);
+        }
+        self.release_charge();
+    }
+}
