@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyType};
 
-use crate::errors::{frame_err, kind, FRAME_ERROR, INCOMPLETE_FRAME};
+use crate::errors::{frame_err, kind, FRAME_ERROR};
 use crate::util::{command_code, with_body};
 
 /// The named commands, in code order (SPEC §3).
@@ -429,10 +429,13 @@ pub(crate) fn decode(
             ),
             &[("kind", kind(py, "trailing_bytes"))],
         )),
-        Ok(None) => Err(INCOMPLETE_FRAME.err(
+        // No data at all: the stream ended before a header.
+        Ok(None) => Err(frame_err(
             py,
-            "no data: a frame needs at least its 8-byte header",
-            &[("kind", kind(py, "unexpected_eof"))],
+            &gopro::Error::UnexpectedEof {
+                received: 0,
+                expected: gopro::HEADER_LEN as u64,
+            },
         )),
         Err(e) => Err(frame_err(py, &e)),
     }
@@ -503,7 +506,7 @@ impl Decoder {
     }
 
     /// Declares the end of the stream: returns the frames still buffered,
-    /// and raises `IncompleteFrame` if the stream ends inside a frame.
+    /// and raises `UnexpectedEof` if the stream ends inside a frame.
     fn eof<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.spill(py);
         let list = PyList::empty(py);

@@ -35,6 +35,9 @@ pub(crate) const MAX_BUFFERED_REPLIES: usize = gopro::server::DEFAULT_MAX_BUFFER
 /// A server's memory budget, in bytes.
 pub(crate) const MEMORY_BUDGET: usize = gopro::server::DEFAULT_MEMORY_BUDGET;
 
+/// Whether a server raises its open-files soft limit to the hard limit.
+pub(crate) const RAISE_NOFILE_LIMIT: bool = gopro::server::DEFAULT_RAISE_NOFILE_LIMIT;
+
 /// `_DEFAULTS`: every default above by the name of the parameters it is
 /// the default of.
 pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -53,5 +56,6 @@ pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("max_login_failures", MAX_LOGIN_FAILURES)?;
     dict.set_item("max_buffered_replies", MAX_BUFFERED_REPLIES)?;
     dict.set_item("memory_budget", MEMORY_BUDGET)?;
+    dict.set_item("raise_nofile_limit", RAISE_NOFILE_LIMIT)?;
     Ok(dict)
 }

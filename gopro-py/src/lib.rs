@@ -35,6 +35,11 @@ fn gopro_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VERSION", gopro::VERSION)?;
     m.add("Command", codec::command_enum(py)?)?;
     errors::register(m)?;
+    // For the test of the README's error table; set, not added (private).
+    m.setattr(
+        "_error_samples",
+        wrap_pyfunction!(errors::_error_samples, m)?,
+    )?;
     m.add_class::<codec::Frame>()?;
     m.add_class::<codec::Decoder>()?;
     m.add_function(wrap_pyfunction!(codec::encode, m)?)?;

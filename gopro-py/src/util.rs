@@ -63,14 +63,13 @@ pub(crate) fn body_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     with_body(obj, Bytes::copy_from_slice)
 }
 
-/// Seconds (int or float) as a duration; must be positive and finite.
+/// Seconds (int or float) as a duration. Only the conversion is checked
+/// here (a negative, infinite or NaN number is no duration); what a setting
+/// allows (a timeout longer than zero) is the core's rule.
 pub(crate) fn seconds(what: &str, value: f64) -> PyResult<Duration> {
-    if value.is_finite() && value > 0.0 {
-        Duration::try_from_secs_f64(value)
-            .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
-    } else {
-        Err(PyValueError::new_err(format!(
-            "{what} must be a positive number of seconds, got {value}"
-        )))
-    }
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a finite number of seconds, not negative, got {value}"
+        ))
+    })
 }

@@ -47,11 +47,26 @@ pub enum ConfigError {
     },
     /// A handler for a command that cannot have one: LOGIN (the
     /// authenticator's), ERROR, GOAWAY and the reserved codes 5–15.
-    #[error("cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE")]
+    #[error("cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE{}",
+        if *command == Command::LOGIN { " (LOGIN goes to the authenticator)" } else { "" })]
     NotHandleable {
         /// The command asked for.
         command: Command,
     },
+}
+
+impl ConfigError {
+    /// The name of the setting refused, as in [`ServerSetting::name`] and
+    /// [`ClientSetting::name`].
+    pub fn setting(&self) -> &'static str {
+        match self {
+            ConfigError::ZeroDuration { setting } | ConfigError::TooSmall { setting, .. } => {
+                setting
+            }
+            ConfigError::MemoryBudgetTooSmall { .. } => ServerSetting::MemoryBudget.name(),
+            ConfigError::NotHandleable { .. } => ServerSetting::Handler.name(),
+        }
+    }
 }
 
 /// A setting's default, as a value a binding or a document can print.
@@ -144,7 +159,7 @@ settings! {
         /// [`memory_budget`](crate::server::ServerBuilder::memory_budget)
         MemoryBudget = "memory_budget" => DefaultValue::Bytes(crate::server::DEFAULT_MEMORY_BUDGET),
         /// [`raise_nofile_limit`](crate::server::ServerBuilder::raise_nofile_limit)
-        RaiseNofileLimit = "raise_nofile_limit" => DefaultValue::Bool(true),
+        RaiseNofileLimit = "raise_nofile_limit" => DefaultValue::Bool(crate::server::DEFAULT_RAISE_NOFILE_LIMIT),
         /// [`handler`](crate::server::ServerBuilder::handler)
         Handler = "handler" => DefaultValue::Off,
         /// [`authenticator`](crate::server::ServerBuilder::authenticator)

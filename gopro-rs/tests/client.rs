@@ -218,10 +218,20 @@ async fn oversized_requests_and_replies_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ClientError::BodyTooLarge { length: 101, limit: 100 }),
+        matches!(
+            err,
+            ClientError::BodyTooLarge {
+                length: 101,
+                limit: 100
+            }
+        ),
         "{err:?}"
     );
-    assert_kind(&err, "body_too_large", "101 bytes exceeds the client's limit of 100");
+    assert_kind(
+        &err,
+        "body_too_large",
+        "101 bytes exceeds the client's limit of 100",
+    );
     // 100 bytes go out, but the 113-byte echo is over this client's limit.
     let err = client
         .request(Command::MESSAGE, vec![0u8; 100])

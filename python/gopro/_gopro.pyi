@@ -20,21 +20,27 @@ __all__ = [
     "VERSION",
     "AsyncClient",
     "BadMagic",
+    "BindError",
+    "BlockingInRuntime",
+    "BodyTooLarge",
+    "BufferTooSmall",
     "Client",
     "Command",
+    "ConfigError",
     "ConnectError",
     "ConnectionClosed",
     "Decoder",
     "Frame",
     "FrameError",
-    "FrameTooLarge",
     "GoAway",
     "GoproError",
-    "IncompleteFrame",
+    "NothingInFlight",
     "ProtocolError",
     "Server",
     "ServerError",
     "Timeout",
+    "UnexpectedEof",
+    "UnexpectedReply",
     "UnsupportedVersion",
     "__version__",
     "decode",
@@ -49,6 +55,9 @@ VERSION: int
 # Every constant default of the signatures, by parameter name (the core's
 # values; the stub's literal defaults are tested against them).
 _DEFAULTS: dict[str, object]
+# One exception of every kind of core error, by its Rust name (the README's
+# error table is tested against it).
+def _error_samples() -> list[tuple[str, BaseException]]: ...
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CommandLike = Union["Command", int]
@@ -67,15 +76,17 @@ class GoproError(Exception): ...
 class FrameError(GoproError, ValueError):
     kind: str
 
-class FrameTooLarge(FrameError): ...
+class BodyTooLarge(FrameError): ...
 class BadMagic(FrameError): ...
 class UnsupportedVersion(FrameError): ...
-class IncompleteFrame(FrameError): ...
+class UnexpectedEof(FrameError): ...
+class BufferTooSmall(GoproError, ValueError): ...
+
+class ProtocolError(GoproError, ConnectionError):
+    kind: str
 
 class ServerError(GoproError):
     reason: str
-
-ProtocolError = ServerError
 
 class GoAway(GoproError):
     reason: str
@@ -86,6 +97,21 @@ class ConnectionClosed(GoproError, ConnectionError):
 
 class ConnectError(GoproError, ConnectionError): ...
 class Timeout(GoproError, TimeoutError): ...
+
+class UnexpectedReply(GoproError):
+    request: int
+    reply: Frame
+
+class NothingInFlight(GoproError, RuntimeError):
+    wanted: int
+    in_flight: int
+
+class BlockingInRuntime(GoproError, RuntimeError): ...
+
+class ConfigError(GoproError, ValueError):
+    setting: str
+
+class BindError(GoproError, OSError): ...
 
 @final
 class Frame:
@@ -200,7 +226,7 @@ class Server:
         max_login_failures: int = 3,
         max_buffered_replies: int = 1048576,
         memory_budget: int = 268435456,
-        raise_nofile_limit: bool | None = None,
+        raise_nofile_limit: bool = True,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""

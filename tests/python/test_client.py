@@ -88,15 +88,17 @@ def test_sync_client_errors(rust_server: Process) -> None:
         with pytest.raises(gopro.ServerError) as info:
             client.request(42, b"")
         assert info.value.reason == "unknown command: 42"
-        assert isinstance(info.value, gopro.ProtocolError)
+        # An ERROR reply is the server's answer, not invalid bytes.
+        assert not isinstance(info.value, gopro.ProtocolError)
         # ERROR replaces a reply; the connection stays usable.
         assert client.request(1, b"still here").body == b"Server says: still here"
-        with pytest.raises(gopro.FrameTooLarge):
+        with pytest.raises(gopro.BodyTooLarge):
             client.request(1, bytes(gopro.DEFAULT_MAX_BODY + 1))
         with pytest.raises(ValueError):
             client.request(300, b"")
-        with pytest.raises(gopro.GoproError):
+        with pytest.raises(gopro.NothingInFlight) as nothing:
             client.recv()  # nothing in flight
+        assert (nothing.value.wanted, nothing.value.in_flight) == (1, 0)
 
 
 def test_big_bodies(rust_server: Process) -> None:
@@ -118,8 +120,15 @@ def test_connect_refused() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError):
-        gopro.Client("127.0.0.1:1", timeout=0)
+    # Refused by the core's rules before connecting (nothing listens there).
+    for settings, name in (
+        ({"timeout": 0}, "timeout"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"keep_alive": 0}, "keep_alive"),
+    ):
+        with pytest.raises(gopro.ConfigError, match=name) as info:
+            gopro.Client("127.0.0.1:1", **settings)  # type: ignore[arg-type]
+        assert info.value.setting == name
     with pytest.raises(ValueError):
         gopro.Client("127.0.0.1:1", timeout=-1)
 
@@ -179,8 +188,9 @@ def test_bad_magic_from_server(fake: Callable[..., FakeServer]) -> None:
 
     server = fake(script)
     with gopro.Client(server.addr, timeout=5) as client:
-        with pytest.raises(gopro.BadMagic):
+        with pytest.raises(gopro.ProtocolError) as info:
             client.request(1, b"x")
+        assert info.value.kind == "bad_magic"
 
 
 def test_reply_too_large(fake: Callable[..., FakeServer]) -> None:
@@ -191,8 +201,9 @@ def test_reply_too_large(fake: Callable[..., FakeServer]) -> None:
 
     server = fake(script)
     with gopro.Client(server.addr, timeout=5, max_body=4) as client:
-        with pytest.raises(gopro.FrameTooLarge):
+        with pytest.raises(gopro.ProtocolError) as info:
             client.request(1, b"x")
+        assert info.value.kind == "body_too_large"
 
 
 def late_reply(delay: float) -> Callable[[socket.socket], None]:
@@ -552,9 +563,9 @@ def test_batches(rust_server: Process) -> None:
             client.send_many([(1, b"x", 3)])
         with pytest.raises(ValueError):
             client.send_many([(300, b"")])
-        with pytest.raises(gopro.FrameTooLarge):
+        with pytest.raises(gopro.BodyTooLarge):
             client.request_many([(1, b"ok"), (1, bytes(gopro.DEFAULT_MAX_BODY + 1))])
-        with pytest.raises(gopro.GoproError):
+        with pytest.raises(gopro.NothingInFlight):
             client.recv()  # nothing was sent
         assert client.request(1, b"still fine").body == b"Server says: still fine"
 

@@ -13,7 +13,7 @@ import pytest
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "frames.txt"
 ERRORS = {
     "bad_magic": gopro.BadMagic,
-    "body_too_large": gopro.FrameTooLarge,
+    "body_too_large": gopro.BodyTooLarge,
     "unsupported_version": gopro.UnsupportedVersion,
 }
 
@@ -76,7 +76,7 @@ def check(expect: list[str], frames: list[gopro.Frame], error: Exception | None,
         assert decoder.eof() == []
     else:
         assert outcome == "partial"
-        with pytest.raises(gopro.IncompleteFrame) as info:
+        with pytest.raises(gopro.UnexpectedEof) as info:
             decoder.eof()
         assert info.value.kind == "unexpected_eof"
 
@@ -172,9 +172,9 @@ def test_body_not_bytes_like() -> None:
 
 def test_encode_limit() -> None:
     assert len(gopro.encode(1, bytes(gopro.DEFAULT_MAX_BODY))) == gopro.DEFAULT_MAX_BODY + 8
-    with pytest.raises(gopro.FrameTooLarge):
+    with pytest.raises(gopro.BodyTooLarge):
         gopro.encode(1, bytes(gopro.DEFAULT_MAX_BODY + 1))
-    with pytest.raises(gopro.FrameTooLarge):
+    with pytest.raises(gopro.BodyTooLarge):
         gopro.encode(1, b"12345", max_body=4)
 
 
@@ -183,11 +183,11 @@ def test_decode_exactly_one_frame() -> None:
     with pytest.raises(gopro.FrameError) as info:
         gopro.decode(wire + b"G")
     assert info.value.kind == "trailing_bytes"
-    with pytest.raises(gopro.IncompleteFrame):
+    with pytest.raises(gopro.UnexpectedEof):
         gopro.decode(wire[:-1])
-    with pytest.raises(gopro.IncompleteFrame):
+    with pytest.raises(gopro.UnexpectedEof):
         gopro.decode(b"")
-    with pytest.raises(gopro.IncompleteFrame):
+    with pytest.raises(gopro.UnexpectedEof):
         gopro.decode(b"GO")
     with pytest.raises(gopro.BadMagic):
         gopro.decode(b"HTTP/1.1")
@@ -296,7 +296,7 @@ def test_decoded_large_bodies_have_their_own_bytes() -> None:
 def test_decoder_frames_stops_at_an_error() -> None:
     decoder = gopro.Decoder(max_body=4)
     decoder.feed(gopro.encode(0, b"ok") + gopro.encode(1, b"12345", max_body=5))
-    with pytest.raises(gopro.FrameTooLarge):
+    with pytest.raises(gopro.BodyTooLarge):
         decoder.frames()
     assert decoder.buffered == 0
 
@@ -304,7 +304,7 @@ def test_decoder_frames_stops_at_an_error() -> None:
 def test_decoder_limit_and_recovery() -> None:
     decoder = gopro.Decoder(max_body=4)
     decoder.feed(gopro.encode(1, b"12345", max_body=5))
-    with pytest.raises(gopro.FrameTooLarge):
+    with pytest.raises(gopro.BodyTooLarge):
         next(decoder)
     # The stream is dropped after an error; a new stream decodes.
     decoder.feed(gopro.encode(1, b"1234"))
@@ -312,12 +312,17 @@ def test_decoder_limit_and_recovery() -> None:
 
 
 def test_exception_hierarchy() -> None:
-    for cls in (gopro.FrameTooLarge, gopro.BadMagic, gopro.UnsupportedVersion, gopro.IncompleteFrame):
+    for cls in (gopro.BodyTooLarge, gopro.BadMagic, gopro.UnsupportedVersion, gopro.UnexpectedEof):
         assert issubclass(cls, gopro.FrameError)
         assert issubclass(cls, ValueError)
     for cls in (gopro.ServerError, gopro.GoAway, gopro.ConnectionClosed, gopro.Timeout, gopro.FrameError, gopro.ConnectError):
         assert issubclass(cls, gopro.GoproError)
-    assert gopro.ProtocolError is gopro.ServerError
+    assert not issubclass(gopro.ProtocolError, gopro.ServerError)
+    assert issubclass(gopro.ProtocolError, ConnectionError)
+    for cls in (gopro.NothingInFlight, gopro.BlockingInRuntime):
+        assert issubclass(cls, gopro.GoproError) and issubclass(cls, RuntimeError)
+    assert issubclass(gopro.ConfigError, ValueError)
+    assert issubclass(gopro.BindError, OSError)
     assert issubclass(gopro.ConnectionClosed, ConnectionError)
     assert issubclass(gopro.ConnectError, ConnectionError)
     assert issubclass(gopro.Timeout, TimeoutError)
@@ -327,3 +332,14 @@ def test_version() -> None:
     import re
 
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", gopro.__version__)
+
+
+def test_renamed_exceptions_are_the_same_classes_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="gopro.BodyTooLarge"):
+        assert gopro.FrameTooLarge is gopro.BodyTooLarge  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="gopro.UnexpectedEof"):
+        from gopro import IncompleteFrame  # type: ignore[attr-defined]
+    assert IncompleteFrame is gopro.UnexpectedEof
+    assert "FrameTooLarge" not in gopro.__all__
+    with pytest.raises(AttributeError):
+        gopro.NoSuchName  # type: ignore[attr-defined]  # noqa: B018

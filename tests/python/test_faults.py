@@ -82,7 +82,7 @@ def kind(e: BaseException) -> str | None:
     if isinstance(e, gopro.ConnectionClosed):
         assert isinstance(e, ConnectionError)
         return "closed"
-    if isinstance(e, gopro.IncompleteFrame):
+    if isinstance(e, gopro.ProtocolError):
         # The stream ended inside a reply (SPEC §2).
         assert e.kind == "unexpected_eof"
         return "truncated"

@@ -71,19 +71,34 @@ def test_handler_bad_return(caplog: pytest.LogCaptureFixture) -> None:
 def test_registration_errors() -> None:
     server = gopro.Server("127.0.0.1:0")
     for code in (gopro.Command.LOGIN, gopro.Command.ERROR, gopro.Command.GOAWAY, 5, 15):
-        with pytest.raises(ValueError):
+        with pytest.raises(gopro.ConfigError, match="16-255, HEARTBEAT or MESSAGE") as info:
             server.handler(code, lambda f: None)
+        assert info.value.setting == "handler"
+    with pytest.raises(gopro.ConfigError, match="LOGIN goes to the authenticator"):
+        server.handler(gopro.Command.LOGIN, lambda f: None)
     with pytest.raises(ValueError):
         server.handler(256)
     with pytest.raises(TypeError):
         server.handler(16, 42)
     with pytest.raises(RuntimeError):
         server.local_addr
-    with pytest.raises(ValueError):
-        gopro.Server("127.0.0.1:0", read_timeout=0)
-    with pytest.raises(ValueError):
-        gopro.Server("127.0.0.1:0", max_connections=0)
-    with pytest.raises(OSError):
+    # The core's rules, as ConfigError (a ValueError) naming the setting.
+    for settings, name in (
+        ({"read_timeout": 0}, "read_timeout"),
+        ({"write_timeout": 0.0}, "write_timeout"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"memory_budget": 100}, "memory_budget"),
+    ):
+        with pytest.raises(gopro.ConfigError, match=name) as config:
+            gopro.Server("127.0.0.1:0", **settings)  # type: ignore[arg-type]
+        assert config.value.setting == name
+        assert isinstance(config.value, ValueError)
+    # Not a number of seconds at all: the conversion's ValueError.
+    with pytest.raises(ValueError, match="read_timeout"):
+        gopro.Server("127.0.0.1:0", read_timeout=-1)
+    # The smallest values the rules allow.
+    gopro.Server("127.0.0.1:0", read_timeout=0.001, max_connections=1, grace=0)
+    with pytest.raises(gopro.BindError):
         gopro.Server("256.0.0.1:0").start()
     with server:
         with pytest.raises(RuntimeError):
@@ -414,8 +429,9 @@ def test_cli_help() -> None:
 
 def test_memory_budget_and_stats() -> None:
     mib = 1024 * 1024
-    with pytest.raises(ValueError, match="memory_budget"):
+    with pytest.raises(gopro.ConfigError, match="memory_budget"):
         gopro.Server("127.0.0.1:0", max_body=mib, memory_budget=mib + 7)
+    gopro.Server("127.0.0.1:0", max_body=mib, memory_budget=mib + 8)
     server = gopro.Server("127.0.0.1:0", max_body=mib, memory_budget=2 * mib + 64)
     with pytest.raises(RuntimeError, match="not started"):
         server.stats()
@@ -469,3 +485,23 @@ def test_raise_nofile_limit_false_serves() -> None:
         assert client.request(gopro.Command.MESSAGE, b"hi").body == b"Server says: hi"
     with pytest.raises(TypeError):
         gopro.Server("127.0.0.1:0", raise_nofile_limit="no")  # type: ignore[arg-type]
+
+
+def test_blocking_calls_in_a_handler_are_refused() -> None:
+    server = gopro.Server("127.0.0.1:0")
+    seen: list[BaseException] = []
+
+    @server.handler(16)
+    def blocking(frame: gopro.Frame) -> bytes:
+        for call in (lambda: gopro.Client(server.local_addr), lambda: server.wait(0.1)):
+            try:
+                call()
+            except gopro.BlockingInRuntime as e:
+                seen.append(e)
+        return b"done"
+
+    with server, gopro.Client(server.local_addr, timeout=5) as client:
+        assert client.request(16, b"").body == b"done"
+    assert len(seen) == 2
+    assert all(isinstance(e, RuntimeError) for e in seen)
+    assert "blocking call" in str(seen[0])

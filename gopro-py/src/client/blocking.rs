@@ -14,23 +14,13 @@ use super::calls::{
 use super::slot::{Sent, Slot};
 use super::{builder, credentials_bytes, poll_once, BoxFut, CoreClient, Obj};
 use crate::defaults;
-use crate::errors::client_err;
-
-/// The blocking client waits on the runtime: never from one of its threads.
-fn not_on_a_runtime_thread() -> PyResult<()> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(PyRuntimeError::new_err(
-            "gopro.Client cannot be used on a gopro server thread (a handler): use gopro.AsyncClient in an async def handler",
-        ));
-    }
-    Ok(())
-}
+use crate::errors::{client_err, not_on_runtime_thread};
 
 /// Runs a call to its end from a plain thread, with the GIL released while
 /// it waits. Signals are checked every so often, so Ctrl-C interrupts the
 /// wait (the call itself still finishes in the background).
 fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
-    not_on_a_runtime_thread()?;
+    not_on_runtime_thread(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         return result.map_err(|e| client_err(py, e))?.into_py(py);
     }
@@ -76,7 +66,7 @@ impl Client {
         let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
         let target = addr.clone();
         let fut: BoxFut<CoreClient> = Box::pin(async move { builder.connect(&target).await });
-        not_on_a_runtime_thread()?;
+        not_on_runtime_thread(py)?;
         let rt = gopro::blocking::runtime();
         let client = py
             .detach(|| rt.block_on(fut))
@@ -110,7 +100,10 @@ impl Client {
     #[pyo3(signature = (command, body = None))]
     fn send(&self, command: &Obj<'_>, body: Option<&Obj<'_>>) -> PyResult<Py<PyAny>> {
         let py = command.py();
-        match self.slot.try_send(command, body, not_on_a_runtime_thread)? {
+        match self
+            .slot
+            .try_send(command, body, || not_on_runtime_thread(py))?
+        {
             Sent::Done(result) => result.map(|()| py.None()),
             Sent::Wait(client, command, body) => block(py, send_fut(client, command, body)),
         }
@@ -124,7 +117,7 @@ impl Client {
     /// The reply to the oldest request not yet answered.
     fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let client = self.slot.get(py)?;
-        not_on_a_runtime_thread()?;
+        not_on_runtime_thread(py)?;
         if let Some(result) = client.try_recv() {
             return result.map_err(|e| client_err(py, e))?.into_py(py);
         }

@@ -1,5 +1,5 @@
 //! The open connection of a client, shared by its calls in progress, and
-//! the checks of a request's arguments (the body against the limit).
+//! the checks of a request's arguments (the body against the core's limit).
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +11,7 @@ use pyo3::types::PyTuple;
 
 use super::CoreClient;
 use crate::codec::Frame;
-use crate::errors::{client_err, closed_err, frame_err};
+use crate::errors::{client_err, closed_err};
 use crate::util::{body_bytes, command_code, with_body};
 
 /// What [`Slot::try_send`] came to.
@@ -45,9 +45,7 @@ impl Slot {
             Some(body) => body_bytes(body)?,
             None => Bytes::new(),
         };
-        self.1
-            .check_len(body.len())
-            .map_err(|e| frame_err(py, &e))?;
+        gopro::client::check_body(self.1.max_body(), body.len()).map_err(|e| client_err(py, e))?;
         Ok((command, body))
     }
 
@@ -65,7 +63,7 @@ impl Slot {
         let py = command.py();
         let command = command_code(command)?;
         let len = body.map_or(Ok(0), |body| with_body(body, <[u8]>::len))?;
-        self.1.check_len(len).map_err(|e| frame_err(py, &e))?;
+        gopro::client::check_body(self.1.max_body(), len).map_err(|e| client_err(py, e))?;
         let client = self.get(py)?;
         ready_to_send()?;
         // No Python code runs and the GIL is kept while the body is read.
@@ -86,13 +84,8 @@ impl Slot {
         // Room for the headers at least; bodies grow it.
         let mut wire = BytesMut::with_capacity(items.len().unwrap_or(0) * gopro::HEADER_LEN);
         let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
-            self.1
-                .check_len(body.len())
-                .map_err(|e| frame_err(py, &e))?;
-            let header = gopro::Header::new(gopro::Command(command), body.len() as u32);
-            wire.extend_from_slice(&header.to_bytes());
-            wire.extend_from_slice(body);
-            Ok(())
+            gopro::client::encode_request(&self.1, gopro::Command(command), body, &mut wire)
+                .map_err(|e| client_err(py, e))
         };
         for item in items.try_iter()? {
             let item = item?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gopro::server::{ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3_async_runtimes::TaskLocals;
@@ -92,20 +92,8 @@ impl Server {
                 "a handler must be callable",
             ));
         }
-        let command = gopro::Command(code);
-        if command == gopro::Command::LOGIN {
-            return Err(PyValueError::new_err(
-                "LOGIN goes to the authenticator: use @server.authenticator",
-            ));
-        }
-        if !(command.is_application()
-            || command == gopro::Command::HEARTBEAT
-            || command == gopro::Command::MESSAGE)
-        {
-            return Err(PyValueError::new_err(format!(
-                "cannot register a handler for command {command}: use 16-255, HEARTBEAT or MESSAGE"
-            )));
-        }
+        gopro::settings::check_handler_command(gopro::Command(code))
+            .map_err(|e| crate::errors::config_err(py, &e))?;
         let mut state = self.lock(py);
         if !matches!(state.phase, Phase::Idle) {
             return Err(PyRuntimeError::new_err(
@@ -191,7 +179,7 @@ impl Server {
             }
             Ok(Err(e)) => {
                 self.failed_start();
-                Err(server_err(e))
+                Err(Python::attach(|py| crate::errors::server_err(py, e)))
             }
             Err(_) => {
                 self.failed_start();
@@ -225,21 +213,6 @@ impl Server {
             py.check_signals()?;
         }
     }
-}
-
-pub(super) fn server_err(e: gopro::server::ServerError) -> PyErr {
-    match e {
-        gopro::server::ServerError::Bind { addr, source } => {
-            pyo3::exceptions::PyOSError::new_err(format!("cannot listen on {addr}: {source}"))
-        }
-        other => PyValueError::new_err(other.to_string()),
-    }
-}
-
-pub(super) fn in_runtime_err() -> PyErr {
-    PyRuntimeError::new_err(
-        "this call blocks: it cannot be made on a gopro server thread (a handler); use server.shutdown()",
-    )
 }
 
 /// Stops the server if the awaiting task is cancelled before it has stopped.

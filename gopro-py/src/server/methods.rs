@@ -8,9 +8,10 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::lifecycle::{in_runtime_err, ShutdownOnDrop};
+use super::lifecycle::ShutdownOnDrop;
 use super::{Phase, Server, State};
 use crate::defaults;
+use crate::errors::config_err;
 use crate::util::{command_code, seconds};
 
 /// What a call that needs a started server raises before the start.
@@ -23,15 +24,6 @@ impl Server {
     fn bound_addr(&self, py: Python<'_>) -> PyResult<std::net::SocketAddr> {
         self.lock(py).local_addr.ok_or_else(not_started)
     }
-}
-
-/// Fails on a thread of a gopro runtime (a handler), where a blocking call
-/// would wait on the runtime it holds up.
-fn not_in_runtime() -> PyResult<()> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(in_runtime_err());
-    }
-    Ok(())
 }
 
 /// Registers a handler for one command; returned by `Server.handler(code)`.
@@ -66,16 +58,17 @@ impl Server {
         max_login_failures = defaults::MAX_LOGIN_FAILURES,
         max_buffered_replies = defaults::MAX_BUFFERED_REPLIES,
         memory_budget = defaults::MEMORY_BUDGET,
-        raise_nofile_limit = None,
+        raise_nofile_limit = defaults::RAISE_NOFILE_LIMIT,
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
     // checks them against `_DEFAULTS`, made from the same constants.
     text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
-        raise_nofile_limit=None)")]
+        raise_nofile_limit=True)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         listen: &str,
         read_timeout: f64,
         write_timeout: f64,
@@ -86,37 +79,22 @@ impl Server {
         max_login_failures: u32,
         max_buffered_replies: usize,
         memory_budget: usize,
-        raise_nofile_limit: Option<bool>,
+        raise_nofile_limit: bool,
     ) -> PyResult<Server> {
-        if max_connections == 0 {
-            return Err(PyValueError::new_err("max_connections must be at least 1"));
-        }
-        if memory_budget < max_body.saturating_add(gopro::HEADER_LEN) {
-            return Err(PyValueError::new_err(format!(
-                "memory_budget ({memory_budget}) must be at least max_body + 8 ({}), or a frame of max_body could never be received",
-                max_body.saturating_add(gopro::HEADER_LEN)
-            )));
-        }
-        let grace = if grace == 0.0 {
-            Duration::ZERO
-        } else {
-            seconds("grace", grace)?
-        };
-        let mut base = gopro::server::Server::builder()
+        let base = gopro::server::Server::builder()
             .listen(listen)
             .read_timeout(seconds("read_timeout", read_timeout)?)
             .write_timeout(seconds("write_timeout", write_timeout)?)
             .max_body(max_body)
             .max_connections(max_connections)
-            .grace(grace)
+            .grace(seconds("grace", grace)?)
             .prelogin_max_body(prelogin_max_body)
             .max_login_failures(max_login_failures)
             .max_buffered_replies(max_buffered_replies)
-            .memory_budget(memory_budget);
-        // None leaves the core's default: raised.
-        if let Some(raise) = raise_nofile_limit {
-            base = base.raise_nofile_limit(raise);
-        }
+            .memory_budget(memory_budget)
+            .raise_nofile_limit(raise_nofile_limit);
+        // The core's rules, checked now rather than at start.
+        base.validate().map_err(|e| config_err(py, &e))?;
         Ok(Server {
             listen: listen.to_string(),
             base,
@@ -176,7 +154,7 @@ impl Server {
 
     /// Binds and serves in the background; returns at once.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        not_in_runtime()?;
+        crate::errors::not_on_runtime_thread(py)?;
         self.start_sync(py)
     }
 
@@ -184,7 +162,7 @@ impl Server {
     /// then stops gracefully. Ctrl-C raises KeyboardInterrupt once the
     /// server has stopped.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        not_in_runtime()?;
+        crate::errors::not_on_runtime_thread(py)?;
         let done = match self.done(py) {
             Some(done) if !*done.borrow() => done,
             _ => {
@@ -216,7 +194,7 @@ impl Server {
     /// Waits until the server has stopped; False if `timeout` seconds passed first.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        not_in_runtime()?;
+        crate::errors::not_on_runtime_thread(py)?;
         let Some(mut done) = self.done(py) else {
             return Ok(true);
         };

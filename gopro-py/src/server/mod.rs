@@ -60,8 +60,8 @@ struct State {
 /// max_buffered_replies, memory_budget, raise_nofile_limit)`: the settings
 /// of the core's `ServerBuilder`, with its defaults (times in seconds;
 /// `grace=0` stops at once). `raise_nofile_limit`: whether binding raises
-/// the open-files soft limit to the hard limit; None keeps the core's
-/// default, which raises it.
+/// the open-files soft limit to the hard limit. Refused settings raise
+/// `ConfigError` from the constructor (the core's rules).
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {
     /// The address asked for, as given.

@@ -415,6 +415,42 @@ impl Client {
     }
 }
 
+/// Checks a request body of `length` bytes against a client's `max_body`:
+/// the check every send makes first. A binding that must report a bad
+/// argument before anything else (a closed client, a wrong thread) calls it
+/// on the arguments alone.
+#[inline]
+pub fn check_body(max_body: usize, length: usize) -> Result<(), ClientError> {
+    Encoder::with_max_body(max_body)
+        .check_len(length)
+        .map_err(request_error)
+}
+
+/// Appends one request to `dst` as a client sends it, checked against the
+/// encoder's limit; nothing is written on error. For a binding that encodes
+/// a batch before handing it to [`Client::send_encoded`].
+#[inline]
+pub fn encode_request(
+    encoder: &Encoder,
+    command: Command,
+    body: &[u8],
+    dst: &mut BytesMut,
+) -> Result<(), ClientError> {
+    dst.reserve(HEADER_LEN + body.len());
+    encoder
+        .encode_parts(VERSION, command, &[body], dst)
+        .map(drop)
+        .map_err(request_error)
+}
+
+/// A codec error about a request's own body, as a client error.
+fn request_error(e: crate::Error) -> ClientError {
+    match e {
+        crate::Error::BodyTooLarge { length, limit } => ClientError::BodyTooLarge { length, limit },
+        other => ClientError::Protocol(other),
+    }
+}
+
 fn unexpected(request: Command, reply: Frame) -> ClientError {
     ClientError::UnexpectedReply { request, reply }
 }
@@ -543,15 +579,7 @@ impl Conn {
     }
 
     fn queue(&mut self, command: Command, body: &[u8]) -> Result<(), ClientError> {
-        self.wbuf.reserve(HEADER_LEN + body.len());
-        self.encoder
-            .encode_parts(VERSION, command, &[body], &mut self.wbuf)
-            .map_err(|e| match e {
-                crate::Error::BodyTooLarge { length, limit } => {
-                    ClientError::BodyTooLarge { length, limit }
-                }
-                other => ClientError::Protocol(other),
-            })?;
+        encode_request(&self.encoder, command, body, &mut self.wbuf)?;
         self.in_flight += 1;
         Ok(())
     }

@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
 /// connections, beyond each connection's pooled buffer.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 
+/// Whether bind raises the open-files soft limit to the hard limit, by default.
+pub const DEFAULT_RAISE_NOFILE_LIMIT: bool = true;
+
 /// See [`ServerBuilder::batch_scope`].
 pub(crate) type BatchScope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 
@@ -114,7 +117,7 @@ impl ServerBuilder {
                 max_login_failures: DEFAULT_MAX_LOGIN_FAILURES,
                 max_buffered_replies: DEFAULT_MAX_BUFFERED_REPLIES,
                 memory_budget: DEFAULT_MEMORY_BUDGET,
-                raise_nofile_limit: true,
+                raise_nofile_limit: DEFAULT_RAISE_NOFILE_LIMIT,
                 authenticator: None,
                 handlers: vec![None; 256],
                 batch_scope: None,
