@@ -9,8 +9,8 @@ use gopro::blocking::Client;
 use gopro::client::{ClientBuilder, ClientError};
 use gopro::{Command, Frame};
 
+use crate::callback::check_not_in_callback;
 use crate::ffi;
-use crate::server::check_not_in_callback;
 use crate::status::{gopro_status, Fail};
 
 /// A connection to a GoPro server (SPEC §3–6), made by
@@ -36,9 +36,11 @@ pub struct gopro_frame {
 /// Connects to `addr` (`"host:port"`, NUL-terminated) and stores a new client
 /// in `*out`.
 ///
-/// - `connect_timeout_ms`: time allowed to connect; 0 for the default, 10 s.
+/// - `connect_timeout_ms`: time allowed to connect; 0 for the default,
+///   `GOPRO_DEFAULT_CONNECT_TIMEOUT_MS`.
 /// - `timeout_ms`: time allowed for every later call on this client
-///   (writing the request and reading its reply); 0 for the default, 30 s.
+///   (writing the request and reading its reply); 0 for the default,
+///   `GOPRO_DEFAULT_TIMEOUT_MS`.
 ///   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT` and closes
 ///   the connection, since a late reply would be taken for the next one's.
 /// - `max_body`: the largest body sent or accepted; 0 for

@@ -2,6 +2,7 @@
  * Usage: test_client HOST:PORT */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "pipeline.h"
 
 static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
   uint8_t c = 0, v = 0;
@@ -140,23 +141,7 @@ int main(int argc, char **argv) {
 
   /* Pipelining: 500 sends, then the replies in order. */
   EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_INVALID_STATE);
-  for (i = 0; i < 500; i++) {
-    char body[32];
-    snprintf(body, sizeof body, "msg-%d", i);
-    OK(gopro_client_send(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body)));
-  }
-  OK(gopro_client_in_flight(client, &in_flight));
-  CHECK(in_flight == 500);
-  OK(gopro_client_flush(client));
-  for (i = 0; i < 500; i++) {
-    char want[64];
-    snprintf(want, sizeof want, "Server says: msg-%d", i);
-    OK(gopro_client_recv(client, &reply));
-    expect_reply(reply, GOPRO_COMMAND_MESSAGE, want);
-    gopro_frame_free(reply);
-  }
-  OK(gopro_client_in_flight(client, &in_flight));
-  CHECK(in_flight == 0);
+  check_pipeline(client, GOPRO_COMMAND_MESSAGE, 500, "msg-", "Server says: ");
 
   /* The reply is over the client's limit of 64: a protocol error that
    * closes the connection. */
