@@ -196,9 +196,8 @@ pub unsafe extern "C" fn gopro_reply_set_body(
     len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let r = unsafe { ffi::handle_mut(reply, "reply") }?;
         let body = unsafe { ffi::bytes(body, len, "body") }?;
-        r.body = Some(Bytes::copy_from_slice(body));
+        unsafe { ffi::handle_mut(reply, "reply") }?.body = Some(Bytes::copy_from_slice(body));
         Ok(())
     })
 }

@@ -101,8 +101,7 @@ pub unsafe extern "C" fn gopro_client_request(
         let c = unsafe { ffi::handle(client, "client") }?;
         let body = unsafe { ffi::bytes(body, body_len, "body") }?;
         let out_reply = ffi::out(out_reply, "out_reply")?;
-        c.check_len(body)?;
-        let frame = c.with(|cl| cl.request(Command(command), Bytes::copy_from_slice(body)))?;
+        let frame = c.with_body(body, |cl, body| cl.request(Command(command), body))?;
         out_reply.write(ffi::into_handle(gopro_frame { frame }));
         Ok(())
     })
@@ -112,10 +111,7 @@ pub unsafe extern "C" fn gopro_client_request(
 /// answers with anything but the identical frame.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_heartbeat(client: *const gopro_client) -> gopro_status {
-    ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
-        c.with(|cl| cl.heartbeat())
-    })
+    unsafe { on_client(client, Client::heartbeat) }
 }
 
 /// Logs in with the credentials `credentials`/`len` (copied). The server
@@ -128,10 +124,8 @@ pub unsafe extern "C" fn gopro_client_login(
     len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
         let credentials = unsafe { ffi::bytes(credentials, len, "credentials") }?;
-        c.check_len(credentials)?;
-        c.with(|cl| cl.login(Bytes::copy_from_slice(credentials)))
+        unsafe { ffi::handle(client, "client") }?.with_body(credentials, |cl, c| cl.login(c))
     })
 }
 
@@ -147,20 +141,16 @@ pub unsafe extern "C" fn gopro_client_send(
     body_len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
         let body = unsafe { ffi::bytes(body, body_len, "body") }?;
-        c.check_len(body)?;
-        c.with(|cl| cl.send(Command(command), Bytes::copy_from_slice(body)))
+        unsafe { ffi::handle(client, "client") }?
+            .with_body(body, |cl, body| cl.send(Command(command), body))
     })
 }
 
 /// Writes every queued request.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_flush(client: *const gopro_client) -> gopro_status {
-    ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
-        c.with(|cl| cl.flush())
-    })
+    unsafe { on_client(client, Client::flush) }
 }
 
 /// Waits for the reply to the oldest request sent with `gopro_client_send`
@@ -260,6 +250,17 @@ pub unsafe extern "C" fn gopro_frame_free(frame: *mut gopro_frame) {
     ffi_boundary_void!(unsafe { ffi::free_handle(frame) })
 }
 
+/// A call with no argument but the client: `f` on the open client.
+///
+/// # Safety
+/// `client` is NULL or a live client (the crate's contract).
+unsafe fn on_client(
+    client: *const gopro_client,
+    f: impl FnOnce(&Client) -> Result<(), ClientError>,
+) -> gopro_status {
+    ffi_boundary!(unsafe { ffi::handle(client, "client") }?.with(f))
+}
+
 impl gopro_client {
     /// Runs `f` on the open client, or fails with CLOSED after
     /// `gopro_client_close`.
@@ -273,6 +274,17 @@ impl gopro_client {
             )
         })?;
         f(client).map_err(Into::into)
+    }
+
+    /// As [`with`](Self::with), with a copy of the caller's `body` for
+    /// `f`; a body over the client's limit fails first, and nothing is sent.
+    fn with_body<T>(
+        &self,
+        body: &[u8],
+        f: impl FnOnce(&Client, Bytes) -> Result<T, ClientError>,
+    ) -> Result<T, Fail> {
+        self.check_len(body)?;
+        self.with(|cl| f(cl, Bytes::copy_from_slice(body)))
     }
 
     fn check_len(&self, body: &[u8]) -> Result<(), Fail> {

@@ -98,7 +98,6 @@ int main(int argc, char **argv) {
   gopro_client *client = NULL;
   gopro_frame *reply = NULL;
   size_t in_flight = 99;
-  int i;
   const char *hello = "Hello TCP World!";
   if (argc != 2) {
     fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);

@@ -178,7 +178,6 @@ static void test_app_server(void) {
   gopro_client *client = NULL;
   gopro_frame *reply = NULL;
   char addr[64];
-  int i;
   memset(&app, 0, sizeof app);
   pthread_mutex_init(&app.lock, NULL);
   config = app_config(&app);
