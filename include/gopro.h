@@ -35,11 +35,6 @@
 #define GOPRO_PROTOCOL_VERSION 1
 
 /**
- * The default body limit: 10 MiB. A body of exactly this size is accepted.
- */
-#define GOPRO_DEFAULT_MAX_BODY ((10 * 1024) * 1024)
-
-/**
  * For `gopro_decoder_new`: decode frames of any version.
  */
 #define GOPRO_ANY_VERSION -1
@@ -73,6 +68,70 @@
  * The first command code free for applications (16–255).
  */
 #define GOPRO_COMMAND_FIRST_APPLICATION 16
+
+/**
+ * The default body limit: 10 MiB. A body of exactly this size is accepted.
+ */
+#define GOPRO_DEFAULT_MAX_BODY 10485760
+
+/**
+ * The server's default read timeout (ms): a whole frame must arrive within it.
+ */
+#define GOPRO_DEFAULT_READ_TIMEOUT_MS 60000
+
+/**
+ * The server's default write timeout (ms): a batch of replies must be taken within it.
+ */
+#define GOPRO_DEFAULT_WRITE_TIMEOUT_MS 10000
+
+/**
+ * The server's default shutdown grace period (ms).
+ */
+#define GOPRO_DEFAULT_GRACE_MS 10000
+
+/**
+ * The server's default number of connections served at once.
+ */
+#define GOPRO_DEFAULT_MAX_CONNECTIONS 10000
+
+/**
+ * The server's default body limit before a successful LOGIN (with an
+ * authenticator): 16 KiB.
+ */
+#define GOPRO_DEFAULT_PRELOGIN_MAX_BODY 16384
+
+/**
+ * The server's default number of failed LOGINs in a row before it closes
+ * the connection.
+ */
+#define GOPRO_DEFAULT_MAX_LOGIN_FAILURES 3
+
+/**
+ * The server's default reply bytes buffered per connection before they are
+ * written out: 1 MiB.
+ */
+#define GOPRO_DEFAULT_MAX_BUFFERED_REPLIES 1048576
+
+/**
+ * The server's default memory budget: 256 MiB.
+ */
+#define GOPRO_DEFAULT_MEMORY_BUDGET 268435456
+
+/**
+ * The client's default time allowed to connect (ms).
+ */
+#define GOPRO_DEFAULT_CONNECT_TIMEOUT_MS 10000
+
+/**
+ * The client's default time allowed for each later call (ms).
+ */
+#define GOPRO_DEFAULT_TIMEOUT_MS 30000
+
+/**
+ * Whether `gopro_server_start` raises the open-files soft limit to the
+ * hard limit unless told otherwise (`gopro_server_config_set_raise_nofile_limit`).
+ */
+#define GOPRO_DEFAULT_RAISE_NOFILE_LIMIT true
 
 /**
  * What a call returned. `GOPRO_STATUS_OK` is 0; every other value is a
@@ -159,14 +218,25 @@ typedef enum gopro_status {
    */
   GOPRO_STATUS_BIND_FAILED = 17,
   /**
-   * The call is not allowed now: e.g. a receive with no request in
-   * flight, or a blocking call from a callback (a runtime thread).
+   * No longer returned: its two cases are now
+   * `GOPRO_STATUS_NOTHING_IN_FLIGHT` and `GOPRO_STATUS_BLOCKING_IN_RUNTIME`.
+   * The number stays taken, so that it is never given another meaning.
    */
   GOPRO_STATUS_INVALID_STATE = 18,
   /**
    * A bug: the library panicked. The handle involved should be freed.
    */
   GOPRO_STATUS_PANIC = 19,
+  /**
+   * A receive asked for a reply with no request in flight; nothing was
+   * waited for.
+   */
+  GOPRO_STATUS_NOTHING_IN_FLIGHT = 20,
+  /**
+   * A blocking call was made from a runtime thread (a server callback),
+   * where it would stall or deadlock the runtime.
+   */
+  GOPRO_STATUS_BLOCKING_IN_RUNTIME = 21,
 } gopro_status;
 
 #if defined(GOPRO_RUNTIME)
@@ -178,9 +248,19 @@ typedef enum gopro_status {
  * serialized, so a reply is never handed to another caller (for
  * pipelining, one thread should own the send/receive sequence). Calls are
  * blocking and must not be made from a server callback
- * (`GOPRO_STATUS_INVALID_STATE`).
+ * (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
  */
 typedef struct gopro_client gopro_client;
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Client settings, made by `gopro_client_config_new` and freed by
+ * `gopro_client_config_free`; `gopro_client_connect_with` copies them, so a
+ * config may be freed, changed or reused once a client is connected. One
+ * thread at a time.
+ */
+typedef struct gopro_client_config gopro_client_config;
 #endif
 
 /**
@@ -253,48 +333,6 @@ typedef struct gopro_frame_view {
 
 #if defined(GOPRO_RUNTIME)
 /**
- * A command handler, called for each request frame of the command it is
- * registered for, with that frame's `command`, and its body as
- * `body`/`body_len` (NULL when empty; valid only during the call).
- *
- * Return `GOPRO_STATUS_OK` (0) to answer with what was set on `reply`:
- * `gopro_reply_set_body` answers with the request's command and that body,
- * `gopro_reply_set_command` changes the command; if neither is called,
- * nothing is sent back. Return any other status to answer with an ERROR
- * frame whose reason is the one given to `gopro_reply_set_error`, or else
- * the status's `gopro_status_str`. `reply` is valid only during the call.
- *
- * Called on the library's runtime worker threads, possibly on several at
- * once (one call at a time per connection, in the order the frames came):
- * `user_data` must be safe to use from any thread. A handler may block
- * (the runtime moves its other work to another thread meanwhile), but the
- * connection it serves waits for it. It must not call the blocking client
- * or `gopro_server_stop`/`gopro_server_free`: they return
- * `GOPRO_STATUS_INVALID_STATE` there.
- */
-typedef int (*gopro_handler_fn)(void *user_data,
-                                uint8_t command,
-                                const uint8_t *body,
-                                size_t body_len,
-                                struct gopro_reply *reply);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Checks the credentials of a LOGIN (`credentials`/`len`, valid only during
- * the call). Return `GOPRO_STATUS_OK` (0) to accept them (the server
- * answers LOGIN `OK`), any other status to refuse them with an ERROR whose
- * reason is the one given to `gopro_reply_set_error`, or else
- * `"login refused"`. Threads and `user_data`: as for `gopro_handler_fn`.
- */
-typedef int (*gopro_authenticate_fn)(void *user_data,
-                                     const uint8_t *credentials,
-                                     size_t len,
-                                     struct gopro_reply *reply);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
  * A server's counters at one moment, filled in by `gopro_server_stats`.
  * Counts are since the server started; `connections`, `bytes_buffered`
  * and `memory_budget` are values now.
@@ -358,6 +396,48 @@ typedef struct gopro_stats {
    */
   uint64_t errors_io;
 } gopro_stats;
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * A command handler, called for each request frame of the command it is
+ * registered for, with that frame's `command`, and its body as
+ * `body`/`body_len` (NULL when empty; valid only during the call).
+ *
+ * Return `GOPRO_STATUS_OK` (0) to answer with what was set on `reply`:
+ * `gopro_reply_set_body` answers with the request's command and that body,
+ * `gopro_reply_set_command` changes the command; if neither is called,
+ * nothing is sent back. Return any other status to answer with an ERROR
+ * frame whose reason is the one given to `gopro_reply_set_error`, or else
+ * the status's `gopro_status_str`. `reply` is valid only during the call.
+ *
+ * Called on the library's runtime worker threads, possibly on several at
+ * once (one call at a time per connection, in the order the frames came):
+ * `user_data` must be safe to use from any thread. A handler may block
+ * (the runtime moves its other work to another thread meanwhile), but the
+ * connection it serves waits for it. It must not call the blocking client
+ * or `gopro_server_stop`/`gopro_server_free`: they return
+ * `GOPRO_STATUS_BLOCKING_IN_RUNTIME` there.
+ */
+typedef int (*gopro_handler_fn)(void *user_data,
+                                uint8_t command,
+                                const uint8_t *body,
+                                size_t body_len,
+                                struct gopro_reply *reply);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Checks the credentials of a LOGIN (`credentials`/`len`, valid only during
+ * the call). Return `GOPRO_STATUS_OK` (0) to accept them (the server
+ * answers LOGIN `OK`), any other status to refuse them with an ERROR whose
+ * reason is the one given to `gopro_reply_set_error`, or else
+ * `"login refused"`. Threads and `user_data`: as for `gopro_handler_fn`.
+ */
+typedef int (*gopro_authenticate_fn)(void *user_data,
+                                     const uint8_t *credentials,
+                                     size_t len,
+                                     struct gopro_reply *reply);
 #endif
 
 #ifdef __cplusplus
@@ -518,12 +598,40 @@ enum gopro_status gopro_frame_encode(uint8_t version,
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * From a handler: answer with `body`/`len` (copied) and the request's
+ * command (or the one set with `gopro_reply_set_command`). The body must
+ * fit the server's body limit, or the client gets ERROR instead.
+ */
+enum gopro_status gopro_reply_set_body(struct gopro_reply *reply, const uint8_t *body, size_t len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * From a handler: answer with command `command` instead of the request's
+ * (with an empty body unless `gopro_reply_set_body` is called too).
+ */
+enum gopro_status gopro_reply_set_command(struct gopro_reply *reply, uint8_t command);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * From a handler or authenticator that returns a status other than
+ * `GOPRO_STATUS_OK`: the reason sent in the ERROR frame (NUL-terminated,
+ * copied; invalid UTF-8 is replaced).
+ */
+enum gopro_status gopro_reply_set_error(struct gopro_reply *reply, const char *reason);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Connects to `addr` (`"host:port"`, NUL-terminated) and stores a new client
  * in `*out`.
  *
- * - `connect_timeout_ms`: time allowed to connect; 0 for the default, 10 s.
+ * - `connect_timeout_ms`: time allowed to connect; 0 for the default,
+ *   `GOPRO_DEFAULT_CONNECT_TIMEOUT_MS`.
  * - `timeout_ms`: time allowed for every later call on this client
- *   (writing the request and reading its reply); 0 for the default, 30 s.
+ *   (writing the request and reading its reply); 0 for the default,
+ *   `GOPRO_DEFAULT_TIMEOUT_MS`.
  *   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT` and closes
  *   the connection, since a late reply would be taken for the next one's.
  * - `max_body`: the largest body sent or accepted; 0 for
@@ -601,7 +709,7 @@ enum gopro_status gopro_client_flush(const struct gopro_client *client);
  * Waits for the reply to the oldest request sent with `gopro_client_send`
  * and stores it as a new frame in `*out_reply` (free it with
  * `gopro_frame_free`). Statuses as for `gopro_client_request`;
- * `GOPRO_STATUS_INVALID_STATE` if no request is in flight.
+ * `GOPRO_STATUS_NOTHING_IN_FLIGHT` if no request is in flight.
  */
 enum gopro_status gopro_client_recv(const struct gopro_client *client,
                                     struct gopro_frame **out_reply);
@@ -656,12 +764,151 @@ void gopro_frame_free(struct gopro_frame *frame);
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Creates server settings with the defaults of the Rust `ServerBuilder`:
- * read timeout 60 s, write timeout 10 s, body limit 10 MiB, 10,000
- * connections, grace 10 s, 16 KiB before LOGIN with an authenticator, 3
- * failed LOGINs, memory budget 256 MiB; HEARTBEAT echoed, MESSAGE
- * answered `"Server says: "` + body, every LOGIN accepted. The caller frees
- * it with `gopro_server_config_free`.
+ * Creates client settings with the defaults of the Rust `ClientBuilder`:
+ * connect timeout `GOPRO_DEFAULT_CONNECT_TIMEOUT_MS`, call timeout
+ * `GOPRO_DEFAULT_TIMEOUT_MS`, body limit `GOPRO_DEFAULT_MAX_BODY`, no
+ * keep-alive. The caller frees it with `gopro_client_config_free`.
+ */
+enum gopro_status gopro_client_config_new(struct gopro_client_config **out);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Time allowed to connect, in milliseconds (more than 0).
+ */
+enum gopro_status gopro_client_config_set_connect_timeout(struct gopro_client_config *config,
+                                                          uint64_t ms);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Time allowed for every call on the client (writing the request and
+ * reading its reply), in milliseconds (more than 0). A call that runs out
+ * of time returns `GOPRO_STATUS_TIMEOUT` and closes the connection, since
+ * a late reply would be taken for the next one's.
+ */
+enum gopro_status gopro_client_config_set_timeout(struct gopro_client_config *config, uint64_t ms);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The largest body sent or accepted.
+ */
+enum gopro_status gopro_client_config_set_max_body(struct gopro_client_config *config,
+                                                   size_t max_body);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Sends a HEARTBEAT whenever the connection has been quiet for `ms`
+ * milliseconds (more than 0); choose it below the server's read timeout.
+ * Off unless set.
+ */
+enum gopro_status gopro_client_config_set_keep_alive(struct gopro_client_config *config,
+                                                     uint64_t ms);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Frees client settings. NULL is ignored. Clients connected with them are
+ * not affected.
+ */
+void gopro_client_config_free(struct gopro_client_config *config);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Connects to `addr` (`"host:port"`, NUL-terminated) with the settings of
+ * `config` (NULL for the defaults) and stores a new client in `*out`.
+ * Fails with `GOPRO_STATUS_CONNECT_FAILED` or `GOPRO_STATUS_TIMEOUT`. The
+ * caller owns the client and frees it with `gopro_client_free`.
+ */
+enum gopro_status gopro_client_connect_with(const char *addr,
+                                            const struct gopro_client_config *config,
+                                            struct gopro_client **out);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Starts a server listening on `addr` (`"host:port"`, NUL-terminated; port
+ * 0 picks a free port, see `gopro_server_port`) with the settings in
+ * `config` (NULL for the defaults), serving in the background on the
+ * library's runtime threads. Stores the new server in `*out`; the caller
+ * stops it with `gopro_server_stop` and frees it with `gopro_server_free`.
+ *
+ * Fails with `GOPRO_STATUS_BIND_FAILED` if the address cannot be bound,
+ * `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting (such as a
+ * memory budget below the body limit + 8), with the reason in
+ * `gopro_last_error_message`.
+ */
+enum gopro_status gopro_server_start(const char *addr,
+                                     const struct gopro_server_config *config,
+                                     struct gopro_server **out);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Stores the port the server listens on in `*out_port` (useful after
+ * listening on port 0). `GOPRO_STATUS_CLOSED` once stopped.
+ */
+enum gopro_status gopro_server_port(const struct gopro_server *server, uint16_t *out_port);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Stores the server's counters now in `*out`: connections, frames, bytes
+ * held against the memory budget, and errors by kind. Frames are counted
+ * once per batch a connection handles, so a batch in progress is not
+ * counted yet. Also works after `gopro_server_stop`, giving the final
+ * counts. Thread-safe and cheap (no lock); may be called from a callback.
+ *
+ * `out_size` is the size of the caller's struct: pass `sizeof *out`.
+ * `gopro_stats` only grows, by fields added at its end, so a program built
+ * against an older header keeps working with a newer library and the
+ * other way round: the library writes the first `out_size` bytes at the
+ * most (the fields it knows that fit), never past them, and zeroes the
+ * fields of a larger (newer) struct that it does not know. An `out_size`
+ * under the size of the first version of the struct (13 counters, 104
+ * bytes) gives `GOPRO_STATUS_INVALID_ARGUMENT`, and nothing is written.
+ */
+enum gopro_status gopro_server_stats(const struct gopro_server *server,
+                                     struct gopro_stats *out,
+                                     size_t out_size);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Stops the server gracefully (SPEC §6) and waits until it has stopped: it
+ * stops accepting, lets connections finish the frames they have received
+ * and send their replies, sends GOAWAY and closes them; connections still
+ * busy after the grace period are closed. No callback runs after it
+ * returns. Stopping twice is OK. Must not be called from a callback.
+ */
+enum gopro_status gopro_server_stop(const struct gopro_server *server);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Stops the server if it is running (as `gopro_server_stop`) and frees it.
+ * NULL is ignored. Must not be called from a callback.
+ */
+void gopro_server_free(struct gopro_server *server);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Creates server settings with the defaults of the Rust `ServerBuilder`
+ * (the `GOPRO_DEFAULT_*` defines): read timeout
+ * `GOPRO_DEFAULT_READ_TIMEOUT_MS`, write timeout
+ * `GOPRO_DEFAULT_WRITE_TIMEOUT_MS`, body limit `GOPRO_DEFAULT_MAX_BODY`,
+ * `GOPRO_DEFAULT_MAX_CONNECTIONS` connections, grace
+ * `GOPRO_DEFAULT_GRACE_MS`, `GOPRO_DEFAULT_PRELOGIN_MAX_BODY` before LOGIN
+ * with an authenticator, `GOPRO_DEFAULT_MAX_LOGIN_FAILURES` failed LOGINs,
+ * `GOPRO_DEFAULT_MAX_BUFFERED_REPLIES` reply bytes buffered per
+ * connection, memory budget `GOPRO_DEFAULT_MEMORY_BUDGET`, the open-files
+ * limit raised; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
+ * body, every LOGIN accepted. The caller frees it with
+ * `gopro_server_config_free`.
  */
 enum gopro_status gopro_server_config_new(struct gopro_server_config **out);
 #endif
@@ -669,7 +916,7 @@ enum gopro_status gopro_server_config_new(struct gopro_server_config **out);
 #if defined(GOPRO_RUNTIME)
 /**
  * How long a whole frame may take to arrive, counted from the end of the
- * previous one (or from accept), in milliseconds (at least 1). Idle and
+ * previous one (or from accept), in milliseconds (more than 0). Idle and
  * slow-drip connections are closed when it passes.
  */
 enum gopro_status gopro_server_config_set_read_timeout(struct gopro_server_config *config,
@@ -679,7 +926,7 @@ enum gopro_status gopro_server_config_set_read_timeout(struct gopro_server_confi
 #if defined(GOPRO_RUNTIME)
 /**
  * How long a peer may take to accept a batch of replies before its
- * connection is closed, in milliseconds (at least 1).
+ * connection is closed, in milliseconds (more than 0).
  */
 enum gopro_status gopro_server_config_set_write_timeout(struct gopro_server_config *config,
                                                         uint64_t ms);
@@ -730,7 +977,7 @@ enum gopro_status gopro_server_config_set_max_login_failures(struct gopro_server
 /**
  * Bytes the server may hold for frames and replies, all connections
  * together, beyond the one pooled buffer (8 KiB) each active connection
- * reads into (default 256 MiB). A frame too large for that buffer is
+ * reads into (default `GOPRO_DEFAULT_MEMORY_BUDGET`). A frame too large for that buffer is
  * claimed whole from the budget before more of it is read; while the
  * budget cannot cover it, its connection is not read from (TCP holds the
  * peer back), and claims are granted in order. Must be at least the body
@@ -740,6 +987,27 @@ enum gopro_status gopro_server_config_set_max_login_failures(struct gopro_server
  */
 enum gopro_status gopro_server_config_set_memory_budget(struct gopro_server_config *config,
                                                         size_t bytes);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Reply bytes a connection buffers before it writes them out (default
+ * `GOPRO_DEFAULT_MAX_BUFFERED_REPLIES`); while they are written no further
+ * request of that connection is handled. A single larger reply is written
+ * on its own, so any value works, a small one at the cost of more writes.
+ */
+enum gopro_status gopro_server_config_set_max_buffered_replies(struct gopro_server_config *config,
+                                                               size_t max);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Whether `gopro_server_start` raises the process's open-files soft limit
+ * to its hard limit, so that many connections can be served (default
+ * `GOPRO_DEFAULT_RAISE_NOFILE_LIMIT`, true). Pass false when the application manages that limit itself.
+ */
+enum gopro_status gopro_server_config_set_raise_nofile_limit(struct gopro_server_config *config,
+                                                             bool raise);
 #endif
 
 #if defined(GOPRO_RUNTIME)
@@ -774,88 +1042,6 @@ enum gopro_status gopro_server_config_set_authenticator(struct gopro_server_conf
  * not affected.
  */
 void gopro_server_config_free(struct gopro_server_config *config);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Starts a server listening on `addr` (`"host:port"`, NUL-terminated; port
- * 0 picks a free port, see `gopro_server_port`) with the settings in
- * `config` (NULL for the defaults), serving in the background on the
- * library's runtime threads. Stores the new server in `*out`; the caller
- * stops it with `gopro_server_stop` and frees it with `gopro_server_free`.
- *
- * Fails with `GOPRO_STATUS_BIND_FAILED` if the address cannot be bound,
- * `GOPRO_STATUS_INVALID_ARGUMENT` for an invalid setting (such as a
- * memory budget below the body limit + 8), with the reason in
- * `gopro_last_error_message`.
- */
-enum gopro_status gopro_server_start(const char *addr,
-                                     const struct gopro_server_config *config,
-                                     struct gopro_server **out);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Stores the port the server listens on in `*out_port` (useful after
- * listening on port 0). `GOPRO_STATUS_CLOSED` once stopped.
- */
-enum gopro_status gopro_server_port(const struct gopro_server *server, uint16_t *out_port);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Stores the server's counters now in `*out`: connections, frames, bytes
- * held against the memory budget, and errors by kind. Frames are counted
- * once per batch a connection handles, so a batch in progress is not
- * counted yet. Also works after `gopro_server_stop`, giving the final
- * counts. Thread-safe and cheap (no lock); may be called from a callback.
- */
-enum gopro_status gopro_server_stats(const struct gopro_server *server, struct gopro_stats *out);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Stops the server gracefully (SPEC §6) and waits until it has stopped: it
- * stops accepting, lets connections finish the frames they have received
- * and send their replies, sends GOAWAY and closes them; connections still
- * busy after the grace period are closed. No callback runs after it
- * returns. Stopping twice is OK. Must not be called from a callback.
- */
-enum gopro_status gopro_server_stop(const struct gopro_server *server);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * Stops the server if it is running (as `gopro_server_stop`) and frees it.
- * NULL is ignored. Must not be called from a callback.
- */
-void gopro_server_free(struct gopro_server *server);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * From a handler: answer with `body`/`len` (copied) and the request's
- * command (or the one set with `gopro_reply_set_command`). The body must
- * fit the server's body limit, or the client gets ERROR instead.
- */
-enum gopro_status gopro_reply_set_body(struct gopro_reply *reply, const uint8_t *body, size_t len);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * From a handler: answer with command `command` instead of the request's
- * (with an empty body unless `gopro_reply_set_body` is called too).
- */
-enum gopro_status gopro_reply_set_command(struct gopro_reply *reply, uint8_t command);
-#endif
-
-#if defined(GOPRO_RUNTIME)
-/**
- * From a handler or authenticator that returns a status other than
- * `GOPRO_STATUS_OK`: the reason sent in the ERROR frame (NUL-terminated,
- * copied; invalid UTF-8 is replaced).
- */
-enum gopro_status gopro_reply_set_error(struct gopro_reply *reply, const char *reason);
 #endif
 
 #ifdef __cplusplus

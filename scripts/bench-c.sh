@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/c-lib.sh
+. scripts/c-lib.sh
 N=${N:-100000}
 DEPTH=${DEPTH:-64}
 
@@ -16,20 +18,16 @@ cargo build --release -p gopro-c --lib --example bench_decode --example bench_cl
 out="$root/target/c-bench"
 mkdir -p "$out"
 lib="$root/target/release"
+stage_libgopro "$lib" "$out/lib"
 for b in bench_decode bench_client; do
   cc -std=c11 -O2 -I"$root/include" -o "$out/$b" "gopro-c/bench/$b.c" \
-    -L"$lib" -lgopro -Wl,-rpath,"$lib"
+    -L"$out/lib" -lgopro -Wl,-rpath,"$out/lib"
 done
 
 "$lib/gopro" serve --listen 127.0.0.1:0 2>"$out/serve.log" &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null || true' EXIT
-addr=""
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p' "$out/serve.log" | head -n 1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
+addr=$(wait_for "$out/serve.log" 's/.*listening on \([0-9.]*:[0-9]*\).*/\1/p')
 [ -n "$addr" ] || { echo "gopro serve did not start" >&2; exit 1; }
 
 value() { awk '{print $2}'; }

@@ -28,8 +28,9 @@ cargo build --release -p gopro-c
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
 install -m 644 include/gopro.h "$prefix/include/gopro.h"
-install -m 755 target/release/libgopro.so "$prefix/lib/libgopro.so"
-install -m 644 target/release/libgopro.a "$prefix/lib/libgopro.a"
+# Cargo names them after the Rust library, gopro_c (see scripts/c-lib.sh).
+install -m 755 target/release/libgopro_c.so "$prefix/lib/libgopro.so"
+install -m 644 target/release/libgopro_c.a "$prefix/lib/libgopro.a"
 cat > "$prefix/lib/pkgconfig/gopro.pc" <<PC
 prefix=$prefix
 libdir=\${prefix}/lib

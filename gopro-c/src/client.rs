@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gopro::blocking::Client;
-use gopro::client::ClientBuilder;
+use gopro::client::{ClientBuilder, ClientError};
 use gopro::{Command, Frame};
 
+use crate::callback::check_not_in_callback;
 use crate::ffi;
-use crate::server::check_not_in_callback;
 use crate::status::{gopro_status, Fail};
 
 /// A connection to a GoPro server (SPEC §3–6), made by
@@ -20,7 +20,7 @@ use crate::status::{gopro_status, Fail};
 /// serialized, so a reply is never handed to another caller (for
 /// pipelining, one thread should own the send/receive sequence). Calls are
 /// blocking and must not be made from a server callback
-/// (`GOPRO_STATUS_INVALID_STATE`).
+/// (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
 pub struct gopro_client {
     /// `None` once closed with `gopro_client_close`.
     inner: RwLock<Option<Client>>,
@@ -36,9 +36,11 @@ pub struct gopro_frame {
 /// Connects to `addr` (`"host:port"`, NUL-terminated) and stores a new client
 /// in `*out`.
 ///
-/// - `connect_timeout_ms`: time allowed to connect; 0 for the default, 10 s.
+/// - `connect_timeout_ms`: time allowed to connect; 0 for the default,
+///   `GOPRO_DEFAULT_CONNECT_TIMEOUT_MS`.
 /// - `timeout_ms`: time allowed for every later call on this client
-///   (writing the request and reading its reply); 0 for the default, 30 s.
+///   (writing the request and reading its reply); 0 for the default,
+///   `GOPRO_DEFAULT_TIMEOUT_MS`.
 ///   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT` and closes
 ///   the connection, since a late reply would be taken for the next one's.
 /// - `max_body`: the largest body sent or accepted; 0 for
@@ -57,7 +59,6 @@ pub unsafe extern "C" fn gopro_client_connect(
     ffi_boundary!({
         let addr = unsafe { ffi::str(addr, "addr") }?;
         let out = ffi::out(out, "out")?;
-        check_not_in_callback()?;
         let max_body = if max_body == 0 {
             gopro::DEFAULT_MAX_BODY
         } else {
@@ -70,11 +71,7 @@ pub unsafe extern "C" fn gopro_client_connect(
         if timeout_ms > 0 {
             builder = builder.timeout(Duration::from_millis(timeout_ms.into()));
         }
-        let client = Client::connect_with(addr, builder)?;
-        out.write(ffi::into_handle(gopro_client {
-            inner: RwLock::new(Some(client)),
-            max_body,
-        }));
+        out.write(gopro_client::connect(addr, builder, max_body)?);
         Ok(())
     })
 }
@@ -99,8 +96,7 @@ pub unsafe extern "C" fn gopro_client_request(
         let c = unsafe { ffi::handle(client, "client") }?;
         let body = unsafe { ffi::bytes(body, body_len, "body") }?;
         let out_reply = ffi::out(out_reply, "out_reply")?;
-        c.check_len(body)?;
-        let frame = c.with(|cl| cl.request(Command(command), Bytes::copy_from_slice(body)))?;
+        let frame = c.with_body(body, |cl, body| cl.request(Command(command), body))?;
         out_reply.write(ffi::into_handle(gopro_frame { frame }));
         Ok(())
     })
@@ -110,10 +106,7 @@ pub unsafe extern "C" fn gopro_client_request(
 /// answers with anything but the identical frame.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_heartbeat(client: *const gopro_client) -> gopro_status {
-    ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
-        c.with(|cl| cl.heartbeat())
-    })
+    unsafe { on_client(client, Client::heartbeat) }
 }
 
 /// Logs in with the credentials `credentials`/`len` (copied). The server
@@ -126,10 +119,8 @@ pub unsafe extern "C" fn gopro_client_login(
     len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
         let credentials = unsafe { ffi::bytes(credentials, len, "credentials") }?;
-        c.check_len(credentials)?;
-        c.with(|cl| cl.login(Bytes::copy_from_slice(credentials)))
+        unsafe { ffi::handle(client, "client") }?.with_body(credentials, |cl, c| cl.login(c))
     })
 }
 
@@ -145,20 +136,16 @@ pub unsafe extern "C" fn gopro_client_send(
     body_len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
         let body = unsafe { ffi::bytes(body, body_len, "body") }?;
-        c.check_len(body)?;
-        c.with(|cl| cl.send(Command(command), Bytes::copy_from_slice(body)))
+        unsafe { ffi::handle(client, "client") }?
+            .with_body(body, |cl, body| cl.send(Command(command), body))
     })
 }
 
 /// Writes every queued request.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_flush(client: *const gopro_client) -> gopro_status {
-    ffi_boundary!({
-        let c = unsafe { ffi::handle(client, "client") }?;
-        c.with(|cl| cl.flush())
-    })
+    unsafe { on_client(client, Client::flush) }
 }
 
 /// Waits for the reply to the oldest request sent with `gopro_client_send`
@@ -253,7 +240,33 @@ pub unsafe extern "C" fn gopro_frame_free(frame: *mut gopro_frame) {
     ffi_boundary_void!(unsafe { ffi::free_handle(frame) })
 }
 
+/// A call with no argument but the client: `f` on the open client.
+///
+/// # Safety
+/// `client` is NULL or a live client (the crate's contract).
+unsafe fn on_client(
+    client: *const gopro_client,
+    f: impl FnOnce(&Client) -> Result<(), ClientError>,
+) -> gopro_status {
+    ffi_boundary!(unsafe { ffi::handle(client, "client") }?.with(f))
+}
+
 impl gopro_client {
+    /// Connects with the core's builder (which checks its settings), as a
+    /// new handle.
+    pub(crate) fn connect(
+        addr: &str,
+        builder: ClientBuilder,
+        max_body: usize,
+    ) -> Result<*mut gopro_client, Fail> {
+        check_not_in_callback()?;
+        let client = Client::connect_with(addr, builder)?;
+        Ok(ffi::into_handle(gopro_client {
+            inner: RwLock::new(Some(client)),
+            max_body,
+        }))
+    }
+
     /// Runs `f` on the open client, or fails with CLOSED after
     /// `gopro_client_close`.
     fn with<T, E: Into<Fail>>(&self, f: impl FnOnce(&Client) -> Result<T, E>) -> Result<T, Fail> {
@@ -268,17 +281,14 @@ impl gopro_client {
         f(client).map_err(Into::into)
     }
 
-    fn check_len(&self, body: &[u8]) -> Result<(), Fail> {
-        if body.len() > self.max_body {
-            return Err(Fail::new(
-                gopro_status::BodyTooLarge,
-                format!(
-                    "frame body of {} bytes exceeds the client's limit of {} bytes",
-                    body.len(),
-                    self.max_body
-                ),
-            ));
-        }
-        Ok(())
+    /// As [`with`](Self::with), with a copy of the caller's `body` for
+    /// `f`; a body over the client's limit fails first, and nothing is sent.
+    fn with_body<T>(
+        &self,
+        body: &[u8],
+        f: impl FnOnce(&Client, Bytes) -> Result<T, ClientError>,
+    ) -> Result<T, Fail> {
+        gopro::client::check_body(self.max_body, body.len())?;
+        self.with(|cl| f(cl, Bytes::copy_from_slice(body)))
     }
 }

@@ -225,14 +225,24 @@ pub unsafe extern "C" fn gopro_decoder_finish(decoder: *mut gopro_decoder) -> go
         let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
         d.check_failed()?;
         d.release();
-        if d.decoder.is_mid_frame(&d.buffer) {
-            let received = d.buffer.len() + d.decoder.pending_header().map_or(0, |_| 8);
-            return Err(Fail::new(
+        // The core's end of stream, on copies: the handle stays as it was,
+        // since the caller may still take the frames that are whole.
+        let mut decoder = d.decoder.clone();
+        let mut rest = d.buffer.clone();
+        match decoder.decode_eof(&mut rest) {
+            Ok(None) => Ok(()),
+            Err(e @ gopro::Error::UnexpectedEof { .. }) => Err(e.into()),
+            // A whole frame (or a header the decoder will refuse) not taken
+            // yet: the stream did not end cleanly between frames either.
+            Ok(Some(_)) | Err(_) => Err(Fail::new(
                 gopro_status::UnexpectedEof,
-                format!("unexpected end of stream: {received} byte(s) of an unfinished frame"),
-            ));
+                format!(
+                    "unexpected end of stream: {} byte(s) buffered that \
+                     gopro_decoder_next has not taken",
+                    d.buffer.len()
+                ),
+            )),
         }
-        Ok(())
     })
 }
 

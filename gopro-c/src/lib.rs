@@ -30,23 +30,37 @@
 #[macro_use]
 mod panic;
 mod decoder;
+mod defaults;
 mod ffi;
 mod status;
 mod wire;
 
 #[cfg(feature = "runtime")]
+mod callback;
+#[cfg(feature = "runtime")]
 mod client;
 #[cfg(feature = "runtime")]
+mod client_config;
+#[cfg(feature = "runtime")]
 mod server;
+#[cfg(feature = "runtime")]
+mod server_config;
 
 pub use decoder::*;
+pub use defaults::*;
 pub use status::*;
 pub use wire::*;
 
 #[cfg(feature = "runtime")]
+pub use callback::*;
+#[cfg(feature = "runtime")]
 pub use client::*;
 #[cfg(feature = "runtime")]
+pub use client_config::*;
+#[cfg(feature = "runtime")]
 pub use server::*;
+#[cfg(feature = "runtime")]
+pub use server_config::*;
 
 use std::ffi::c_char;
 
@@ -54,8 +68,6 @@ use std::ffi::c_char;
 pub const GOPRO_HEADER_LEN: usize = 8;
 /// The protocol version this library speaks and writes by default.
 pub const GOPRO_PROTOCOL_VERSION: u8 = 1;
-/// The default body limit: 10 MiB. A body of exactly this size is accepted.
-pub const GOPRO_DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 /// For `gopro_decoder_new`: decode frames of any version.
 pub const GOPRO_ANY_VERSION: i32 = -1;
 
@@ -84,5 +96,4 @@ pub extern "C" fn gopro_version() -> *const c_char {
 const _: () = {
     assert!(GOPRO_HEADER_LEN == gopro::HEADER_LEN);
     assert!(GOPRO_PROTOCOL_VERSION == gopro::VERSION);
-    assert!(GOPRO_DEFAULT_MAX_BODY == gopro::DEFAULT_MAX_BODY);
 };

@@ -25,14 +25,18 @@ pub unsafe extern "C" fn gopro_header_encode(
     ffi_boundary!({
         let buf = unsafe { ffi::out_buf(buf, cap, "buf") }?;
         let out_written = ffi::out(out_written, "out_written")?;
+        // The header alone: any 32-bit length is allowed.
+        let header = Encoder::with_max_body(u32::MAX as usize).header(
+            version,
+            Command(command),
+            length as usize,
+        )?;
         let dst = buf
             .first_chunk_mut::<HEADER_LEN>()
-            .ok_or_else(|| too_small(HEADER_LEN, cap))?;
-        let header = Header {
-            version,
-            command: Command(command),
-            length,
-        };
+            .ok_or(gopro::Error::BufferTooSmall {
+                needed: HEADER_LEN,
+                capacity: cap,
+            })?;
         *dst = header.to_bytes();
         out_written.write(HEADER_LEN);
         Ok(())
@@ -93,26 +97,13 @@ pub unsafe extern "C" fn gopro_frame_encode(
         let body = unsafe { ffi::bytes(body, body_len, "body") }?;
         let buf = unsafe { ffi::out_buf(buf, cap, "buf") }?;
         let out_written = ffi::out(out_written, "out_written")?;
-        Encoder::with_max_body(max_body).check_len(body.len())?;
-        let total = HEADER_LEN + body.len();
-        if cap < total {
-            return Err(too_small(total, cap));
-        }
-        let header = Header {
+        let total = Encoder::with_max_body(max_body).encode_parts(
             version,
-            command: Command(command),
-            length: body.len() as u32,
-        };
-        buf[..HEADER_LEN].copy_from_slice(&header.to_bytes());
-        buf[HEADER_LEN..total].copy_from_slice(body);
+            Command(command),
+            &[body],
+            &mut &mut buf[..],
+        )?;
         out_written.write(total);
         Ok(())
     })
-}
-
-fn too_small(needed: usize, cap: usize) -> Fail {
-    Fail::new(
-        gopro_status::BufferTooSmall,
-        format!("the frame needs {needed} bytes, the buffer has {cap}"),
-    )
 }

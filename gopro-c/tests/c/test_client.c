@@ -2,6 +2,7 @@
  * Usage: test_client HOST:PORT */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "pipeline.h"
 
 static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
   uint8_t c = 0, v = 0;
@@ -93,11 +94,58 @@ static void test_pointers(const char *addr) {
   gopro_client_free(client);
 }
 
+/* Settings through a gopro_client_config: the core's rules refuse a bad value
+ * at once and leave the config as it was; a client connects with them. */
+static void test_config(const char *addr) {
+  gopro_client_config *config = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  uint8_t big[33];
+  memset(big, 'z', sizeof big);
+
+  EXPECT(gopro_client_config_new(NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_client_config_new(&config));
+  EXPECT(gopro_client_config_set_timeout(NULL, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_config_set_timeout(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("timeout must be longer than zero");
+  EXPECT(gopro_client_config_set_connect_timeout(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("connect_timeout must be longer than zero");
+  EXPECT(gopro_client_config_set_keep_alive(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("keep_alive must be longer than zero");
+  /* The smallest values allowed. */
+  OK(gopro_client_config_set_timeout(config, 5000));
+  OK(gopro_client_config_set_connect_timeout(config, 1));
+  OK(gopro_client_config_set_connect_timeout(config, 2000));
+  OK(gopro_client_config_set_keep_alive(config, 1));
+  OK(gopro_client_config_set_keep_alive(config, 60000));
+  OK(gopro_client_config_set_max_body(config, 32));
+
+  EXPECT(gopro_client_connect_with(NULL, config, &client), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_connect_with(addr, config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_connect_with("127.0.0.1:1", config, &client), GOPRO_STATUS_CONNECT_FAILED);
+  OK(gopro_client_connect_with(addr, config, &client));
+  gopro_client_config_free(config); /* the client keeps a copy */
+  OK(gopro_client_heartbeat(client));
+  /* The body limit of the config: 32 goes, 33 is refused before sending. */
+  EXPECT(gopro_client_send(client, GOPRO_COMMAND_HEARTBEAT, big, sizeof big),
+         GOPRO_STATUS_BODY_TOO_LARGE);
+  OK(gopro_client_send(client, GOPRO_COMMAND_HEARTBEAT, big, sizeof big - 1));
+  OK(gopro_client_recv(client, &reply));
+  gopro_frame_free(reply);
+  gopro_client_free(client);
+
+  /* NULL config: the defaults. */
+  client = NULL;
+  OK(gopro_client_connect_with(addr, NULL, &client));
+  OK(gopro_client_heartbeat(client));
+  gopro_client_free(client);
+  gopro_client_config_free(NULL);
+}
+
 int main(int argc, char **argv) {
   gopro_client *client = NULL;
   gopro_frame *reply = NULL;
   size_t in_flight = 99;
-  int i;
   const char *hello = "Hello TCP World!";
   if (argc != 2) {
     fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
@@ -139,24 +187,8 @@ int main(int argc, char **argv) {
   }
 
   /* Pipelining: 500 sends, then the replies in order. */
-  EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_INVALID_STATE);
-  for (i = 0; i < 500; i++) {
-    char body[32];
-    snprintf(body, sizeof body, "msg-%d", i);
-    OK(gopro_client_send(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body)));
-  }
-  OK(gopro_client_in_flight(client, &in_flight));
-  CHECK(in_flight == 500);
-  OK(gopro_client_flush(client));
-  for (i = 0; i < 500; i++) {
-    char want[64];
-    snprintf(want, sizeof want, "Server says: msg-%d", i);
-    OK(gopro_client_recv(client, &reply));
-    expect_reply(reply, GOPRO_COMMAND_MESSAGE, want);
-    gopro_frame_free(reply);
-  }
-  OK(gopro_client_in_flight(client, &in_flight));
-  CHECK(in_flight == 0);
+  EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_NOTHING_IN_FLIGHT);
+  check_pipeline(client, GOPRO_COMMAND_MESSAGE, 500, "msg-", "Server says: ");
 
   /* The reply is over the client's limit of 64: a protocol error that
    * closes the connection. */
@@ -191,6 +223,7 @@ int main(int argc, char **argv) {
   gopro_frame_free(NULL);
 
   test_pointers(argv[1]);
+  test_config(argv[1]);
   printf("test_client: passed\n");
   return 0;
 }

@@ -272,6 +272,31 @@ static void test_caller_buffers(void) {
   free(body);
 }
 
+/* GOPRO_DEFAULT_MAX_BODY is the protocol's limit: a body of exactly that
+ * size is encoded with it as the limit, one byte more is refused. */
+static void test_default_max_body(void) {
+  size_t cap = GOPRO_HEADER_LEN + GOPRO_DEFAULT_MAX_BODY + 1;
+  uint8_t *body = calloc(GOPRO_DEFAULT_MAX_BODY + 1, 1);
+  uint8_t *wire = malloc(cap);
+  size_t written = 0;
+  CHECK(body != NULL && wire != NULL);
+  CHECK(GOPRO_DEFAULT_MAX_BODY == 10u * 1024 * 1024);
+  OK(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, body, GOPRO_DEFAULT_MAX_BODY,
+                        GOPRO_DEFAULT_MAX_BODY, wire, cap, &written));
+  CHECK(written == GOPRO_HEADER_LEN + GOPRO_DEFAULT_MAX_BODY);
+  EXPECT(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, body, GOPRO_DEFAULT_MAX_BODY + 1,
+                            GOPRO_DEFAULT_MAX_BODY, wire, cap, &written),
+         GOPRO_STATUS_BODY_TOO_LARGE);
+  /* One byte short of the whole frame: nothing written. */
+  wire[0] = 0xAA;
+  EXPECT(gopro_frame_encode(1, GOPRO_COMMAND_MESSAGE, body, GOPRO_DEFAULT_MAX_BODY,
+                            GOPRO_DEFAULT_MAX_BODY, wire, cap - 2, &written),
+         GOPRO_STATUS_BUFFER_TOO_SMALL);
+  CHECK(wire[0] == 0xAA && written == GOPRO_HEADER_LEN + GOPRO_DEFAULT_MAX_BODY);
+  free(wire);
+  free(body);
+}
+
 int main(void) {
   test_version();
   test_status_str();
@@ -281,6 +306,7 @@ int main(void) {
   test_decoder_next_many();
   test_messages();
   test_caller_buffers();
+  test_default_max_body();
   printf("test_codec: passed\n");
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "pipeline.h"
 
 #define CMD_ECHO 16
 #define CMD_FAIL 17
@@ -177,7 +178,6 @@ static void test_app_server(void) {
   gopro_client *client = NULL;
   gopro_frame *reply = NULL;
   char addr[64];
-  int i;
   memset(&app, 0, sizeof app);
   pthread_mutex_init(&app.lock, NULL);
   config = app_config(&app);
@@ -203,7 +203,8 @@ static void test_app_server(void) {
   EXPECT_MESSAGE(gopro_status_str(GOPRO_STATUS_TIMEOUT));
   OK(gopro_client_request(client, CMD_NESTED, NULL, 0, &reply));
   expect_reply(reply, 21, "");
-  CHECK(app.nested_status == GOPRO_STATUS_INVALID_STATE);
+  CHECK(app.nested_status == GOPRO_STATUS_BLOCKING_IN_RUNTIME);
+  check_log_status((int)app.nested_status);
   EXPECT(gopro_client_request(client, 99, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
   EXPECT_MESSAGE("unknown command: 99");
   {
@@ -219,17 +220,7 @@ static void test_app_server(void) {
   /* Pipelined application requests, in order. */
   client = NULL;
   OK(gopro_client_connect(addr, 0, 0, 0, &client));
-  for (i = 0; i < 200; i++) {
-    char body[16];
-    snprintf(body, sizeof body, "%d", i);
-    OK(gopro_client_send(client, CMD_ECHO, (const uint8_t *)body, strlen(body)));
-  }
-  for (i = 0; i < 200; i++) {
-    char want[32];
-    snprintf(want, sizeof want, "c:%d", i);
-    OK(gopro_client_recv(client, &reply));
-    expect_reply(reply, CMD_ECHO, want);
-  }
+  check_pipeline(client, CMD_ECHO, 200, "", "c:");
   gopro_client_free(client);
 
   /* A call that runs out of time closes the connection. */
@@ -285,7 +276,7 @@ static void settled_stats(const gopro_server *server, uint64_t accepted, uint64_
                           uint64_t frames_out, gopro_stats *out) {
   int i;
   for (i = 0; i < 500; i++) {
-    OK(gopro_server_stats(server, out));
+    OK(gopro_server_stats(server, out, sizeof *out));
     if (out->connections == 0 && out->connections_accepted >= accepted &&
         out->frames_in >= frames_in && out->frames_out >= frames_out &&
         out->bytes_buffered == 0) {
@@ -321,7 +312,7 @@ static void test_memory_budget(void) {
   OK(gopro_server_config_set_memory_budget(config, 1024 + GOPRO_HEADER_LEN));
   OK(gopro_server_start("127.0.0.1:0", config, &server));
   gopro_server_config_free(config);
-  OK(gopro_server_stats(server, &stats));
+  OK(gopro_server_stats(server, &stats, sizeof stats));
   CHECK(stats.memory_budget == 1032);
   address(addr, sizeof addr, server);
   OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
@@ -372,12 +363,12 @@ static void test_stats(void) {
   address(addr, sizeof addr, server);
   OK(gopro_server_port(server, &port));
 
-  EXPECT(gopro_server_stats(NULL, &stats), GOPRO_STATUS_NULL_ARGUMENT);
-  EXPECT(gopro_server_stats(server, NULL), GOPRO_STATUS_NULL_ARGUMENT);
-  OK(gopro_server_stats(server, &stats));
+  EXPECT(gopro_server_stats(NULL, &stats, sizeof stats), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_stats(server, NULL, sizeof stats), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_stats(server, &stats, sizeof stats));
   CHECK(stats.connections == 0 && stats.connections_accepted == 0);
   CHECK(stats.frames_in == 0 && stats.frames_out == 0 && stats.bytes_buffered == 0);
-  CHECK(stats.memory_budget == 256u * 1024 * 1024); /* the default */
+  CHECK(stats.memory_budget == GOPRO_DEFAULT_MEMORY_BUDGET); /* the default */
 
   /* Three requests, one of them failed by its handler. */
   OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
@@ -385,7 +376,7 @@ static void test_stats(void) {
   OK(gopro_client_request(client, CMD_ECHO, (const uint8_t *)"x", 1, &reply));
   expect_reply(reply, CMD_ECHO, "c:x");
   EXPECT(gopro_client_request(client, CMD_FAIL, NULL, 0, &reply), GOPRO_STATUS_SERVER_ERROR);
-  OK(gopro_server_stats(server, &stats));
+  OK(gopro_server_stats(server, &stats, sizeof stats));
   CHECK(stats.connections_accepted == 1);
   gopro_client_free(client);
 
@@ -412,7 +403,7 @@ static void test_stats(void) {
 
   /* Still readable after the server has stopped: the final counts. */
   OK(gopro_server_stop(server));
-  OK(gopro_server_stats(server, &stats));
+  OK(gopro_server_stats(server, &stats, sizeof stats));
   CHECK(stats.connections == 0 && stats.connections_accepted == 2 && stats.frames_in == 3);
   gopro_server_free(server);
   pthread_mutex_destroy(&app.lock);
@@ -622,7 +613,8 @@ static void test_callback_pointers(void) {
   expect_reply(reply, CMD_ECHO, "abc");
   pthread_mutex_lock(&p.lock);
   CHECK(p.logins == 2);
-  CHECK(p.stop_status == GOPRO_STATUS_INVALID_STATE);
+  CHECK(p.stop_status == GOPRO_STATUS_BLOCKING_IN_RUNTIME);
+  check_log_status((int)p.stop_status);
   CHECK(p.null_reply_status == GOPRO_STATUS_NULL_ARGUMENT);
   CHECK(p.null_body_status == GOPRO_STATUS_NULL_ARGUMENT);
   CHECK(p.null_reason_status == GOPRO_STATUS_NULL_ARGUMENT);
@@ -649,6 +641,86 @@ static void test_default_config(void) {
   OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
   OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"hi", 2, &reply));
   expect_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: hi");
+  gopro_client_free(client);
+  gopro_server_free(server);
+}
+
+/* gopro_stats as headers of other versions declare it. "An older header":
+ * one counter fewer than the first version, which the library refuses. "A
+ * newer header": two counters more than this library knows, which it
+ * zeroes. Each with a guard byte after it that must stay untouched. */
+struct stats_older {
+  uint64_t counters[12];
+};
+struct stats_newer {
+  gopro_stats known;
+  uint64_t later_counters[2];
+};
+
+static void test_stats_sizes(void) {
+  gopro_server *server = NULL;
+  struct {
+    struct stats_older stats;
+    unsigned char guard;
+  } older;
+  struct {
+    struct stats_newer stats;
+    unsigned char guard;
+  } newer;
+  struct {
+    gopro_stats stats;
+    unsigned char guard;
+  } current;
+  OK(gopro_server_start("127.0.0.1:0", NULL, &server));
+
+  memset(&older, 0xAA, sizeof older);
+  EXPECT(gopro_server_stats(server, (gopro_stats *)(void *)&older.stats, sizeof older.stats),
+         GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_stats(server, &current.stats, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_stats(server, &current.stats, sizeof(gopro_stats) - 1),
+         GOPRO_STATUS_INVALID_ARGUMENT);
+  {
+    const unsigned char *p = (const unsigned char *)&older;
+    size_t i;
+    for (i = 0; i < sizeof older; i++) {
+      CHECK(p[i] == 0xAA); /* nothing written, the guard included */
+    }
+  }
+
+  memset(&current, 0xAA, sizeof current);
+  OK(gopro_server_stats(server, &current.stats, sizeof current.stats));
+  CHECK(current.stats.memory_budget == GOPRO_DEFAULT_MEMORY_BUDGET);
+  CHECK(current.stats.errors_io == 0 && current.stats.connections == 0);
+  CHECK(current.guard == 0xAA);
+
+  memset(&newer, 0xAA, sizeof newer);
+  OK(gopro_server_stats(server, &newer.stats.known, sizeof newer.stats));
+  CHECK(newer.stats.known.memory_budget == GOPRO_DEFAULT_MEMORY_BUDGET);
+  CHECK(newer.stats.known.errors_io == 0);
+  CHECK(newer.stats.later_counters[0] == 0 && newer.stats.later_counters[1] == 0);
+  CHECK(newer.guard == 0xAA);
+  gopro_server_free(server);
+}
+
+/* A reply buffer of one byte: every reply is written on its own, and a
+ * pipeline is still answered in order. raise_nofile_limit off is accepted. */
+static void test_small_reply_buffer(void) {
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  gopro_client *client = NULL;
+  char addr[64];
+  OK(gopro_server_config_new(&config));
+  EXPECT(gopro_server_config_set_max_buffered_replies(NULL, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_raise_nofile_limit(NULL, false), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_config_set_max_buffered_replies(config, 1));
+  OK(gopro_server_config_set_raise_nofile_limit(config, false));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, echo_any, NULL));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  address(addr, sizeof addr, server);
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  check_pipeline(client, GOPRO_COMMAND_MESSAGE, 300, "m", "Server says: ");
+  check_pipeline(client, CMD_ECHO, 300, "e", "");
   gopro_client_free(client);
   gopro_server_free(server);
 }
@@ -687,6 +759,8 @@ int main(int argc, char **argv) {
   test_fake_servers();
   test_callback_pointers();
   test_default_config();
+  test_stats_sizes();
+  test_small_reply_buffer();
   printf("test_server: passed\n");
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "--serve") == 0) {
