@@ -96,29 +96,31 @@ fn check_settings(
 }
 
 #[test]
-fn the_server_settings_table_has_every_setting_in_every_language() {
-    let settings: Vec<_> = ServerSetting::ALL
+fn the_settings_tables_have_every_setting_in_every_language() {
+    let server = ServerSetting::ALL
         .iter()
-        .map(|s| (s.name(), s.default_value().to_string()))
-        .collect();
-    check_settings(
-        "server-settings",
-        &settings,
-        "gopro_server_config_",
-        &["Server"],
-    );
-}
-
-#[test]
-fn the_client_settings_table_has_every_setting_in_every_language() {
-    let settings: Vec<_> = ClientSetting::ALL
+        .map(|s| (s.name(), s.default_value()));
+    let client = ClientSetting::ALL
         .iter()
-        .map(|s| (s.name(), s.default_value().to_string()))
-        .collect();
-    check_settings(
-        "client-settings",
-        &settings,
-        "gopro_client_config_",
-        &["Client", "AsyncClient"],
-    );
+        .map(|s| (s.name(), s.default_value()));
+    for (marker, settings, c_prefix, py_classes) in [
+        (
+            "server-settings",
+            server.collect::<Vec<_>>(),
+            "gopro_server_config_",
+            &["Server"][..],
+        ),
+        (
+            "client-settings",
+            client.collect(),
+            "gopro_client_config_",
+            &["Client", "AsyncClient"],
+        ),
+    ] {
+        let settings: Vec<_> = settings
+            .into_iter()
+            .map(|(name, default)| (name, default.to_string()))
+            .collect();
+        check_settings(marker, &settings, c_prefix, py_classes);
+    }
 }
