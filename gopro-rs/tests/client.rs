@@ -59,6 +59,16 @@ async fn silent() -> String {
     .await
 }
 
+/// A client with a 200 ms timeout, connected to a [`silent`] server.
+async fn to_silent_server() -> Client {
+    let addr = silent().await;
+    Client::builder()
+        .timeout(Duration::from_millis(200))
+        .connect(&addr)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn request_heartbeat_login() {
     let server = start_default().await;
@@ -161,12 +171,7 @@ async fn connect_errors_are_typed() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_and_the_connection_is_closed() {
-    let addr = silent().await;
-    let client = Client::builder()
-        .timeout(Duration::from_millis(200))
-        .connect(&addr)
-        .await
-        .unwrap();
+    let client = to_silent_server().await;
     let started = std::time::Instant::now();
     let err = client.heartbeat().await.unwrap_err();
     assert_eq!(err.kind(), "timeout");
@@ -426,12 +431,7 @@ async fn encoded_batches_are_checked_before_anything_is_sent() {
 
 #[tokio::test]
 async fn recv_many_times_out_and_closes() {
-    let addr = silent().await;
-    let client = Client::builder()
-        .timeout(Duration::from_millis(200))
-        .connect(&addr)
-        .await
-        .unwrap();
+    let client = to_silent_server().await;
     client
         .send_many([(Command::MESSAGE, "a"), (Command::MESSAGE, "b")])
         .await
