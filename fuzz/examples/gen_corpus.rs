@@ -11,7 +11,13 @@ use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
 use gopro_fuzz::session::{Op, SessionInput, GOOD_LOGIN};
-use gopro_fuzz::{vectors, CCall, CInput, DecodeInput, SplitInput};
+use gopro_fuzz::{CCall, CInput, DecodeInput, Settings, SplitInput};
+
+// The tests' reader of the vectors file, so that the file has one parser.
+// The seeds need only each case's settings and input, not what it expects.
+#[allow(dead_code)]
+#[path = "../../gopro-rs/tests/common/vectors.rs"]
+mod vectors;
 
 /// Panics unless `bytes` decodes to `input`.
 fn round_trip<'a, T: Arbitrary<'a> + PartialEq + Debug>(input: &T, bytes: &'a [u8]) {
@@ -251,8 +257,7 @@ fn main() {
     let mut c = BTreeMap::new();
     let mut session = BTreeMap::new();
     for (i, case) in cases.iter().enumerate() {
-        let settings = case
-            .settings
+        let settings = Settings::of(case.codec().decoder())
             .to_byte()
             .unwrap_or_else(|| panic!("{}: settings not in LIMITS", case.name));
         let data = &case.input[..];
@@ -266,7 +271,7 @@ fn main() {
             let n = data.len() as u16;
             let input = SplitInput {
                 settings,
-                cuts: vec![1, 7, 8, 9, n / 2, n - 1],
+                steps: vec![1, 7, 8, 9, n / 2, n - 1],
                 data,
             };
             let bytes = input.to_bytes();
@@ -276,7 +281,7 @@ fn main() {
 
         let input = CInput {
             settings,
-            calls: vec![
+            steps: vec![
                 CCall::Feed(1),
                 CCall::Next,
                 CCall::Feed(8),

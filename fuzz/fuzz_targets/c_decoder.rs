@@ -19,7 +19,7 @@ fuzz_target!(|input: CInput<'_>| {
     let settings = Settings::from_byte(input.settings);
     let want = expected(settings, input.data);
     let mut d = Driver::new(settings, input.data, &want);
-    for call in input.calls.iter().take(256) {
+    for call in input.steps.iter().take(256) {
         match *call {
             CCall::Feed(n) => d.feed(usize::from(n)),
             CCall::Next => d.next(),

@@ -6,7 +6,7 @@
 #![no_main]
 
 use bytes::{Buf, BytesMut};
-use gopro::{Encoder, Error, HEADER_LEN};
+use gopro::{Decoder, Encoder, Error, HEADER_LEN};
 use gopro_fuzz::{assert_same_error, expected, DecodeInput, Ending, Outcome, Settings};
 use libfuzzer_sys::fuzz_target;
 
@@ -92,33 +92,30 @@ fn check_need_more(decoder: &gopro::Decoder, buf: &[u8], data: &[u8], want: &Out
 
 /// `Decoder::decode_in_place`: the body stays at the front of the buffer.
 fn with_decode_in_place(settings: Settings, data: &[u8], want: &Outcome) {
-    let mut decoder = settings.builder().decoder();
-    let mut buf = BytesMut::from(data);
-    let mut frames = 0;
-    loop {
-        match decoder.decode_in_place(&mut buf) {
-            Ok(Some(header)) => {
-                let w = &want.frames[frames];
-                let len = header.length as usize;
-                assert_eq!(data.len() - buf.len(), w.end - len);
-                assert_eq!(
-                    (header.version, header.command),
-                    (w.frame.version, w.frame.command)
-                );
-                assert_eq!(&buf[..len], &w.frame.body[..]);
-                buf.advance(len);
-                frames += 1;
-            }
-            Ok(None) => {
-                assert_eq!(frames, want.frames.len());
-                assert!(!matches!(want.ending, Ending::Error { .. }));
-                return;
-            }
-            Err(e) => {
-                let start = assert_error_ending(&e, frames, want);
-                assert_eq!(data.len() - buf.len(), start);
-                return;
-            }
+    let run = run(
+        settings,
+        data,
+        Decoder::decode_in_place,
+        |header, frames, buf| {
+            let w = &want.frames[frames];
+            let len = header.length as usize;
+            assert_eq!(data.len() - buf.len(), w.end - len);
+            assert_eq!(
+                (header.version, header.command),
+                (w.frame.version, w.frame.command)
+            );
+            assert_eq!(&buf[..len], &w.frame.body[..]);
+            buf.advance(len);
+        },
+    );
+    match run.error {
+        None => {
+            assert_eq!(run.frames, want.frames.len());
+            assert!(!matches!(want.ending, Ending::Error { .. }));
+        }
+        Some(e) => {
+            let start = assert_error_ending(&e, run.frames, want);
+            assert_eq!(data.len() - run.buf.len(), start);
         }
     }
 }
@@ -164,39 +161,61 @@ fn with_decode_slice(settings: Settings, data: &[u8], want: &Outcome) {
 /// `Decoder::decode_eof`: the same frames, then a clean end or
 /// `UnexpectedEof` with the right counts, never a short frame.
 fn with_decode_eof(settings: Settings, data: &[u8], want: &Outcome) {
+    let run = run(settings, data, Decoder::decode_eof, |frame, frames, _| {
+        assert_eq!(frame, want.frames[frames].frame);
+    });
+    assert_eq!(run.frames, want.frames.len());
+    let Some(e) = run.error else {
+        assert!(matches!(want.ending, Ending::End), "{:?}", want.ending);
+        assert!(run.buf.is_empty());
+        return;
+    };
+    match &want.ending {
+        Ending::End => panic!("unexpected error {e}"),
+        Ending::Partial { start, header } => {
+            let want_error = Error::UnexpectedEof {
+                received: (data.len() - start) as u64,
+                expected: header.map_or(HEADER_LEN, |h| h.frame_len()) as u64,
+            };
+            assert_same_error(&e, &want_error);
+        }
+        Ending::Error { error, .. } => assert_same_error(&e, error),
+    }
+}
+
+/// Where a [`run`] stopped.
+struct Run {
+    /// What was left in the buffer.
+    buf: BytesMut,
+    /// How many items came before the stop.
+    frames: usize,
+    /// Why it stopped: `None` for "need more".
+    error: Option<Error>,
+}
+
+/// Calls `next` on a decoder with `settings` over one buffer holding all of
+/// `data` until it needs more or fails; `check` sees each item it yields,
+/// with the item's index and the buffer after it.
+fn run<T>(
+    settings: Settings,
+    data: &[u8],
+    mut next: impl FnMut(&mut Decoder, &mut BytesMut) -> Result<Option<T>, Error>,
+    mut check: impl FnMut(T, usize, &mut BytesMut),
+) -> Run {
     let mut decoder = settings.builder().decoder();
     let mut buf = BytesMut::from(data);
     let mut frames = 0;
-    loop {
-        match decoder.decode_eof(&mut buf) {
-            Ok(Some(frame)) => {
-                assert_eq!(frame, want.frames[frames].frame);
+    let error = loop {
+        match next(&mut decoder, &mut buf) {
+            Ok(Some(item)) => {
+                check(item, frames, &mut buf);
                 frames += 1;
             }
-            Ok(None) => {
-                assert_eq!(frames, want.frames.len());
-                assert!(matches!(want.ending, Ending::End), "{:?}", want.ending);
-                assert!(buf.is_empty());
-                return;
-            }
-            Err(e) => {
-                assert_eq!(frames, want.frames.len());
-                let want_error = match &want.ending {
-                    Ending::End => panic!("unexpected error {e}"),
-                    Ending::Partial { start, header } => Error::UnexpectedEof {
-                        received: (data.len() - start) as u64,
-                        expected: header.map_or(HEADER_LEN, |h| h.frame_len()) as u64,
-                    },
-                    Ending::Error { error, .. } => {
-                        assert_same_error(&e, error);
-                        return;
-                    }
-                };
-                assert_same_error(&e, &want_error);
-                return;
-            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
-    }
+    };
+    Run { buf, frames, error }
 }
 
 /// The decoder stopped with `e` after `frames` frames: that must be the

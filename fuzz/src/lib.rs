@@ -6,10 +6,9 @@
 pub mod alloc;
 pub mod seed;
 pub mod session;
-pub mod vectors;
 
 use arbitrary::Arbitrary;
-use gopro::{CodecBuilder, Error, Frame, DEFAULT_MAX_BODY, HEADER_LEN, MAGIC};
+use gopro::{CodecBuilder, Decoder, Error, Frame, DEFAULT_MAX_BODY, HEADER_LEN, MAGIC};
 
 /// The input of `decode`: a settings byte (see [`Settings::from_byte`]),
 /// then the stream.
@@ -27,30 +26,34 @@ impl DecodeInput<'_> {
     }
 }
 
-/// The input of `decode_split`: settings, where to cut the stream (each
-/// taken modulo its length plus one), then the stream.
+/// A fuzz input laid out as a settings byte, a list of steps, then the
+/// stream: [`SplitInput`] and [`CInput`].
 #[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
-pub struct SplitInput<'a> {
+pub struct StepsInput<'a, T> {
     pub settings: u8,
-    pub cuts: Vec<u16>,
+    pub steps: Vec<T>,
     pub data: &'a [u8],
 }
 
-impl SplitInput<'_> {
+impl<T: seed::Item> StepsInput<'_, T> {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = seed::Writer::new();
         w.u8(self.settings)
-            .vec(&self.cuts, |w, &c| {
-                w.u16(c);
-            })
+            .vec(&self.steps, |w, step| step.write(w))
             .rest(self.data);
         w.0
     }
+}
 
+/// The input of `decode_split`: settings, where to cut the stream (each
+/// taken modulo its length plus one), then the stream.
+pub type SplitInput<'a> = StepsInput<'a, u16>;
+
+impl SplitInput<'_> {
     /// The stream in pieces: cut at each position, in order, empty pieces dropped.
     pub fn pieces(&self) -> Vec<&[u8]> {
         let mut cuts: Vec<usize> = self
-            .cuts
+            .steps
             .iter()
             .map(|&c| usize::from(c) % (self.data.len() + 1))
             .collect();
@@ -83,33 +86,24 @@ pub enum CCall {
 
 /// The input of `c_decoder`: settings, calls, then the stream. After the
 /// calls, the rest of the stream is fed and every frame taken.
-#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
-pub struct CInput<'a> {
-    pub settings: u8,
-    pub calls: Vec<CCall>,
-    pub data: &'a [u8],
-}
+pub type CInput<'a> = StepsInput<'a, CCall>;
 
-impl CInput<'_> {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = seed::Writer::new();
-        w.u8(self.settings)
-            .vec(&self.calls, |w, call| match *call {
-                CCall::Feed(n) => {
-                    w.variant(0, 4).u16(n);
-                }
-                CCall::Next => {
-                    w.variant(1, 4);
-                }
-                CCall::NextMany(cap) => {
-                    w.variant(2, 4).u8(cap);
-                }
-                CCall::Finish => {
-                    w.variant(3, 4);
-                }
-            })
-            .rest(self.data);
-        w.0
+impl seed::Item for CCall {
+    fn write(&self, w: &mut seed::Writer) {
+        match *self {
+            CCall::Feed(n) => {
+                w.variant(0, 4).u16(n);
+            }
+            CCall::Next => {
+                w.variant(1, 4);
+            }
+            CCall::NextMany(cap) => {
+                w.variant(2, 4).u8(cap);
+            }
+            CCall::Finish => {
+                w.variant(3, 4);
+            }
+        }
     }
 }
 
@@ -130,6 +124,14 @@ impl Settings {
         Settings {
             max_body: LIMITS[usize::from(b & 7)],
             version: (b & 8 != 0).then_some(b >> 4),
+        }
+    }
+
+    /// The settings `decoder` decodes with.
+    pub fn of(decoder: &Decoder) -> Settings {
+        Settings {
+            max_body: decoder.max_body(),
+            version: decoder.required_version(),
         }
     }
 

@@ -77,3 +77,14 @@ impl Writer {
         self
     }
 }
+
+/// A list element of a fuzz input, written as `arbitrary` reads it back.
+pub trait Item {
+    fn write(&self, w: &mut Writer);
+}
+
+impl Item for u16 {
+    fn write(&self, w: &mut Writer) {
+        w.u16(*self);
+    }
+}

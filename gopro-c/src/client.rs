@@ -175,10 +175,7 @@ pub unsafe extern "C" fn gopro_client_in_flight(
 ) -> gopro_status {
     ffi_boundary!({
         let c = unsafe { ffi::handle(client, "client") }?;
-        let out = ffi::out(out, "out")?;
-        let n = c.with(|cl| Ok::<_, Fail>(cl.in_flight()))?;
-        out.write(n);
-        Ok(())
+        ffi::get(out, "out", || c.with(|cl| Ok::<_, Fail>(cl.in_flight())))
     })
 }
 
@@ -217,18 +214,8 @@ pub unsafe extern "C" fn gopro_frame_get(
 ) -> gopro_status {
     ffi_boundary!({
         let f = &unsafe { ffi::handle(frame, "frame") }?.frame;
-        let out_command = ffi::out(out_command, "out_command")?;
-        let out_version = ffi::OptOut::new(out_version);
-        let out_body = ffi::out(out_body, "out_body")?;
-        let out_body_len = ffi::out(out_body_len, "out_body_len")?;
-        out_command.write(f.command.code());
-        out_version.write(f.version);
-        out_body.write(if f.body.is_empty() {
-            std::ptr::null()
-        } else {
-            f.body.as_ptr()
-        });
-        out_body_len.write(f.body.len());
+        let out = ffi::FrameOut::new(out_command, out_version, out_body, out_body_len)?;
+        out.write(f.command.code(), f.version, &f.body);
         Ok(())
     })
 }

@@ -98,10 +98,7 @@ pub unsafe extern "C" fn gopro_decoder_next(
 ) -> gopro_status {
     ffi_boundary!({
         let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
-        let out_command = ffi::out(out_command, "out_command")?;
-        let out_version = ffi::OptOut::new(out_version);
-        let out_body = ffi::out(out_body, "out_body")?;
-        let out_body_len = ffi::out(out_body_len, "out_body_len")?;
+        let out = ffi::FrameOut::new(out_command, out_version, out_body, out_body_len)?;
         d.check_failed()?;
         d.release();
         let header = match d.decoder.decode_in_place(&mut d.buffer) {
@@ -114,14 +111,12 @@ pub unsafe extern "C" fn gopro_decoder_next(
             }
         };
         d.handed_out = header.length as usize;
-        out_command.write(header.command.code());
-        out_version.write(header.version);
-        out_body.write(if d.handed_out == 0 {
-            std::ptr::null()
-        } else {
-            d.buffer.as_ptr()
-        });
-        out_body_len.write(d.handed_out);
+        // decode_in_place leaves the body at the front of the buffer.
+        out.write(
+            header.command.code(),
+            header.version,
+            &d.buffer[..d.handed_out],
+        );
         Ok(())
     })
 }

@@ -73,6 +73,20 @@ pub(crate) fn out<T>(ptr: *mut T, what: &str) -> Result<Out<T>, Fail> {
     Ok(Out(ptr))
 }
 
+/// The body of a getter: checks the out-parameter `ptr` for NULL, then
+/// stores what `value` gives in it (nothing when `value` fails). Only the
+/// client and server have such getters.
+#[cfg(feature = "runtime")]
+pub(crate) fn get<T>(
+    ptr: *mut T,
+    what: &str,
+    value: impl FnOnce() -> Result<T, Fail>,
+) -> Result<(), Fail> {
+    let out = out(ptr, what)?;
+    out.write(value()?);
+    Ok(())
+}
+
 /// An optional out-parameter: NULL means the caller does not want it.
 pub(crate) struct OptOut<T>(*mut T);
 
@@ -123,5 +137,44 @@ pub(crate) unsafe fn free_handle<T>(ptr: *mut T) {
     if !ptr.is_null() {
         // SAFETY: by the caller's contract it came from `Box::into_raw`.
         drop(unsafe { Box::from_raw(ptr) });
+    }
+}
+
+/// The out-parameters a frame is read into (`gopro_frame_get`,
+/// `gopro_decoder_next`): command, version (optional), body and body length.
+pub(crate) struct FrameOut {
+    command: Out<u8>,
+    version: OptOut<u8>,
+    body: Out<*const u8>,
+    body_len: Out<usize>,
+}
+
+impl FrameOut {
+    /// Checks the out-parameters: only `out_version` may be NULL.
+    pub(crate) fn new(
+        out_command: *mut u8,
+        out_version: *mut u8,
+        out_body: *mut *const u8,
+        out_body_len: *mut usize,
+    ) -> Result<FrameOut, Fail> {
+        Ok(FrameOut {
+            command: out(out_command, "out_command")?,
+            version: OptOut::new(out_version),
+            body: out(out_body, "out_body")?,
+            body_len: out(out_body_len, "out_body_len")?,
+        })
+    }
+
+    /// Writes a frame: its header values, and `body` as a pointer (NULL for
+    /// an empty body, so that C never sees a dangling one) and a length.
+    pub(crate) fn write(self, command: u8, version: u8, body: &[u8]) {
+        self.command.write(command);
+        self.version.write(version);
+        self.body.write(if body.is_empty() {
+            std::ptr::null()
+        } else {
+            body.as_ptr()
+        });
+        self.body_len.write(body.len());
     }
 }

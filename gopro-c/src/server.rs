@@ -127,12 +127,12 @@ pub unsafe extern "C" fn gopro_server_port(
 ) -> gopro_status {
     ffi_boundary!({
         let s = unsafe { ffi::handle(server, "server") }?;
-        let out_port = ffi::out(out_port, "out_port")?;
-        if s.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
-            return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
-        }
-        out_port.write(s.port);
-        Ok(())
+        ffi::get(out_port, "out_port", || {
+            if s.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
+            }
+            Ok(s.port)
+        })
     })
 }
 

@@ -15,13 +15,27 @@ fn addr(server: &common::server::Running) -> String {
     server.addr.to_string()
 }
 
-/// A server for one connection, played by `script`; its address.
 /// Asserts that `err` is of `kind` and says `text`.
 fn assert_kind(err: &ClientError, kind: &str, text: &str) {
     assert_eq!(err.kind(), kind);
     assert!(err.to_string().contains(text), "{err}");
 }
 
+/// Asserts that `err` refuses a receive of one reply with none in flight.
+fn assert_nothing_in_flight(err: &ClientError) {
+    assert!(
+        matches!(
+            err,
+            ClientError::NothingInFlight {
+                wanted: 1,
+                in_flight: 0
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A server for one connection, played by `script`; its address.
 async fn scripted<F, Fut>(script: F) -> String
 where
     F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
@@ -43,6 +57,16 @@ async fn silent() -> String {
         drop(socket);
     })
     .await
+}
+
+/// A client with a 200 ms timeout, connected to a [`silent`] server.
+async fn to_silent_server() -> Client {
+    let addr = silent().await;
+    Client::builder()
+        .timeout(Duration::from_millis(200))
+        .connect(&addr)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -91,17 +115,7 @@ async fn pipelining_keeps_order_even_past_the_socket_buffers() {
         }
     }
     assert_eq!(client.in_flight().await, 0);
-    let err = client.recv().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ClientError::NothingInFlight {
-                wanted: 1,
-                in_flight: 0
-            }
-        ),
-        "{err}"
-    );
+    assert_nothing_in_flight(&client.recv().await.unwrap_err());
     server.stop().await;
 }
 
@@ -157,12 +171,7 @@ async fn connect_errors_are_typed() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_and_the_connection_is_closed() {
-    let addr = silent().await;
-    let client = Client::builder()
-        .timeout(Duration::from_millis(200))
-        .connect(&addr)
-        .await
-        .unwrap();
+    let client = to_silent_server().await;
     let started = std::time::Instant::now();
     let err = client.heartbeat().await.unwrap_err();
     assert_eq!(err.kind(), "timeout");
@@ -366,17 +375,7 @@ async fn batches_send_and_receive_many_with_one_lock() {
     );
     assert_eq!(client.recv().await.unwrap().body, "Server says: c");
     // More than is in flight is refused without waiting.
-    let err = client.recv_many(1, &mut replies).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ClientError::NothingInFlight {
-                wanted: 1,
-                in_flight: 0
-            }
-        ),
-        "{err}"
-    );
+    assert_nothing_in_flight(&client.recv_many(1, &mut replies).await.unwrap_err());
     server.stop().await;
 }
 
@@ -432,12 +431,7 @@ async fn encoded_batches_are_checked_before_anything_is_sent() {
 
 #[tokio::test]
 async fn recv_many_times_out_and_closes() {
-    let addr = silent().await;
-    let client = Client::builder()
-        .timeout(Duration::from_millis(200))
-        .connect(&addr)
-        .await
-        .unwrap();
+    let client = to_silent_server().await;
     client
         .send_many([(Command::MESSAGE, "a"), (Command::MESSAGE, "b")])
         .await

@@ -3,14 +3,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "pipeline.h"
+#include "reply.h"
 
 static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
-  uint8_t c = 0, v = 0;
-  const uint8_t *b = NULL;
-  size_t len = 0;
-  OK(gopro_frame_get(reply, &c, &v, &b, &len));
-  CHECK(c == command && v == GOPRO_PROTOCOL_VERSION);
-  CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
+  uint8_t v = 0;
+  check_reply(reply, command, body, &v);
+  CHECK(v == GOPRO_PROTOCOL_VERSION);
 }
 
 /* Every pointer argument NULL on its own, on a live client: refused before

@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "pipeline.h"
+#include "reply.h"
 
 #define CMD_ECHO 16
 #define CMD_FAIL 17
@@ -93,13 +94,9 @@ static int authenticate(void *user_data, const uint8_t *credentials, size_t len,
   return GOPRO_STATUS_INVALID_ARGUMENT;
 }
 
+/* Checks a reply (its version unread) and frees it. */
 static void expect_reply(gopro_frame *reply, uint8_t command, const char *body) {
-  uint8_t c = 0;
-  const uint8_t *b = NULL;
-  size_t len = 0;
-  OK(gopro_frame_get(reply, &c, NULL, &b, &len));
-  CHECK(c == command);
-  CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
+  check_reply(reply, command, body, NULL);
   gopro_frame_free(reply);
 }
 

@@ -1,4 +1,7 @@
-//! Reads the shared conformance vectors in `tests/vectors/frames.txt`.
+//! Reads the shared conformance vectors in `tests/vectors/frames.txt` (the
+//! format is described at the top of that file). The fuzz crate's
+//! `gen_corpus` example includes this file too, for its seed corpora: keep
+//! it free of other test helpers.
 
 use gopro::{Codec, CodecBuilder, Frame};
 
@@ -10,6 +13,7 @@ pub enum Ending {
     Error(String),
 }
 
+/// One case: its name, decoder settings, input stream and what it decodes to.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub name: String,
@@ -20,6 +24,7 @@ pub struct Case {
 }
 
 impl Case {
+    /// A codec with the case's settings.
     pub fn codec(&self) -> Codec {
         self.codec.build()
     }
@@ -33,6 +38,7 @@ fn hex_field(s: &str) -> Vec<u8> {
     }
 }
 
+/// Every case of the vectors file.
 pub fn load() -> Vec<Case> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/frames.txt");
     let text = std::fs::read_to_string(path).expect("tests/vectors/frames.txt");
