@@ -295,20 +295,9 @@ impl Frame {
             command,
             body,
         } = self.view(py);
-        let header = gopro::Header {
-            version,
-            command: gopro::Command(command),
-            length: u32::try_from(body.len()).map_err(|_| {
-                frame_err(
-                    py,
-                    &gopro::Error::BodyTooLarge {
-                        length: body.len() as u64,
-                        limit: u32::MAX as usize,
-                    },
-                )
-            })?,
-        };
-        wire(py, &header, body)
+        // A frame holds any body; only the 32-bit length field limits it.
+        let encoder = gopro::Encoder::with_max_body(u32::MAX as usize);
+        wire(py, &encoder, version, gopro::Command(command), body)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
@@ -361,16 +350,23 @@ impl Frame {
 /// What `Frame.__reduce__` returns: the class and its arguments.
 type Reduced = (Py<PyAny>, (u8, Py<PyBytes>, u8));
 
+/// One frame's wire bytes, written by the core's encoder straight into a
+/// new `bytes` of the frame's size (checked against `encoder`'s limit first).
 fn wire<'py>(
     py: Python<'py>,
-    header: &gopro::Header,
+    encoder: &gopro::Encoder,
+    version: u8,
+    command: gopro::Command,
     body: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let head = header.to_bytes();
-    PyBytes::new_with(py, head.len() + body.len(), |buf| {
-        buf[..head.len()].copy_from_slice(&head);
-        buf[head.len()..].copy_from_slice(body);
-        Ok(())
+    let header = encoder
+        .header(version, command, body.len())
+        .map_err(|e| frame_err(py, &e))?;
+    PyBytes::new_with(py, header.frame_len(), |mut buf| {
+        encoder
+            .encode_parts(version, command, &[body], &mut buf)
+            .map(drop)
+            .map_err(|e| frame_err(py, &e))
     })
 }
 
@@ -386,12 +382,7 @@ pub(crate) fn encode<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let command = gopro::Command(command_code(command)?);
     let encoder = gopro::Encoder::with_max_body(max_body);
-    let write = |body: &[u8]| {
-        encoder
-            .check_len(body.len())
-            .map_err(|e| frame_err(py, &e))?;
-        wire(py, &gopro::Header::new(command, body.len() as u32), body)
-    };
+    let write = |body: &[u8]| wire(py, &encoder, gopro::VERSION, command, body);
     match body {
         None => write(b""),
         Some(body) => with_body(body, write)?,
