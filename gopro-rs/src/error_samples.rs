@@ -116,11 +116,11 @@ pub fn samples() -> Vec<AnyError> {
             ClientError::InvalidEncoded {
                 index: 1,
                 offset: 8,
-                source: crate::Error::BadMagic { found: 0x4746 },
+                source: Box::new(crate::Error::BadMagic { found: 0x4746 }),
             },
             ClientError::UnexpectedReply {
                 request: Command::HEARTBEAT,
-                reply: Frame::new(Command::MESSAGE, "no"),
+                reply: Box::new(Frame::new(Command::MESSAGE, "no")),
             },
             ClientError::NothingInFlight {
                 wanted: 1,

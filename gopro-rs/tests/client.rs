@@ -618,7 +618,7 @@ async fn replies_a_request_cannot_have_are_unexpected_replies() {
         match &err {
             ClientError::UnexpectedReply { request: r, reply } => {
                 assert_eq!(*r, request);
-                assert_eq!(*reply, Frame::new(Command::MESSAGE, "no"));
+                assert_eq!(**reply, Frame::new(Command::MESSAGE, "no"));
             }
             other => panic!("{other}"),
         }

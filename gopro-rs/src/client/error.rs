@@ -74,8 +74,11 @@ pub enum ClientError {
         index: usize,
         /// Where it starts in the bytes given.
         offset: usize,
-        /// What is wrong with it.
-        source: crate::Error,
+        /// What is wrong with it (boxed, as the reply of
+        /// [`UnexpectedReply`](Self::UnexpectedReply) is: every call's
+        /// result is as large as the largest error, so rare errors keep
+        /// their payload out of line).
+        source: Box<crate::Error>,
     },
     /// The server answered a request with a reply that request cannot have
     /// (a HEARTBEAT not echoed, a LOGIN not answered `OK`).
@@ -84,7 +87,7 @@ pub enum ClientError {
         /// The request's command.
         request: Command,
         /// The reply received.
-        reply: Frame,
+        reply: Box<Frame>,
     },
     /// A receive was asked for more replies than there are requests in
     /// flight; nothing was waited for.
@@ -126,5 +129,16 @@ impl ClientError {
             ClientError::BlockingInRuntime => "blocking_in_runtime",
             ClientError::Io(_) => "io",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every call's result is as large as the largest error: a payload
+    /// that makes it grow is boxed (the client's per-reply paths move
+    /// these results around).
+    #[test]
+    fn a_client_error_is_no_larger_than_five_words() {
+        assert!(std::mem::size_of::<super::ClientError>() <= 40);
     }
 }

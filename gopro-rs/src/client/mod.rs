@@ -389,7 +389,7 @@ impl Client {
             let invalid = |source| ClientError::InvalidEncoded {
                 index: frames,
                 offset: start,
-                source,
+                source: Box::new(source),
             };
             match checker.decode_slice(wire, &mut at) {
                 Ok(Some(_)) => frames += 1,
@@ -452,7 +452,10 @@ fn request_error(e: crate::Error) -> ClientError {
 }
 
 fn unexpected(request: Command, reply: Frame) -> ClientError {
-    ClientError::UnexpectedReply { request, reply }
+    ClientError::UnexpectedReply {
+        request,
+        reply: Box::new(reply),
+    }
 }
 
 #[derive(Debug)]
