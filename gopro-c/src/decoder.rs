@@ -220,24 +220,11 @@ pub unsafe extern "C" fn gopro_decoder_finish(decoder: *mut gopro_decoder) -> go
         let d = unsafe { ffi::handle_mut(decoder, "decoder") }?;
         d.check_failed()?;
         d.release();
-        // The core's end of stream, on copies: the handle stays as it was,
-        // since the caller may still take the frames that are whole.
-        let mut decoder = d.decoder.clone();
-        let mut rest = d.buffer.clone();
-        match decoder.decode_eof(&mut rest) {
-            Ok(None) => Ok(()),
-            Err(e @ gopro::Error::UnexpectedEof { .. }) => Err(e.into()),
-            // A whole frame (or a header the decoder will refuse) not taken
-            // yet: the stream did not end cleanly between frames either.
-            Ok(Some(_)) | Err(_) => Err(Fail::new(
-                gopro_status::UnexpectedEof,
-                format!(
-                    "unexpected end of stream: {} byte(s) buffered that \
-                     gopro_decoder_next has not taken",
-                    d.buffer.len()
-                ),
-            )),
-        }
+        // The core's verdict on what is buffered, without taking it: the
+        // caller may still take the frames that are whole.
+        d.decoder
+            .end_of_stream(&d.buffer)
+            .map_or(Ok(()), |e| Err(e.into()))
     })
 }
 

@@ -148,26 +148,33 @@ pub fn samples() -> Vec<AnyError> {
     all
 }
 
-/// The README's error table: `(rust, c, python)` for each row, read from
-/// the lines between `<!-- errors -->` and `<!-- /errors -->`, names
-/// without their backquotes.
+/// The README's error table: `(rust, c, python)` for each row.
 pub fn table(readme: &str) -> Vec<[String; 3]> {
-    let Some(start) = readme.find("<!-- errors -->") else {
+    readme_rows(readme, "errors")
+        .into_iter()
+        .map(|cells| [cells[0].clone(), cells[1].clone(), cells[2].clone()])
+        .collect()
+}
+
+/// The cells of each row of a README table that stands between
+/// `<!-- {marker} -->` and `<!-- /{marker} -->`, without their
+/// backquotes; no rows if the markers are missing. The tables of errors and
+/// of settings are read this one way.
+pub fn readme_rows(readme: &str, marker: &str) -> Vec<Vec<String>> {
+    let Some(start) = readme.find(&format!("<!-- {marker} -->")) else {
         return Vec::new();
     };
     let end = readme[start..]
-        .find("<!-- /errors -->")
+        .find(&format!("<!-- /{marker} -->"))
         .map_or(readme.len(), |e| start + e);
     readme[start..end]
         .lines()
         .filter(|l| l.starts_with("| `"))
         .map(|l| {
-            let cells: Vec<String> = l
-                .trim_matches('|')
+            l.trim_matches('|')
                 .split('|')
                 .map(|c| c.trim().trim_matches('`').to_string())
-                .collect();
-            [cells[0].clone(), cells[1].clone(), cells[2].clone()]
+                .collect()
         })
         .collect()
 }

@@ -23,27 +23,6 @@ fn the_error_table_has_every_error_in_order() {
     assert_eq!(rows, names);
 }
 
-/// The rows of the README table between `<!-- {marker} -->` and its end, as cells.
-fn settings_rows(readme: &str, marker: &str) -> Vec<Vec<String>> {
-    let start = readme
-        .find(&format!("<!-- {marker} -->"))
-        .unwrap_or_else(|| panic!("no {marker} table"));
-    let end = start
-        + readme[start..]
-            .find(&format!("<!-- /{marker} -->"))
-            .unwrap();
-    readme[start..end]
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().trim_matches('`').to_string())
-                .collect()
-        })
-        .collect()
-}
-
 /// The text of a Python class's block in the stub, up to the next class.
 fn stub_class<'a>(stub: &'a str, class: &str) -> &'a str {
     let start = stub
@@ -63,7 +42,8 @@ fn check_settings(
     let readme = read("README.md");
     let header = read("include/gopro.h");
     let stub = read("python/gopro/_gopro.pyi");
-    let rows = settings_rows(&readme, marker);
+    let rows = error_samples::readme_rows(&readme, marker);
+    assert!(!rows.is_empty(), "no {marker} table in the README");
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     let expected: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, expected, "{marker}: one row per setting, in order");

@@ -244,19 +244,61 @@ impl Decoder {
         if let Some(frame) = self.decode(src)? {
             return Ok(Some(frame));
         }
-        match self.state {
-            State::Head if src.is_empty() => Ok(None),
-            State::Head => Err(Error::UnexpectedEof {
-                received: src.len() as u64,
-                expected: HEADER_LEN as u64,
-            }),
-            State::Body(h) => {
-                self.state = State::Head;
-                Err(Error::UnexpectedEof {
-                    received: (HEADER_LEN + src.len()) as u64,
-                    expected: h.frame_len() as u64,
-                })
-            }
-        }
+        let end = self.end_of_stream(src);
+        self.state = State::Head;
+        end.map_or(Ok(None), Err)
+    }
+
+    /// What the end of the stream means for the bytes `src` still holds,
+    /// without decoding or copying them: `None` at a clean end between
+    /// frames, else the [`Error::UnexpectedEof`] with the bytes of the
+    /// frame in progress that arrived and the bytes it needed. Bytes not yet
+    /// decoded count as the start of one frame (call [`Decoder::decode`]
+    /// first to take the whole ones). The C layer's `gopro_decoder_finish`
+    /// reports it as it is.
+    pub fn end_of_stream(&self, src: &[u8]) -> Option<Error> {
+        let received = match self.state {
+            State::Head if src.is_empty() => return None,
+            State::Head => src.len(),
+            State::Body(_) => HEADER_LEN + src.len(),
+        };
+        let expected = match self.state {
+            State::Head => HEADER_LEN.max(received),
+            State::Body(h) => h.frame_len(),
+        };
+        Some(Error::UnexpectedEof {
+            received: received as u64,
+            expected: expected as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod end_of_stream_tests {
+    use super::*;
+
+    fn eof(e: Option<Error>) -> Option<(u64, u64)> {
+        e.map(|e| match e {
+            Error::UnexpectedEof { received, expected } => (received, expected),
+            other => panic!("{other}"),
+        })
+    }
+
+    #[test]
+    fn end_of_stream_counts_the_frame_in_progress_without_taking_it() {
+        let mut d = Decoder::new();
+        assert_eq!(eof(d.end_of_stream(b"")), None);
+        assert_eq!(eof(d.end_of_stream(b"GO\x01")), Some((3, 8)));
+        // A header and 2 of 5 body bytes: the decoder holds the header.
+        let mut buf = BytesMut::from(&b"GO\x01\x01\x00\x00\x00\x05ab"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert_eq!(eof(d.end_of_stream(&buf)), Some((10, 13)));
+        assert_eq!(buf.len(), 2, "nothing taken");
+        // A whole frame one byte short of the end, then the last byte.
+        buf.extend_from_slice(b"cd");
+        assert_eq!(eof(d.end_of_stream(&buf)), Some((12, 13)));
+        buf.extend_from_slice(b"e");
+        assert!(d.decode(&mut buf).unwrap().is_some());
+        assert_eq!(eof(d.end_of_stream(&buf)), None);
     }
 }
