@@ -42,6 +42,7 @@ pub fn name(e: &AnyError) -> &'static str {
             ClientError::Connect { .. } => "ClientError::Connect",
             ClientError::Timeout { .. } => "ClientError::Timeout",
             ClientError::Closed { .. } => "ClientError::Closed",
+            ClientError::Lost { .. } => "ClientError::Lost",
             ClientError::Server { .. } => "ClientError::Server",
             ClientError::GoAway { .. } => "ClientError::GoAway",
             ClientError::Protocol(_) => "ClientError::Protocol",
@@ -100,6 +101,9 @@ pub fn samples() -> Vec<AnyError> {
                 after: Duration::from_secs(1),
             },
             ClientError::Closed { unanswered: 2 },
+            ClientError::Lost {
+                reason: "the server closed the connection".into(),
+            },
             ClientError::Server {
                 reason: "unknown command: 42".into(),
             },

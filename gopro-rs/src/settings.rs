@@ -178,6 +178,18 @@ settings! {
         MaxBody = "max_body" => DefaultValue::Bytes(crate::DEFAULT_MAX_BODY),
         /// [`keep_alive`](crate::client::ClientBuilder::keep_alive)
         KeepAlive = "keep_alive" => DefaultValue::Off,
+        /// [`max_in_flight`](crate::client::ClientBuilder::max_in_flight)
+        MaxInFlight = "max_in_flight" => DefaultValue::Count(crate::client::DEFAULT_MAX_IN_FLIGHT as u64),
+        /// [`max_queued_bytes`](crate::client::ClientBuilder::max_queued_bytes)
+        MaxQueuedBytes = "max_queued_bytes" => DefaultValue::Bytes(crate::client::DEFAULT_MAX_QUEUED_BYTES),
+        /// [`reconnect`](crate::client::ClientBuilder::reconnect)
+        Reconnect = "reconnect" => DefaultValue::Bool(false),
+        /// The first wait of [`reconnect_delay`](crate::client::ClientBuilder::reconnect_delay)
+        ReconnectDelay = "reconnect_delay" => DefaultValue::Duration(crate::client::DEFAULT_RECONNECT_DELAY),
+        /// The longest wait of [`reconnect_delay`](crate::client::ClientBuilder::reconnect_delay)
+        ReconnectMaxDelay = "reconnect_max_delay" => DefaultValue::Duration(crate::client::DEFAULT_RECONNECT_MAX_DELAY),
+        /// [`login`](crate::client::ClientBuilder::login)
+        Login = "login" => DefaultValue::Off,
     }
 }
 
@@ -185,6 +197,22 @@ settings! {
 pub(crate) fn positive(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() {
         return Err(ConfigError::ZeroDuration { setting });
+    }
+    Ok(())
+}
+
+/// A time limit must be at least `min` (another setting's value).
+pub(crate) fn at_least_duration(
+    setting: &'static str,
+    d: Duration,
+    min: Duration,
+) -> Result<(), ConfigError> {
+    if d < min {
+        return Err(ConfigError::TooSmall {
+            setting,
+            value: d.as_millis() as u64,
+            min: min.as_millis() as u64,
+        });
     }
     Ok(())
 }

@@ -18,20 +18,33 @@ pub enum ClientError {
         /// Why it failed.
         source: io::Error,
     },
-    /// No answer within the time allowed. The connection is closed: a late
-    /// reply would otherwise be taken for the next request's.
+    /// No answer within the time allowed. The connection stays open: a
+    /// request already written may still be handled, and its reply is
+    /// discarded when it comes.
     #[error("timed out after {after:?} waiting to {waiting_to}")]
     Timeout {
-        /// What the client was doing: `connect` or `get a reply`.
+        /// What the client was doing: `connect`, `log in`, `get a reply`,
+        /// `queue a request`, `write the requests` or `reconnect`.
         waiting_to: &'static str,
         /// The timeout in force.
         after: Duration,
     },
-    /// The server closed the connection.
-    #[error("connection closed by the server with {unanswered} request(s) unanswered")]
+    /// The connection is closed (by [`Client::close`](super::Client::close),
+    /// or it ended and the client does not reconnect); the request was not
+    /// handled.
+    #[error("connection closed with {unanswered} request(s) unanswered; the request was not sent")]
     Closed {
-        /// Requests sent that got no reply.
+        /// Requests that got no reply when it closed.
         unanswered: usize,
+    },
+    /// The connection was lost (reset, closed by the server, no reply in
+    /// time, invalid bytes) after the request was written: it may have been
+    /// handled, so it is not sent again (unless its command was made
+    /// [`repeatable`](super::ClientBuilder::repeatable)).
+    #[error("connection lost ({reason}); the request may have been handled")]
+    Lost {
+        /// What happened to the connection.
+        reason: String,
     },
     /// The server answered with an ERROR frame; the connection stays usable
     /// unless the server closes it.
@@ -110,7 +123,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// A short, stable name for the kind of error: `connect`, `timeout`,
-    /// `closed`, `server`, `goaway`, `protocol`, `config`, `body_too_large`,
+    /// `closed`, `lost`, `server`, `goaway`, `protocol`, `config`, `body_too_large`,
     /// `invalid_encoded`, `unexpected_reply`, `nothing_in_flight`,
     /// `blocking_in_runtime` or `io`.
     pub fn kind(&self) -> &'static str {
@@ -118,6 +131,7 @@ impl ClientError {
             ClientError::Connect { .. } => "connect",
             ClientError::Timeout { .. } => "timeout",
             ClientError::Closed { .. } => "closed",
+            ClientError::Lost { .. } => "lost",
             ClientError::Server { .. } => "server",
             ClientError::GoAway { .. } => "goaway",
             ClientError::Protocol(_) => "protocol",

@@ -1,0 +1,675 @@
+//! The connection task: the one owner of a client's socket and
+//! [`Pipeline`]. Callers put their requests on a queue and wait for their
+//! own reply; the task takes every request queued, writes them in as few
+//! writes as the socket allows, and hands each reply to its caller. It
+//! keeps the connection alive while idle, gives it up when the server stops
+//! answering, and reconnects if asked to.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Sleep};
+use tracing::{debug, info, warn};
+
+use super::connect::{open, Backoff};
+use super::pipeline::{Event, Fate, Pipeline, Position};
+use super::reply::Reply;
+use super::{reply_result, ClientError, ClientStats};
+use crate::{Command, Frame};
+
+/// What a caller puts on the queue.
+pub(super) enum Msg {
+    Request {
+        command: Command,
+        body: Bytes,
+        reply: Reply,
+    },
+    /// Frames already encoded and checked.
+    Encoded { wire: Bytes, reply: Reply },
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+    /// Closes the connection now; every request unanswered fails.
+    Close,
+}
+
+/// How a client's connection ended for good.
+#[derive(Clone, Debug)]
+pub(super) enum Ended {
+    Closed,
+    GoAway(String),
+    /// The server sent bytes that are not GoPro.
+    Protocol(Arc<crate::Error>),
+}
+
+impl Ended {
+    pub(super) fn error(&self) -> ClientError {
+        match self {
+            Ended::Closed => ClientError::Closed { unanswered: 0 },
+            Ended::GoAway(reason) => ClientError::GoAway {
+                reason: reason.clone(),
+                unanswered: 0,
+            },
+            Ended::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
+        }
+    }
+}
+
+/// What the client's handles and its task share.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    ended: Mutex<Option<Ended>>,
+    requests: AtomicU64,
+    replies: AtomicU64,
+    reconnects: AtomicU64,
+    resent: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl State {
+    /// The error for a call made after the connection ended for good.
+    pub(super) fn ended(&self) -> Option<ClientError> {
+        self.ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Ended::error)
+    }
+
+    /// The client was closed: later calls fail at once.
+    pub(super) fn close(&self) {
+        self.end(Ended::Closed);
+    }
+
+    fn end(&self, ended: Ended) {
+        let mut slot = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(ended);
+    }
+
+    pub(super) fn stats(&self) -> ClientStats {
+        ClientStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            replies: self.replies.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The connection task's settings.
+#[derive(Debug)]
+pub(super) struct Settings {
+    pub(super) addrs: Arc<[String]>,
+    pub(super) connect_timeout: Duration,
+    pub(super) timeout: Duration,
+    pub(super) keep_alive: Option<Duration>,
+    /// First and largest wait between reconnection attempts; `None`: the
+    /// client does not reconnect.
+    pub(super) reconnect: Option<(Duration, Duration)>,
+}
+
+/// The requests of one message, waiting for their replies.
+struct Waiter {
+    first: Position,
+    end: Position,
+    reply: Reply,
+    /// When it was queued: while the client reconnects, a request waits no
+    /// longer than the timeout.
+    since: Instant,
+}
+
+/// Why a connection ended.
+enum End {
+    /// The client was closed, or every handle dropped with nothing left to do.
+    Closed,
+    GoAway(String),
+    Lost(String),
+    /// The server's bytes are not GoPro: its requests in flight get the error.
+    Protocol(crate::Error),
+}
+
+pub(super) struct Driver {
+    pipeline: Pipeline,
+    waiters: VecDeque<Waiter>,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    state: Arc<State>,
+    settings: Settings,
+    /// Told the outcome of the first LOGIN (or that there is none).
+    ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+    /// Every handle is gone: finish what is in flight, then stop.
+    orphaned: bool,
+    timer: std::pin::Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Driver {
+    pub(super) fn new(
+        pipeline: Pipeline,
+        rx: mpsc::UnboundedReceiver<Msg>,
+        state: Arc<State>,
+        settings: Settings,
+        ready: oneshot::Sender<Result<(), ClientError>>,
+    ) -> Driver {
+        Driver {
+            pipeline,
+            waiters: VecDeque::new(),
+            flushes: Vec::new(),
+            rx,
+            state,
+            settings,
+            ready: Some(ready),
+            orphaned: false,
+            timer: Box::pin(sleep_until(tokio::time::Instant::now())),
+            armed: None,
+        }
+    }
+
+    /// Serves connections until the client is closed, or its connection
+    /// ends and it does not reconnect.
+    pub(super) async fn run(mut self, mut stream: TcpStream, mut index: usize) {
+        let mut backoff = self
+            .settings
+            .reconnect
+            .map(|(first, max)| Backoff::new(first, max));
+        loop {
+            let again = self.pipeline.start_connection(Instant::now());
+            if self.pipeline.config().login.is_none() {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            if again > 0 {
+                self.state.resent.fetch_add(again as u64, Ordering::Relaxed);
+                info!(
+                    requests = again,
+                    "gopro client: sending again the requests left unanswered"
+                );
+            }
+            let end = match self.events() {
+                Some(end) => end,
+                None => self.serve(&mut stream).await,
+            };
+            drop(stream);
+            let reason = match end {
+                End::Closed => {
+                    self.finish(Ended::Closed);
+                    return;
+                }
+                End::GoAway(ref reason) => {
+                    info!(addr = %self.settings.addrs[index], reason, "gopro client: the server is going away");
+                    format!("the server is going away ({reason})")
+                }
+                End::Lost(ref reason) => {
+                    warn!(addr = %self.settings.addrs[index], reason, "gopro client: connection lost");
+                    reason.clone()
+                }
+                End::Protocol(ref e) => {
+                    warn!(addr = %self.settings.addrs[index], error = %e, "gopro client: invalid bytes from the server");
+                    format!("invalid bytes from the server: {e}")
+                }
+            };
+            let reconnect = backoff.is_some() && !self.orphaned;
+            let failed = self.pipeline.end_connection(reconnect);
+            let cause = match &end {
+                End::GoAway(reason) => Cause::GoAway(reason),
+                End::Protocol(e) => Cause::Protocol(e),
+                _ => Cause::Lost(&reason),
+            };
+            self.fail(&failed, cause);
+            let Some(backoff) = backoff.as_mut().filter(|_| reconnect) else {
+                self.finish(match end {
+                    End::GoAway(reason) => Ended::GoAway(reason),
+                    End::Protocol(e) => Ended::Protocol(Arc::new(e)),
+                    _ => Ended::Closed,
+                });
+                return;
+            };
+            match self.reconnect(backoff, index + 1).await {
+                Some((s, i)) => {
+                    (stream, index) = (s, i);
+                    self.state.reconnects.fetch_add(1, Ordering::Relaxed);
+                    info!(addr = %self.settings.addrs[index], "gopro client: reconnected");
+                }
+                None => {
+                    self.finish(Ended::Closed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every request still waiting fails; later calls fail with `ended`.
+    fn finish(&mut self, ended: Ended) {
+        self.state.end(ended.clone());
+        self.rx.close();
+        let error = ended.error();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Request { reply, .. } | Msg::Encoded { reply, .. } = msg {
+                self.waiters.push_back(Waiter {
+                    first: 0,
+                    end: 0,
+                    reply,
+                    since: Instant::now(),
+                });
+            }
+        }
+        for mut waiter in self.waiters.drain(..) {
+            while waiter.reply.remaining() > 0 {
+                waiter.reply.give(Err(clone_error(&error)));
+            }
+        }
+        self.flushes.clear();
+    }
+
+    /// Gives the requests of a connection ended their errors.
+    fn fail(&mut self, failed: &[(Position, Fate)], cause: Cause<'_>) {
+        let unanswered = failed.len();
+        for &(position, fate) in failed {
+            self.give_failure(position, fate, cause, unanswered);
+        }
+        self.flushes.clear();
+    }
+
+    fn give_failure(
+        &mut self,
+        position: Position,
+        fate: Fate,
+        cause: Cause<'_>,
+        unanswered: usize,
+    ) {
+        let error = match (fate, cause) {
+            (Fate::MayHaveBeenHandled, cause) => {
+                self.state.lost.fetch_add(1, Ordering::Relaxed);
+                match cause {
+                    Cause::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
+                    Cause::Lost(reason) | Cause::GoAway(reason) => ClientError::Lost {
+                        reason: reason.to_string(),
+                    },
+                }
+            }
+            (Fate::NotHandled, Cause::GoAway(reason)) => ClientError::GoAway {
+                reason: reason.to_string(),
+                unanswered,
+            },
+            (Fate::NotHandled, _) => ClientError::Closed { unanswered },
+        };
+        self.give(position, Err(error));
+    }
+
+    /// Hands the result of the request at `position` to its waiter, if it
+    /// still has one.
+    fn give(&mut self, position: Position, result: Result<Frame, ClientError>) {
+        // Waiters are in order of position, and their requests are answered
+        // (or fail) in order: the one for `position` is at the front,
+        // after any whose requests were abandoned.
+        while let Some(front) = self.waiters.front_mut() {
+            if front.end <= position {
+                self.waiters.pop_front();
+                continue;
+            }
+            if front.first <= position {
+                front.reply.give(result);
+                if front.reply.remaining() == 0 || position + 1 == front.end {
+                    self.waiters.pop_front();
+                }
+            }
+            return;
+        }
+    }
+
+    /// Takes what the server's bytes mean; `Some` when the connection ends.
+    fn events(&mut self) -> Option<End> {
+        let now = Instant::now();
+        while let Some(event) = self.pipeline.poll_event(now) {
+            match event {
+                Event::Reply { position, frame } => {
+                    self.state.replies.fetch_add(1, Ordering::Relaxed);
+                    self.give(position, reply_result(frame));
+                }
+                Event::Failed { position, fate } => {
+                    self.give_failure(position, fate, Cause::Lost("the connection was lost"), 1);
+                }
+                Event::LoggedIn => {
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+                Event::LoginRefused(e) => match self.ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Err(e));
+                    }
+                    None => warn!(error = %e, "gopro client: LOGIN refused after reconnecting"),
+                },
+                Event::GoAway { reason } => return Some(End::GoAway(reason)),
+                Event::Protocol(e) => return Some(End::Protocol(e)),
+                Event::Unsolicited(frame) => {
+                    return Some(End::Lost(format!(
+                        "the server sent {} with no request waiting for it",
+                        frame.command
+                    )))
+                }
+            }
+        }
+        None
+    }
+
+    /// Queues a caller's message; `Some` for a close.
+    fn accept(&mut self, msg: Msg) -> Option<End> {
+        let (submitted, reply) = match msg {
+            Msg::Request {
+                command,
+                body,
+                reply,
+            } => (
+                self.pipeline.submit(command, &body).map(|p| p..p + 1),
+                reply,
+            ),
+            Msg::Encoded { wire, reply } => (self.pipeline.submit_encoded(&wire), reply),
+            Msg::Flush(done) => {
+                if self.pipeline.queued_bytes() == 0 {
+                    let _ = done.send(());
+                } else {
+                    self.flushes.push((self.pipeline.bytes_queued(), done));
+                }
+                return None;
+            }
+            Msg::Close => return Some(End::Closed),
+        };
+        match submitted {
+            Ok(range) => {
+                self.state
+                    .requests
+                    .fetch_add(range.end - range.start, Ordering::Relaxed);
+                self.waiters.push_back(Waiter {
+                    first: range.start,
+                    end: range.end,
+                    reply,
+                    since: Instant::now(),
+                });
+            }
+            Err(e) => {
+                let mut reply = reply;
+                reply.give(Err(e));
+            }
+        }
+        None
+    }
+
+    /// Writes what the socket takes now.
+    fn write_now(&mut self, stream: &TcpStream) -> Result<(), End> {
+        loop {
+            let out = self.pipeline.to_write();
+            if out.is_empty() {
+                break;
+            }
+            match stream.try_write(out) {
+                Ok(n) => self.pipeline.wrote(n, Instant::now()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::Lost(format!("write failed: {e}"))),
+            }
+        }
+        if !self.flushes.is_empty() {
+            let written = self.pipeline.bytes_written();
+            for (_, done) in self.flushes.extract_if(.., |(mark, _)| *mark <= written) {
+                let _ = done.send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has now; `Some` when the connection ends.
+    fn read_now(&mut self, stream: &TcpStream) -> Option<End> {
+        loop {
+            match stream.try_read_buf(self.pipeline.read_buf()) {
+                Ok(0) => {
+                    if let Some(end) = self.events() {
+                        return Some(end);
+                    }
+                    // Inside a reply, the stream is cut short (SPEC §2).
+                    return Some(match self.pipeline.end_of_stream() {
+                        Some(e) => End::Protocol(e),
+                        None => End::Lost("the server closed the connection".to_string()),
+                    });
+                }
+                Ok(_) => {
+                    if let Some(end) = self.events() {
+                        return Some(end);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(End::Lost(format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    /// Arms the timer for the earliest of the reply deadline and the
+    /// keep-alive. Deadlines only move later, so a timer armed earlier
+    /// than needed is left as it is, and looks again when it fires.
+    fn arm(&mut self) {
+        let reply = self.pipeline.reply_deadline(self.settings.timeout);
+        let keep_alive = self
+            .settings
+            .keep_alive
+            .and_then(|interval| self.pipeline.keep_alive_due(interval));
+        let wanted = match (reply, keep_alive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(wanted) = wanted {
+            if self.armed.is_none_or(|armed| wanted < armed) {
+                self.armed = Some(wanted);
+                self.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(wanted));
+            }
+        }
+    }
+
+    /// The timer fired: the server stopped answering, or a keep-alive is due.
+    fn on_timer(&mut self) -> Option<End> {
+        self.armed = None;
+        let now = Instant::now();
+        if let Some(deadline) = self.pipeline.reply_deadline(self.settings.timeout) {
+            if deadline <= now {
+                return Some(End::Lost(format!(
+                    "no reply from the server for {:?}",
+                    self.settings.timeout
+                )));
+            }
+        }
+        if let Some(interval) = self.settings.keep_alive {
+            if self
+                .pipeline
+                .keep_alive_due(interval)
+                .is_some_and(|due| due <= now)
+            {
+                debug!("gopro client: keep-alive HEARTBEAT");
+                self.pipeline.keep_alive();
+            }
+        }
+        None
+    }
+
+    /// Serves one connection until it ends.
+    async fn serve(&mut self, stream: &mut TcpStream) -> End {
+        loop {
+            if !self.orphaned {
+                while let Ok(msg) = self.rx.try_recv() {
+                    if let Some(end) = self.accept(msg) {
+                        return end;
+                    }
+                }
+            }
+            if let Err(end) = self.write_now(stream) {
+                return end;
+            }
+            if self.orphaned && self.waiters.is_empty() && self.pipeline.to_write().is_empty() {
+                return End::Closed;
+            }
+            self.arm();
+            let wants_write = !self.pipeline.to_write().is_empty();
+            tokio::select! {
+                biased;
+                ready = stream.readable() => {
+                    if let Err(e) = ready {
+                        return End::Lost(format!("read failed: {e}"));
+                    }
+                    if let Some(end) = self.read_now(stream) {
+                        return end;
+                    }
+                }
+                msg = self.rx.recv(), if !self.orphaned => match msg {
+                    Some(msg) => {
+                        if let Some(end) = self.accept(msg) {
+                            return end;
+                        }
+                    }
+                    None => self.orphaned = true,
+                },
+                ready = stream.writable(), if wants_write => {
+                    if let Err(e) = ready {
+                        return End::Lost(format!("write failed: {e}"));
+                    }
+                }
+                () = &mut self.timer, if self.armed.is_some() => {
+                    if let Some(end) = self.on_timer() {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects again, waiting between attempts; requests queued meanwhile
+    /// wait, each no longer than the timeout. `None` if the client was
+    /// closed (or every handle dropped with nothing waiting) first.
+    async fn reconnect(
+        &mut self,
+        backoff: &mut Backoff,
+        start: usize,
+    ) -> Option<(TcpStream, usize)> {
+        let addrs = Arc::clone(&self.settings.addrs);
+        let mut delay = Duration::ZERO;
+        loop {
+            let wake = tokio::time::Instant::now() + delay;
+            loop {
+                self.expire_waiters();
+                if self.orphaned && self.waiters.is_empty() {
+                    return None;
+                }
+                let tick = wake.min(tokio::time::Instant::now() + self.settings.timeout / 4);
+                tokio::select! {
+                    msg = self.rx.recv(), if !self.orphaned => match msg {
+                        Some(msg) => {
+                            if self.accept(msg).is_some() {
+                                return None;
+                            }
+                        }
+                        None => self.orphaned = true,
+                    },
+                    () = sleep_until(tick) => {
+                        if tick >= wake {
+                            break;
+                        }
+                    }
+                }
+            }
+            let attempt = open(&addrs, start, self.settings.connect_timeout);
+            tokio::pin!(attempt);
+            let result = loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    msg = self.rx.recv(), if !self.orphaned => match msg {
+                        Some(msg) => {
+                            if self.accept(msg).is_some() {
+                                return None;
+                            }
+                        }
+                        None => self.orphaned = true,
+                    },
+                }
+            };
+            match result {
+                Ok(found) => {
+                    backoff.reset();
+                    return Some(found);
+                }
+                Err(e) => {
+                    delay = backoff.next_delay();
+                    debug!(error = %e, ?delay, "gopro client: reconnect failed; trying again");
+                }
+            }
+        }
+    }
+
+    /// While there is no connection, requests queued longer than the
+    /// timeout fail (their callers have stopped waiting by now).
+    fn expire_waiters(&mut self) {
+        let now = Instant::now();
+        let limit = self.settings.timeout;
+        for waiter in &mut self.waiters {
+            if now.duration_since(waiter.since) >= limit {
+                while waiter.reply.remaining() > 0 {
+                    waiter.reply.give(Err(ClientError::Timeout {
+                        waiting_to: "reconnect",
+                        after: limit,
+                    }));
+                }
+            }
+        }
+        self.waiters.retain(|w| w.reply.remaining() > 0);
+    }
+}
+
+/// Why the requests of a connection ended fail.
+#[derive(Clone, Copy)]
+enum Cause<'a> {
+    GoAway(&'a str),
+    Lost(&'a str),
+    Protocol(&'a crate::Error),
+}
+
+/// The codec's error again, for each request it fails.
+fn copy_codec_error(e: &crate::Error) -> crate::Error {
+    use crate::Error;
+    match e {
+        Error::BadMagic { found } => Error::BadMagic { found: *found },
+        Error::BodyTooLarge { length, limit } => Error::BodyTooLarge {
+            length: *length,
+            limit: *limit,
+        },
+        Error::UnsupportedVersion { found, expected } => Error::UnsupportedVersion {
+            found: *found,
+            expected: *expected,
+        },
+        Error::UnexpectedEof { received, expected } => Error::UnexpectedEof {
+            received: *received,
+            expected: *expected,
+        },
+        Error::BufferTooSmall { needed, capacity } => Error::BufferTooSmall {
+            needed: *needed,
+            capacity: *capacity,
+        },
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+    }
+}
+
+/// A copy of an error made for many callers (the kinds `finish` uses).
+fn clone_error(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::GoAway { reason, unanswered } => ClientError::GoAway {
+            reason: reason.clone(),
+            unanswered: *unanswered,
+        },
+        ClientError::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
+        _ => ClientError::Closed { unanswered: 0 },
+    }
+}

@@ -1,0 +1,184 @@
+//! Where a request's reply goes: a waiting caller, a callback, a batch, or
+//! the in-order stream that `send` and `recv` share. A [`Reply`] is given
+//! exactly one result per request it stands for: dropped with results still
+//! owed (the connection task gone, a message never read), it gives them
+//! [`ClientError::Closed`], so that nobody waits for ever.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{oneshot, Notify};
+
+use super::limits::Permit;
+use super::ClientError;
+use crate::Frame;
+
+/// A callback given each request's outcome once (the C ABI's completions).
+pub type Callback = Box<dyn FnOnce(Result<Frame, ClientError>) + Send>;
+
+/// What a batch comes to: its replies in order, and the error that cut it
+/// short (the replies after that error are discarded).
+pub(super) type BatchResult = (Vec<Frame>, Option<ClientError>);
+
+pub(super) enum To {
+    One(Option<oneshot::Sender<Result<Frame, ClientError>>>),
+    Callback(Option<Callback>),
+    Stream(Arc<ReplyStream>),
+    Batch {
+        tx: Option<oneshot::Sender<BatchResult>>,
+        frames: Vec<Frame>,
+    },
+}
+
+/// The results owed for one message of requests (one request, or a batch).
+pub(super) struct Reply {
+    to: To,
+    remaining: usize,
+    permit: Option<Permit>,
+}
+
+impl Reply {
+    pub(super) fn new(to: To, requests: usize, permit: Permit) -> Reply {
+        Reply {
+            to,
+            remaining: requests,
+            permit: Some(permit),
+        }
+    }
+
+    /// Owes nothing any more: the requests were never queued.
+    pub(super) fn disarm(mut self) {
+        self.remaining = 0;
+    }
+
+    /// Results still owed.
+    pub(super) fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Hands over the next request's result.
+    pub(super) fn give(&mut self, result: Result<Frame, ClientError>) {
+        if self.remaining == 0 {
+            return;
+        }
+        self.remaining -= 1;
+        let last = self.remaining == 0;
+        match &mut self.to {
+            To::One(tx) => {
+                if let Some(tx) = tx.take() {
+                    // A caller gone (cancelled, timed out) is not an error:
+                    // its reply is discarded.
+                    let _ = tx.send(result);
+                }
+            }
+            To::Callback(f) => {
+                if let Some(f) = f.take() {
+                    f(result);
+                }
+            }
+            To::Stream(stream) => {
+                let permit = if last { self.permit.take() } else { None };
+                stream.push(result, permit);
+            }
+            To::Batch { tx, frames } => match result {
+                Ok(frame) if tx.is_some() => {
+                    frames.push(frame);
+                    if last {
+                        let frames = std::mem::take(frames);
+                        let _ = tx.take().map(|tx| tx.send((frames, None)));
+                    }
+                }
+                Err(e) => {
+                    let frames = std::mem::take(frames);
+                    let _ = tx.take().map(|tx| tx.send((frames, Some(e))));
+                }
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        while self.remaining > 0 {
+            let unanswered = self.remaining;
+            self.give(Err(ClientError::Closed { unanswered }));
+        }
+    }
+}
+
+/// The replies to one client handle's `send`s, in order, until `recv`
+/// takes them. A reply holds its requests' room in the client until it is
+/// taken, so that a caller that sends without receiving waits once the
+/// client is full instead of growing the stream.
+#[derive(Debug, Default)]
+pub(super) struct ReplyStream {
+    state: Mutex<StreamState>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    ready: VecDeque<(Result<Frame, ClientError>, Option<Permit>)>,
+    /// Requests sent through the stream whose replies were not yet taken.
+    expected: usize,
+}
+
+impl ReplyStream {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `n` more requests were sent.
+    pub(super) fn expect(&self, n: usize) {
+        self.lock().expected += n;
+    }
+
+    /// The caller could not send the `n` it announced.
+    pub(super) fn unexpect(&self, n: usize) {
+        let mut state = self.lock();
+        state.expected = state.expected.saturating_sub(n);
+    }
+
+    fn push(&self, result: Result<Frame, ClientError>, permit: Option<Permit>) {
+        self.lock().ready.push_back((result, permit));
+        self.notify.notify_waiters();
+    }
+
+    /// Requests sent whose replies were not yet taken.
+    pub(super) fn expected(&self) -> usize {
+        self.lock().expected
+    }
+
+    /// The oldest reply if it is there. `None` also when nothing is expected.
+    pub(super) fn try_take(&self) -> Option<Result<Frame, ClientError>> {
+        let mut state = self.lock();
+        let (result, _permit) = state.ready.pop_front()?;
+        state.expected -= 1;
+        Some(result)
+    }
+
+    /// The oldest reply, waiting for it. Cancel-safe: a reply is taken only
+    /// when it is returned.
+    pub(super) async fn take(&self) -> Result<Frame, ClientError> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some((result, _permit)) = state.ready.pop_front() {
+                    state.expected -= 1;
+                    return result;
+                }
+                if state.expected == 0 {
+                    return Err(ClientError::NothingInFlight {
+                        wanted: 1,
+                        in_flight: 0,
+                    });
+                }
+            }
+            notified.await;
+        }
+    }
+}
