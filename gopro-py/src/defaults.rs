@@ -18,6 +18,15 @@ pub(crate) const MAX_BODY: usize = gopro::DEFAULT_MAX_BODY;
 pub(crate) const TIMEOUT: f64 = gopro::client::DEFAULT_TIMEOUT.as_secs_f64();
 /// A client's time allowed to connect, in seconds.
 pub(crate) const CONNECT_TIMEOUT: f64 = gopro::client::DEFAULT_CONNECT_TIMEOUT.as_secs_f64();
+/// A client's bound on requests in flight.
+pub(crate) const MAX_IN_FLIGHT: usize = gopro::client::DEFAULT_MAX_IN_FLIGHT;
+/// A client's bound on the bytes of requests in flight.
+pub(crate) const MAX_QUEUED_BYTES: usize = gopro::client::DEFAULT_MAX_QUEUED_BYTES;
+/// A client's first wait between reconnection attempts, in seconds.
+pub(crate) const RECONNECT_DELAY: f64 = gopro::client::DEFAULT_RECONNECT_DELAY.as_secs_f64();
+/// A client's longest wait between reconnection attempts, in seconds.
+pub(crate) const RECONNECT_MAX_DELAY: f64 =
+    gopro::client::DEFAULT_RECONNECT_MAX_DELAY.as_secs_f64();
 /// A server's read timeout, in seconds.
 pub(crate) const READ_TIMEOUT: f64 = gopro::server::DEFAULT_READ_TIMEOUT.as_secs_f64();
 /// A server's write timeout, in seconds.
@@ -48,6 +57,11 @@ pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("version", gopro::VERSION)?;
     dict.set_item("timeout", TIMEOUT)?;
     dict.set_item("connect_timeout", CONNECT_TIMEOUT)?;
+    dict.set_item("max_in_flight", MAX_IN_FLIGHT)?;
+    dict.set_item("max_queued_bytes", MAX_QUEUED_BYTES)?;
+    dict.set_item("reconnect_delay", RECONNECT_DELAY)?;
+    dict.set_item("reconnect_max_delay", RECONNECT_MAX_DELAY)?;
+    dict.set_item("reconnect", false)?;
     dict.set_item("read_timeout", READ_TIMEOUT)?;
     dict.set_item("write_timeout", WRITE_TIMEOUT)?;
     dict.set_item("grace", GRACE)?;

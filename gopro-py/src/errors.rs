@@ -101,11 +101,13 @@ exceptions! {
     GO_AWAY: "GoAway"
         => "The server is shutting down (GOAWAY). `.reason` is its text; the `.unanswered` requests were not handled and may be sent again elsewhere.";
     CONNECTION_CLOSED: "ConnectionClosed"
-        => "The connection is closed or failed; `.unanswered` requests got no reply.";
+        => "The connection is closed or failed; the request was not sent. `.unanswered` requests got no reply.";
+    CONNECTION_LOST: "ConnectionLost"
+        => "The connection was lost (reset, closed by the server, no reply within the timeout) after the request was written: it may have been handled, so it is not sent again. `.reason` says what happened.";
     CONNECT_ERROR: "ConnectError"
         => "The connection could not be made.";
     TIMEOUT: "Timeout"
-        => "No answer within the time allowed. The connection is closed, since a late reply would be taken for the next request's.";
+        => "No answer within the time allowed. The connection stays open: the request may still be handled, and its reply is discarded when it comes.";
     UNEXPECTED_REPLY: "UnexpectedReply"
         => "The server answered a request with a reply it cannot have (a HEARTBEAT not echoed, a LOGIN not answered OK). `.request` is the request's command, `.reply` the Frame received.";
     NOTHING_IN_FLIGHT: "NothingInFlight"
@@ -157,6 +159,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
             None => exc.make(py, plain)?,
         };
     }
+    let closed = CONNECTION_CLOSED.get(py).clone();
+    CONNECTION_LOST.make(py, &[closed])?;
     for exc in ALL {
         m.add(exc.name, exc.get(py))?;
     }
@@ -210,6 +214,10 @@ pub(crate) fn client_err(py: Python<'_>, e: ClientError) -> PyErr {
         ClientError::Timeout { .. } => TIMEOUT.err(py, &message, &[]),
         ClientError::Closed { unanswered } => {
             CONNECTION_CLOSED.err(py, &message, &[("unanswered", int(py, unanswered))])
+        }
+        ClientError::Lost { reason } => {
+            let attrs = [("reason", text(&reason)), ("unanswered", py.None())];
+            CONNECTION_LOST.err(py, &message, &attrs)
         }
         ClientError::Server { reason } => {
             SERVER_ERROR.err(py, &reason, &[("reason", text(&reason))])

@@ -46,6 +46,7 @@ fn gopro_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::decode, m)?)?;
     m.add_class::<client::Client>()?;
     m.add_class::<client::AsyncClient>()?;
+    m.add_class::<client::ClientStats>()?;
     m.add_class::<server::Server>()?;
     Ok(())
 }

@@ -35,6 +35,18 @@ pub(crate) fn spawn<'py>(
     event_loop: &Bound<'py, PyAny>,
     work: impl Future<Output = Make> + Send + 'static,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let (future, mut done) = future(event_loop)?;
+    gopro::blocking::runtime().spawn(async move {
+        let make = work.await;
+        done.send(make);
+    });
+    Ok(future)
+}
+
+/// A future of `event_loop` (the running loop), and what resolves it from
+/// any thread: [`Done::send`], or the drop of the `Done`, which resolves it
+/// with an error.
+pub(crate) fn future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Done)> {
     let py = event_loop.py();
     let waker = waker_for(event_loop)?;
     let waker = waker.get();
@@ -45,16 +57,12 @@ pub(crate) fn spawn<'py>(
     // it. A future nobody holds any more has nobody to give a result to.
     let weak = PyWeakrefReference::new(&future)?.unbind();
     lock(&waker.waiting).insert(id, weak);
-    let mut done = Done {
+    let done = Done {
         finished: Arc::clone(&waker.finished),
         id,
         sent: false,
     };
-    gopro::blocking::runtime().spawn(async move {
-        let make = work.await;
-        done.send(make);
-    });
-    Ok(future)
+    Ok((future, done))
 }
 
 /// The waker of `event_loop`, made and registered with it on first use.
@@ -138,14 +146,15 @@ impl Finished {
 
 /// Sends a task's result once: what it made, or, if the task ends without
 /// making anything (it panicked, or the runtime dropped it), an error.
-struct Done {
+pub(crate) struct Done {
     finished: Arc<Finished>,
     id: u64,
     sent: bool,
 }
 
 impl Done {
-    fn send(&mut self, make: Make) {
+    /// Resolves the future with what `make` makes, on the loop's thread.
+    pub(crate) fn send(&mut self, make: Make) {
         self.sent = true;
         self.finished.push(self.id, make);
     }
@@ -223,8 +232,8 @@ impl LoopWaker {
 
 fn resolve(future: &Bound<'_, PyAny>, make: Make) -> PyResult<()> {
     let py = future.py();
-    // A cancelled call: its result is dropped (the call itself ran to its
-    // end, see `client`).
+    // A cancelled call: its result is dropped (the core client discards
+    // the reply of a request whose caller is gone).
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());
     }

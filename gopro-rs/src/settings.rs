@@ -184,9 +184,9 @@ settings! {
         MaxQueuedBytes = "max_queued_bytes" => DefaultValue::Bytes(crate::client::DEFAULT_MAX_QUEUED_BYTES),
         /// [`reconnect`](crate::client::ClientBuilder::reconnect)
         Reconnect = "reconnect" => DefaultValue::Bool(false),
-        /// The first wait of [`reconnect_delay`](crate::client::ClientBuilder::reconnect_delay)
+        /// [`reconnect_delay`](crate::client::ClientBuilder::reconnect_delay)
         ReconnectDelay = "reconnect_delay" => DefaultValue::Duration(crate::client::DEFAULT_RECONNECT_DELAY),
-        /// The longest wait of [`reconnect_delay`](crate::client::ClientBuilder::reconnect_delay)
+        /// [`reconnect_max_delay`](crate::client::ClientBuilder::reconnect_max_delay)
         ReconnectMaxDelay = "reconnect_max_delay" => DefaultValue::Duration(crate::client::DEFAULT_RECONNECT_MAX_DELAY),
         /// [`login`](crate::client::ClientBuilder::login)
         Login = "login" => DefaultValue::Off,

@@ -25,10 +25,12 @@ __all__ = [
     "BodyTooLarge",
     "BufferTooSmall",
     "Client",
+    "ClientStats",
     "Command",
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
+    "ConnectionLost",
     "Decoder",
     "Frame",
     "FrameError",
@@ -95,6 +97,9 @@ class GoAway(GoproError):
 class ConnectionClosed(GoproError, ConnectionError):
     unanswered: int | None
 
+class ConnectionLost(ConnectionClosed):
+    reason: str
+
 class ConnectError(GoproError, ConnectionError): ...
 class Timeout(GoproError, TimeoutError): ...
 
@@ -150,15 +155,35 @@ class Decoder:
     def __next__(self) -> Frame: ...
 
 @final
+class ClientStats:
+    @property
+    def requests(self) -> int: ...
+    @property
+    def replies(self) -> int: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def resent(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+
+@final
 class Client:
     def __new__(
         cls,
-        addr: str = "127.0.0.1:8888",
+        addr: str | list[str] = "127.0.0.1:8888",
         timeout: float = 30.0,
         *,
         connect_timeout: float = 10.0,
         max_body: int = 10485760,
         keep_alive: float | None = None,
+        reconnect: bool = False,
+        login: Buffer | str | None = None,
+        max_in_flight: int = 1024,
+        max_queued_bytes: int = 16777216,
+        reconnect_delay: float = 0.1,
+        reconnect_max_delay: float = 2.0,
+        repeatable: Iterable[_CommandLike] | None = None,
     ) -> Client: ...
     def request(self, command: _CommandLike, body: Buffer | None = None) -> Frame: ...
     def heartbeat(self) -> None: ...
@@ -174,6 +199,8 @@ class Client:
     def closed(self) -> bool: ...
     @property
     def addr(self) -> str: ...
+    @property
+    def stats(self) -> ClientStats: ...
     def __enter__(self) -> Client: ...
     def __exit__(
         self,
@@ -184,12 +211,19 @@ class Client:
 class AsyncClient:
     @staticmethod
     def connect(
-        addr: str = "127.0.0.1:8888",
+        addr: str | list[str] = "127.0.0.1:8888",
         timeout: float = 30.0,
         *,
         connect_timeout: float = 10.0,
         max_body: int = 10485760,
         keep_alive: float | None = None,
+        reconnect: bool = False,
+        login: Buffer | str | None = None,
+        max_in_flight: int = 1024,
+        max_queued_bytes: int = 16777216,
+        reconnect_delay: float = 0.1,
+        reconnect_max_delay: float = 2.0,
+        repeatable: Iterable[_CommandLike] | None = None,
     ) -> Awaitable[AsyncClient]: ...
     def request(
         self, command: _CommandLike, body: Buffer | None = None
@@ -205,6 +239,8 @@ class AsyncClient:
     def close(self) -> Awaitable[None]: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def stats(self) -> ClientStats: ...
     def __aenter__(self) -> Awaitable[AsyncClient]: ...
     def __aexit__(
         self,

@@ -1,6 +1,7 @@
 //! `AsyncClient`: the asyncio client. Each call returns an awaitable
 //! (see `awaitable`).
 
+use gopro::client::Callback;
 use pyo3::prelude::*;
 
 use super::awaitable::{awaitable, in_running_loop, ready, Ready};
@@ -9,9 +10,12 @@ use super::calls::{
     send_fut, send_many_fut, Output,
 };
 use super::slot::{Sent, Slot};
-use super::{builder, credentials_bytes, BoxFut, CoreClient, Obj};
+use super::{
+    addresses, connect_fut, credentials_bytes, BoxFut, ClientStats, CoreClient, Obj, Options,
+};
 use crate::defaults;
 use crate::errors::client_err;
+use crate::wakeup;
 
 /// A new connection and its body limit.
 struct Connected(CoreClient, usize);
@@ -38,20 +42,44 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     /// Connects; returns an awaitable of the client.
     #[staticmethod]
-    #[pyo3(signature = (addr = defaults::LISTEN, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None),
-        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None)")]
+    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None),
+        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None)")]
+    #[allow(clippy::too_many_arguments)]
     fn connect<'py>(
         py: Python<'py>,
-        addr: &str,
+        addr: Option<&Bound<'py, PyAny>>,
         timeout: f64,
         connect_timeout: f64,
         max_body: usize,
         keep_alive: Option<f64>,
+        reconnect: bool,
+        login: Option<Bound<'py, PyAny>>,
+        max_in_flight: usize,
+        max_queued_bytes: usize,
+        reconnect_delay: f64,
+        reconnect_max_delay: f64,
+        repeatable: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
-        let addr = addr.to_string();
+        let options = Options {
+            timeout,
+            connect_timeout,
+            max_body,
+            keep_alive,
+            reconnect,
+            login,
+            max_in_flight,
+            max_queued_bytes,
+            reconnect_delay,
+            reconnect_max_delay,
+            repeatable,
+        };
+        let addrs = match addr {
+            Some(addr) => addresses(addr)?,
+            None => vec![defaults::LISTEN.to_string()],
+        };
+        let connect = connect_fut(addrs, &options)?;
         let fut: BoxFut<Connected> =
-            Box::pin(async move { Ok(Connected(builder.connect(&addr).await?, max_body)) });
+            Box::pin(async move { Ok(Connected(connect.await?, max_body)) });
         awaitable(py, fut)
     }
 
@@ -60,7 +88,32 @@ impl AsyncClient {
     fn request<'py>(&self, command: &Obj<'py>, body: Option<&Obj<'py>>) -> PyResult<Obj<'py>> {
         let py = command.py();
         let (command, body) = self.slot.args(command, body)?;
-        awaitable(py, request_fut(self.slot.get(py)?, command, body))
+        let client = self.slot.get(py)?;
+        in_running_loop(py)?;
+        // The reply comes to a callback on the connection's task, which
+        // resolves the loop's future through the loop's waker: no task of
+        // its own, and one wake-up for all the replies of one read.
+        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+        let (future, mut done) = wakeup::future(&event_loop)?;
+        let callback: Callback = Box::new(move |result| {
+            done.send(Box::new(move |py: Python<'_>| {
+                result.map_err(|e| client_err(py, e))?.into_py(py)
+            }))
+        });
+        match client.try_submit(command, body.clone(), callback) {
+            Ok(None) => Ok(future),
+            Ok(Some(_full)) => {
+                // The client is full: this call waits for room. The future
+                // made for it is cancelled, so that nothing warns of it.
+                future.call_method0(pyo3::intern!(py, "cancel"))?;
+                awaitable(py, request_fut(client, command, body))
+            }
+            Err(e) => {
+                // Raised when awaited, as from a call that waited.
+                future.call_method0(pyo3::intern!(py, "cancel"))?;
+                ready(py, Err(client_err(py, e)))
+            }
+        }
     }
 
     /// A HEARTBEAT round trip.
@@ -137,6 +190,12 @@ impl AsyncClient {
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
         self.slot.is_closed(py)
+    }
+
+    /// The client's counters (requests, replies, reconnects, resent, lost).
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyResult<ClientStats> {
+        Ok(self.slot.get(py)?.stats().into())
     }
 
     fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {

@@ -4,7 +4,6 @@
 use std::task::Poll;
 use std::time::Duration;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::calls::{
@@ -12,31 +11,28 @@ use super::calls::{
     send_fut, send_many_fut, Output,
 };
 use super::slot::{Sent, Slot};
-use super::{builder, credentials_bytes, poll_once, BoxFut, CoreClient, Obj};
+use super::{
+    addresses, connect_fut, credentials_bytes, poll_once, BoxFut, ClientStats, Obj, Options,
+};
 use crate::defaults;
 use crate::errors::{client_err, not_on_runtime_thread};
 
-/// Runs a call to its end from a plain thread, with the GIL released while
-/// it waits. Signals are checked every so often, so Ctrl-C interrupts the
-/// wait (the call itself still finishes in the background).
+/// Runs a call from a plain thread, on this thread, with the GIL released
+/// while it waits. Signals are checked every so often, so Ctrl-C
+/// interrupts the wait: the call is then dropped, which the core client
+/// allows at any point (a reply whose caller is gone is discarded).
 fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
     not_on_runtime_thread(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         return result.map_err(|e| client_err(py, e))?.into_py(py);
     }
     let rt = gopro::blocking::runtime();
-    let mut task = rt.spawn(fut);
     loop {
         let done = py.detach(|| {
-            rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), &mut task).await })
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), &mut fut).await })
         });
         match done {
-            Ok(Ok(result)) => return result.map_err(|e| client_err(py, e))?.into_py(py),
-            Ok(Err(join)) => {
-                return Err(PyRuntimeError::new_err(format!(
-                    "gopro client task failed: {join}"
-                )))
-            }
+            Ok(result) => return result.map_err(|e| client_err(py, e))?.into_py(py),
             Err(_) => py.check_signals()?,
         }
     }
@@ -52,20 +48,43 @@ pub(crate) struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (addr = defaults::LISTEN, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None),
-        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None)")]
-    fn new(
-        py: Python<'_>,
-        addr: &str,
+    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None),
+        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new<'py>(
+        py: Python<'py>,
+        addr: Option<&Bound<'py, PyAny>>,
         timeout: f64,
         connect_timeout: f64,
         max_body: usize,
         keep_alive: Option<f64>,
+        reconnect: bool,
+        login: Option<Bound<'py, PyAny>>,
+        max_in_flight: usize,
+        max_queued_bytes: usize,
+        reconnect_delay: f64,
+        reconnect_max_delay: f64,
+        repeatable: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Client> {
-        let addr = addr.to_string();
-        let builder = builder(timeout, connect_timeout, max_body, keep_alive)?;
-        let target = addr.clone();
-        let fut: BoxFut<CoreClient> = Box::pin(async move { builder.connect(&target).await });
+        let options = Options {
+            timeout,
+            connect_timeout,
+            max_body,
+            keep_alive,
+            reconnect,
+            login,
+            max_in_flight,
+            max_queued_bytes,
+            reconnect_delay,
+            reconnect_max_delay,
+            repeatable,
+        };
+        let addrs = match addr {
+            Some(addr) => addresses(addr)?,
+            None => vec![defaults::LISTEN.to_string()],
+        };
+        let label = addrs.join(",");
+        let fut = connect_fut(addrs, &options)?;
         not_on_runtime_thread(py)?;
         let rt = gopro::blocking::runtime();
         let client = py
@@ -73,7 +92,7 @@ impl Client {
             .map_err(|e| client_err(py, e))?;
         Ok(Client {
             slot: Slot::new(client, max_body),
-            addr,
+            addr: label,
         })
     }
 
@@ -144,9 +163,16 @@ impl Client {
         block(py, request_many_fut(self.slot.get(py)?, requests))
     }
 
-    /// Closes the connection; later calls raise `ConnectionClosed`.
+    /// Closes the connection; calls waiting and later calls raise
+    /// `ConnectionClosed`.
     fn close(&self, py: Python<'_>) {
         self.slot.close(py);
+    }
+
+    /// The client's counters (requests, replies, reconnects, resent, lost).
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyResult<ClientStats> {
+        Ok(self.slot.get(py)?.stats().into())
     }
 
     /// Whether `close` was called.

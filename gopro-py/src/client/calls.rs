@@ -72,9 +72,8 @@ pub(super) fn recv_many_fut(client: Arc<CoreClient>, n: usize) -> BoxFut<Replies
 
 pub(super) fn request_many_fut(client: Arc<CoreClient>, wire: Bytes) -> BoxFut<Replies> {
     Box::pin(async move {
-        let n = client.send_encoded(&wire).await?;
         let mut frames = Vec::new();
-        let error = client.recv_many(n, &mut frames).await.err();
+        let error = client.request_encoded(wire, &mut frames).await.err();
         Ok(Replies(frames, error))
     })
 }

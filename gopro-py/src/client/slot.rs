@@ -125,6 +125,10 @@ impl Slot {
             .lock_py_attached(py)
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        // Calls still waiting on other threads or tasks fail now.
+        if let Some(client) = &client {
+            client.close();
+        }
         // Dropping the connection closes the socket; no GIL needed for it.
         py.detach(move || drop(client));
     }

@@ -41,7 +41,8 @@ pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// | [`max_in_flight`](Self::max_in_flight) | 1,024 requests |
 /// | [`max_queued_bytes`](Self::max_queued_bytes) | 16 MiB |
 /// | [`reconnect`](Self::reconnect) | off |
-/// | [`reconnect_delay`](Self::reconnect_delay) | 100 ms, doubling up to 2 s |
+/// | [`reconnect_delay`](Self::reconnect_delay) | 100 ms, doubling |
+/// | [`reconnect_max_delay`](Self::reconnect_max_delay) | 2 s |
 /// | [`login`](Self::login) | none |
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
@@ -85,7 +86,7 @@ impl ClientBuilder {
 
     /// Time allowed for each call: a call still waiting then fails with
     /// [`ClientError::Timeout`], and its reply, if it comes, is discarded.
-    /// Also the time the server has to answer the oldest request: a server
+    /// The server has a tenth longer to answer the oldest request: a server
     /// silent for that long is given up ([`ClientError::Lost`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -128,11 +129,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The waits between reconnection attempts: the first attempt is at
-    /// once, the next after about `first` (half to all of it, at random),
-    /// each later one twice as long, up to `max`.
-    pub fn reconnect_delay(mut self, first: Duration, max: Duration) -> Self {
+    /// The wait before the second reconnection attempt (the first is at
+    /// once): about `first` (half to all of it, at random); each later wait
+    /// is twice as long, up to [`reconnect_max_delay`](Self::reconnect_max_delay).
+    pub fn reconnect_delay(mut self, first: Duration) -> Self {
         self.reconnect_delay = first;
+        self
+    }
+
+    /// The longest wait between reconnection attempts.
+    pub fn reconnect_max_delay(mut self, max: Duration) -> Self {
         self.reconnect_max_delay = max;
         self
     }

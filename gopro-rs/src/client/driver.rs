@@ -146,6 +146,9 @@ pub(super) struct Driver {
     orphaned: bool,
     timer: std::pin::Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// The callbacks' requests, oldest first, by when they were queued: a
+    /// callback has no caller of its own to time out, so the task does.
+    deadlines: VecDeque<(Instant, Position)>,
 }
 
 impl Driver {
@@ -167,6 +170,7 @@ impl Driver {
             orphaned: false,
             timer: Box::pin(sleep_until(tokio::time::Instant::now())),
             armed: None,
+            deadlines: VecDeque::new(),
         }
     }
 
@@ -216,18 +220,24 @@ impl Driver {
             };
             let reconnect = backoff.is_some() && !self.orphaned;
             let failed = self.pipeline.end_connection(reconnect);
+            let ended = (!reconnect).then(|| match &end {
+                End::GoAway(reason) => Ended::GoAway(reason.clone()),
+                End::Protocol(e) => Ended::Protocol(Arc::new(copy_codec_error(e))),
+                _ => Ended::Closed,
+            });
+            // Ended for good: said before any caller hears of it, so that
+            // a call made once one has fails at once, and says why.
+            if let Some(ended) = &ended {
+                self.state.end(ended.clone());
+            }
             let cause = match &end {
                 End::GoAway(reason) => Cause::GoAway(reason),
                 End::Protocol(e) => Cause::Protocol(e),
                 _ => Cause::Lost(&reason),
             };
             self.fail(&failed, cause);
-            let Some(backoff) = backoff.as_mut().filter(|_| reconnect) else {
-                self.finish(match end {
-                    End::GoAway(reason) => Ended::GoAway(reason),
-                    End::Protocol(e) => Ended::Protocol(Arc::new(e)),
-                    _ => Ended::Closed,
-                });
+            let (Some(backoff), None) = (backoff.as_mut(), ended.as_ref()) else {
+                self.finish(ended.unwrap_or(Ended::Closed));
                 return;
             };
             match self.reconnect(backoff, index + 1).await {
@@ -265,6 +275,7 @@ impl Driver {
             }
         }
         self.flushes.clear();
+        self.deadlines.clear();
     }
 
     /// Gives the requests of a connection ended their errors.
@@ -386,11 +397,16 @@ impl Driver {
                 self.state
                     .requests
                     .fetch_add(range.end - range.start, Ordering::Relaxed);
+                let since = Instant::now();
+                if reply.is_callback() {
+                    self.deadlines
+                        .push_back((since + self.settings.timeout, range.start));
+                }
                 self.waiters.push_back(Waiter {
                     first: range.start,
                     end: range.end,
                     reply,
-                    since: Instant::now(),
+                    since,
                 });
             }
             Err(e) => {
@@ -454,15 +470,21 @@ impl Driver {
     /// keep-alive. Deadlines only move later, so a timer armed earlier
     /// than needed is left as it is, and looks again when it fires.
     fn arm(&mut self) {
-        let reply = self.pipeline.reply_deadline(self.settings.timeout);
+        let reply = self.pipeline.reply_deadline(self.response_timeout());
         let keep_alive = self
             .settings
             .keep_alive
             .and_then(|interval| self.pipeline.keep_alive_due(interval));
-        let wanted = match (reply, keep_alive) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The deadlines of requests answered since go (positions older than
+        // the oldest waiter's were answered).
+        while let Some(&(_, position)) = self.deadlines.front() {
+            if self.waiters.front().is_some_and(|w| position >= w.first) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        let callback = self.deadlines.front().map(|(at, _)| *at);
+        let wanted = [reply, keep_alive, callback].into_iter().flatten().min();
         if let Some(wanted) = wanted {
             if self.armed.is_none_or(|armed| wanted < armed) {
                 self.armed = Some(wanted);
@@ -473,15 +495,29 @@ impl Driver {
         }
     }
 
+    /// How long the server may leave the oldest request unanswered: a tenth
+    /// longer than a call's timeout, so that a lone caller of a server gone
+    /// silent is told it timed out, not that the connection was lost.
+    fn response_timeout(&self) -> Duration {
+        self.settings.timeout + self.settings.timeout / 10
+    }
+
     /// The timer fired: the server stopped answering, or a keep-alive is due.
     fn on_timer(&mut self) -> Option<End> {
         self.armed = None;
         let now = Instant::now();
-        if let Some(deadline) = self.pipeline.reply_deadline(self.settings.timeout) {
+        while let Some(&(at, position)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            self.time_out(position);
+        }
+        if let Some(deadline) = self.pipeline.reply_deadline(self.response_timeout()) {
             if deadline <= now {
                 return Some(End::Lost(format!(
                     "no reply from the server for {:?}",
-                    self.settings.timeout
+                    self.response_timeout()
                 )));
             }
         }
@@ -606,6 +642,20 @@ impl Driver {
                     delay = backoff.next_delay();
                     debug!(error = %e, ?delay, "gopro client: reconnect failed; trying again");
                 }
+            }
+        }
+    }
+
+    /// A callback's request has waited its whole timeout: the callback is
+    /// told so now, and the reply, if it comes, is discarded.
+    fn time_out(&mut self, position: Position) {
+        let at = self.waiters.partition_point(|w| w.end <= position);
+        if let Some(waiter) = self.waiters.get_mut(at) {
+            if waiter.first == position && waiter.reply.remaining() > 0 {
+                waiter.reply.give(Err(ClientError::Timeout {
+                    waiting_to: "get a reply",
+                    after: self.settings.timeout,
+                }));
             }
         }
     }

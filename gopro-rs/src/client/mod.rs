@@ -363,6 +363,10 @@ impl Client {
         if let Some(result) = self.stream.try_take() {
             return result;
         }
+        if self.stream.expected() == 0 {
+            // Nothing sent: an ended connection says why first.
+            self.check_open()?;
+        }
         self.in_time("get a reply", self.stream.take()).await
     }
 

@@ -51,6 +51,11 @@ impl Reply {
         self.remaining = 0;
     }
 
+    /// Whether the results go to a callback (which no caller times out).
+    pub(super) fn is_callback(&self) -> bool {
+        matches!(self.to, To::Callback(_))
+    }
+
     /// Results still owed.
     pub(super) fn remaining(&self) -> usize {
         self.remaining
