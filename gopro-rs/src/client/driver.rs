@@ -146,8 +146,8 @@ pub(super) struct Driver {
     orphaned: bool,
     timer: std::pin::Pin<Box<Sleep>>,
     armed: Option<Instant>,
-    /// The callbacks' requests, oldest first, by when they were queued: a
-    /// callback has no caller of its own to time out, so the task does.
+    /// The deadlines of the requests the task times out (see
+    /// `Reply::timed_by_task`), oldest first.
     deadlines: VecDeque<(Instant, Position)>,
 }
 
@@ -398,7 +398,7 @@ impl Driver {
                     .requests
                     .fetch_add(range.end - range.start, Ordering::Relaxed);
                 let since = Instant::now();
-                if reply.is_callback() {
+                if reply.timed_by_task() {
                     self.deadlines
                         .push_back((since + self.settings.timeout, range.start));
                 }
@@ -646,8 +646,8 @@ impl Driver {
         }
     }
 
-    /// A callback's request has waited its whole timeout: the callback is
-    /// told so now, and the reply, if it comes, is discarded.
+    /// A request has waited its whole timeout: its caller is told so now,
+    /// and the reply, if it comes, is discarded.
     fn time_out(&mut self, position: Position) {
         let at = self.waiters.partition_point(|w| w.end <= position);
         if let Some(waiter) = self.waiters.get_mut(at) {

@@ -221,18 +221,23 @@ impl Client {
         let (command, body) = (command.into(), body.into());
         check_body(self.shared.max_body, body.len())?;
         self.check_open()?;
-        self.in_time("get a reply", async {
-            let permit = self.permit(1, HEADER_LEN + body.len()).await;
-            let (tx, rx) = oneshot::channel();
-            let reply = Reply::new(To::One(Some(tx)), 1, permit);
-            self.post(Msg::Request {
-                command,
-                body,
-                reply,
-            })?;
-            rx.await.unwrap_or_else(|_| Err(self.ended_error()))
-        })
-        .await
+        let cost = HEADER_LEN + body.len();
+        let permit = match self.shared.limits.try_acquire(1, cost) {
+            Some(permit) => permit,
+            None => {
+                self.in_time("queue a request", async { Ok(self.permit(1, cost).await) })
+                    .await?
+            }
+        };
+        // The connection task times the call out (no timer per call here).
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::new(To::One(Some(tx)), 1, permit);
+        self.post(Msg::Request {
+            command,
+            body,
+            reply,
+        })?;
+        rx.await.unwrap_or_else(|_| Err(self.ended_error()))
     }
 
     /// Queues a request whose outcome goes to `done`, called once, on the

@@ -51,9 +51,11 @@ impl Reply {
         self.remaining = 0;
     }
 
-    /// Whether the results go to a callback (which no caller times out).
-    pub(super) fn is_callback(&self) -> bool {
-        matches!(self.to, To::Callback(_))
+    /// Whether the connection task times the request out: a callback has
+    /// no caller to do it, and a lone request's caller leaves it to the
+    /// task rather than arm a timer of its own for every call.
+    pub(super) fn timed_by_task(&self) -> bool {
+        matches!(self.to, To::Callback(_) | To::One(_))
     }
 
     /// Results still owed.

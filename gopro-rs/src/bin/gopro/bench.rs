@@ -27,6 +27,14 @@ pub(crate) struct BenchArgs {
     /// Requests sent per connection before their replies are read.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// Tasks sharing each connection, each making one request at a time
+    /// (pipelining by concurrency, instead of --pipeline).
+    #[arg(long, default_value_t = 1, conflicts_with = "pipeline")]
+    callers: usize,
+    /// Reconnect across server restarts, counting failed calls instead of
+    /// stopping at the first (see the reconnects, re-sent and lost figures).
+    #[arg(long, conflicts_with = "reconnect_every")]
+    reconnect: bool,
     /// Body size in bytes.
     #[arg(long, default_value_t = 32)]
     size: usize,
@@ -55,17 +63,33 @@ struct Totals {
     replies: AtomicU64,
     bytes: AtomicU64,
     connections: AtomicU64,
+    /// Calls that failed (with --reconnect only; otherwise the first stops the run).
+    failed: AtomicU64,
+    /// The clients' counters, summed at the end.
+    reconnects: AtomicU64,
+    resent: AtomicU64,
+    lost: AtomicU64,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.conns == 0 || args.pipeline == 0 || args.reconnect_every == Some(0) {
-        return Err("--conns, --pipeline and --reconnect-every must be at least 1".into());
+    if args.conns == 0 || args.pipeline == 0 || args.callers == 0 || args.reconnect_every == Some(0)
+    {
+        return Err(
+            "--conns, --pipeline, --callers and --reconnect-every must be at least 1".into(),
+        );
     }
     let runtime = crate::runtime(args.threads)?;
     let (histogram, elapsed, totals) = runtime.block_on(load(&args))?;
     let replies = totals.replies.load(Ordering::Relaxed);
     let bytes = totals.bytes.load(Ordering::Relaxed);
     let connections = totals.connections.load(Ordering::Relaxed);
+    let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (failed, reconnects, resent, lost) = (
+        count(&totals.failed),
+        count(&totals.reconnects),
+        count(&totals.resent),
+        count(&totals.lost),
+    );
     let secs = elapsed.as_secs_f64();
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
     if args.json {
@@ -75,6 +99,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "addr": args.addr,
                 "conns": args.conns,
                 "pipeline": args.pipeline,
+                "callers": args.callers,
+                "failed": failed,
+                "reconnects": reconnects,
+                "resent": resent,
+                "lost": lost,
                 "size": args.size,
                 "command": match args.command { Kind::Heartbeat => "heartbeat", Kind::Message => "message" },
                 "reconnect_every": args.reconnect_every,
@@ -97,6 +126,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(n) = args.reconnect_every {
             println!("{connections} connections opened, each closed after {n} replies");
         }
+        if args.callers > 1 {
+            println!("{} caller(s) sharing each connection", args.callers);
+        }
+        if args.reconnect {
+            println!(
+                "{failed} call(s) failed; {reconnects} reconnect(s), {resent} request(s) re-sent, {lost} lost"
+            );
+        }
         println!(
             "{:.0} replies/s, {:.2} MB/s (requests and replies)",
             replies as f64 / secs,
@@ -118,7 +155,8 @@ async fn load(
 ) -> Result<(Histogram<u64>, Duration, Arc<Totals>), Box<dyn std::error::Error>> {
     let builder = Client::builder()
         .timeout(args.timeout)
-        .max_body(args.size + 64);
+        .max_body(args.size + 64)
+        .reconnect(args.reconnect);
     let mut clients = Vec::with_capacity(args.conns);
     for _ in 0..args.conns {
         clients.push(builder.clone().connect(&args.addr).await?);
@@ -127,13 +165,32 @@ async fn load(
         replies: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         connections: AtomicU64::new(args.conns as u64),
+        failed: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
+        resent: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
     });
     let body = Bytes::from((0..args.size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let started = Instant::now();
     let until = started + args.duration;
     let progress = progress_bar(args);
     let mut tasks = tokio::task::JoinSet::new();
+    let shared: Vec<Client> = clients.iter().map(Client::clone).collect();
     for client in clients {
+        if args.callers > 1 || args.reconnect {
+            for _ in 0..args.callers {
+                let caller = Caller {
+                    client: client.clone(),
+                    body: body.clone(),
+                    kind: args.command,
+                    until,
+                    totals: totals.clone(),
+                    keep_going: args.reconnect,
+                };
+                tasks.spawn(caller.run());
+            }
+            continue;
+        }
         let load = Load {
             body: body.clone(),
             pipeline: args.pipeline,
@@ -168,6 +225,14 @@ async fn load(
     }
     ticker.abort();
     progress.finish_and_clear();
+    for client in shared {
+        let stats = client.stats();
+        totals
+            .reconnects
+            .fetch_add(stats.reconnects, Ordering::Relaxed);
+        totals.resent.fetch_add(stats.resent, Ordering::Relaxed);
+        totals.lost.fetch_add(stats.lost, Ordering::Relaxed);
+    }
     Ok((histogram, started.elapsed(), totals))
 }
 
@@ -209,10 +274,7 @@ async fn connection(mut client: Client, load: Load) -> Result<Histogram<u64>, St
         reconnect,
     } = load;
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
-    let (command, prefix): (Command, &[u8]) = match kind {
-        Kind::Heartbeat => (Command::HEARTBEAT, b""),
-        Kind::Message => (Command::MESSAGE, b"Server says: "),
-    };
+    let (command, prefix) = expected(kind);
     let frame_bytes = (2 * 8 + body.len() * 2 + prefix.len()) as u64;
     let mut answered: u64 = 0;
     while Instant::now() < until {
@@ -242,17 +304,7 @@ async fn connection(mut client: Client, load: Load) -> Result<Histogram<u64>, St
         client.flush().await.map_err(|e| e.to_string())?;
         for _ in 0..batch {
             let reply = client.recv().await.map_err(|e| e.to_string())?;
-            let ok = reply.command == command
-                && reply.body.len() == prefix.len() + body.len()
-                && reply.body.starts_with(prefix)
-                && reply.body[prefix.len()..] == body[..];
-            if !ok {
-                return Err(format!(
-                    "wrong reply: {} with {} bytes",
-                    reply.command,
-                    reply.body.len()
-                ));
-            }
+            check_reply(&reply, command, prefix, &body)?;
             let latency = sent.elapsed().as_nanos() as u64;
             histogram
                 .record(latency.max(1))
@@ -265,6 +317,73 @@ async fn connection(mut client: Client, load: Load) -> Result<Histogram<u64>, St
             .fetch_add(frame_bytes * batch as u64, Ordering::Relaxed);
     }
     Ok(histogram)
+}
+
+/// One of the tasks sharing a connection: a request at a time, each reply
+/// checked, until the time is up.
+struct Caller {
+    client: Client,
+    body: Bytes,
+    kind: Kind,
+    until: Instant,
+    totals: Arc<Totals>,
+    /// Count a failed call and go on (reconnecting), instead of stopping.
+    keep_going: bool,
+}
+
+impl Caller {
+    async fn run(self) -> Result<Histogram<u64>, String> {
+        let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+        let (command, prefix) = expected(self.kind);
+        let frame_bytes = (2 * 8 + self.body.len() * 2 + prefix.len()) as u64;
+        while Instant::now() < self.until {
+            let sent = Instant::now();
+            let reply = match self.client.request(command, self.body.clone()).await {
+                Ok(reply) => reply,
+                Err(_) if self.keep_going => {
+                    self.totals.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            check_reply(&reply, command, prefix, &self.body)?;
+            histogram
+                .record((sent.elapsed().as_nanos() as u64).max(1))
+                .map_err(|e| e.to_string())?;
+            self.totals.replies.fetch_add(1, Ordering::Relaxed);
+            self.totals.bytes.fetch_add(frame_bytes, Ordering::Relaxed);
+        }
+        Ok(histogram)
+    }
+}
+
+/// The command sent for `kind`, and what its reply's body starts with.
+fn expected(kind: Kind) -> (Command, &'static [u8]) {
+    match kind {
+        Kind::Heartbeat => (Command::HEARTBEAT, b""),
+        Kind::Message => (Command::MESSAGE, b"Server says: "),
+    }
+}
+
+/// A reply must be the echo of the request: the same command, the prefix, the body.
+fn check_reply(
+    reply: &gopro::Frame,
+    command: Command,
+    prefix: &[u8],
+    body: &[u8],
+) -> Result<(), String> {
+    let ok = reply.command == command
+        && reply.body.len() == prefix.len() + body.len()
+        && reply.body.starts_with(prefix)
+        && reply.body[prefix.len()..] == body[..];
+    if !ok {
+        return Err(format!(
+            "wrong reply: {} with {} bytes",
+            reply.command,
+            reply.body.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -299,6 +418,13 @@ mod tests {
                 totals.connections.load(Ordering::Relaxed),
             )
         })
+    }
+
+    #[test]
+    fn callers_share_each_connection() {
+        let (replies, connections) = bench(&["--conns", "2", "--callers", "8"]);
+        assert!(replies > 16, "{replies} replies");
+        assert_eq!(connections, 2);
     }
 
     #[test]
