@@ -145,6 +145,36 @@ async def asyncio_struct_client(addr: str, n: int, batch: int) -> float:
     return rate
 
 
+async def gather_client(addr: str, n: int, batch: int) -> float:
+    """`batch` concurrent `request()` calls at a time, by `asyncio.gather`."""
+    body = b"x" * 32
+    client = await gopro.AsyncClient.connect(addr)
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        replies = await asyncio.gather(*(client.request(1, body) for _ in range(batch)))
+        assert len(replies) == batch
+    rate = n / (time.perf_counter() - started)
+    await client.close()
+    return rate
+
+
+def threads_client(addr: str, n: int, threads: int) -> float:
+    """`threads` threads sharing one `Client`, a request at a time each."""
+    body = b"x" * 32
+    with gopro.Client(addr) as client:
+        def work() -> None:
+            for _ in range(n // threads):
+                client.request(1, body)
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        started = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return n / (time.perf_counter() - started)
+
+
 # ----------------------------------------------------------------- servers
 
 PREFIX = b"Server says: "
@@ -281,8 +311,37 @@ class Rounds:
         )
 
 
+def shared(rounds: int, n: int) -> list[str]:
+    """One client shared by many callers: tasks (gather) and threads."""
+    r = Rounds()
+    proc, addr = start_rust_server()
+    try:
+        for _ in range(rounds):
+            r.add("asyncio 64", asyncio.run(asyncio_struct_client(addr, n, 64)))
+            r.add("gather 64", asyncio.run(gather_client(addr, n, 64)))
+            r.add("asyncio 1", asyncio.run(asyncio_struct_client(addr, n // 10, 1)))
+            r.add("gather 1", asyncio.run(gather_client(addr, n // 10, 1)))
+            r.add("threads 1", threads_client(addr, n // 10, 1))
+            r.add("threads 8", threads_client(addr, n // 2, 8))
+    finally:
+        proc.terminate()
+        proc.wait()
+    work = "requests on one connection to gopro serve"
+    return [
+        r.row(work, "`asyncio.gather` of 64 `AsyncClient.request`", "gather 64", "asyncio + struct, 64 pipelined", "asyncio 64", "replies/s"),
+        r.row(work, "`await AsyncClient.request`, one at a time", "gather 1", "asyncio + struct, one at a time", "asyncio 1", "replies/s"),
+        r.row(work, "8 threads sharing one `Client`", "threads 8", "one thread", "threads 1", "replies/s"),
+    ]
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
+    if "--shared" in sys.argv:
+        rows = shared(2 if quick else 5, 64_000 if quick else 256_000)
+        print("| work | gopro | baseline | ratio |")
+        print("|---|---:|---:|---:|")
+        print("\n".join(rows))
+        return
     rounds = 2 if quick else 5
     n_decode = 200_000 if quick else 1_000_000
     n_requests = 50_000 if quick else 200_000
@@ -344,6 +403,7 @@ def main() -> None:
             r.row("the same, per server CPU-second", "`gopro.Server`", f"ours cpu {conns}", base, f"theirs cpu {conns}", "replies"),
             r.row("the same, per server CPU-second", "`gopro serve` (Rust, no Python)", f"rust cpu {conns}", base, f"theirs cpu {conns}", "replies"),
         ]
+    rows += shared(rounds, n_requests)
     print(f"Median of {rounds} rounds; in brackets, the lowest and highest round.\n")
     print("| work | gopro | baseline | ratio |")
     print("|---|---:|---:|---:|")
