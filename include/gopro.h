@@ -128,6 +128,27 @@
 #define GOPRO_DEFAULT_TIMEOUT_MS 30000
 
 /**
+ * The client's default bound on requests in flight on its connection.
+ */
+#define GOPRO_DEFAULT_MAX_IN_FLIGHT 1024
+
+/**
+ * The client's default bound on the bytes of requests in flight: 16 MiB.
+ */
+#define GOPRO_DEFAULT_MAX_QUEUED_BYTES 16777216
+
+/**
+ * The client's default wait before its second reconnection attempt (ms);
+ * each later wait doubles, with jitter.
+ */
+#define GOPRO_DEFAULT_RECONNECT_DELAY_MS 100
+
+/**
+ * The client's default longest wait between reconnection attempts (ms).
+ */
+#define GOPRO_DEFAULT_RECONNECT_MAX_DELAY_MS 2000
+
+/**
  * Whether `gopro_server_start` raises the open-files soft limit to the
  * hard limit unless told otherwise (`gopro_server_config_set_raise_nofile_limit`).
  */
@@ -237,6 +258,13 @@ typedef enum gopro_status {
    * where it would stall or deadlock the runtime.
    */
   GOPRO_STATUS_BLOCKING_IN_RUNTIME = 21,
+  /**
+   * The connection was lost (reset, ended, or the server stopped
+   * answering) after the request was written: it may have been handled,
+   * so it was not sent again. A client that reconnects
+   * (`gopro_client_config_set_reconnect`) takes new requests.
+   */
+  GOPRO_STATUS_CONNECTION_LOST = 22,
 } gopro_status;
 
 #if defined(GOPRO_RUNTIME)
@@ -244,10 +272,14 @@ typedef enum gopro_status {
  * A connection to a GoPro server (SPEC §3–6), made by
  * `gopro_client_connect` and freed by `gopro_client_free`.
  *
- * Thread-safe: calls may come from several threads at once and are
- * serialized, so a reply is never handed to another caller (for
- * pipelining, one thread should own the send/receive sequence). Calls are
- * blocking and must not be made from a server callback
+ * Thread-safe: any number of threads may call `gopro_client_request` at
+ * once. Their requests share the connection: written in the order they
+ * are made, coalesced into as few writes as the socket allows, and each
+ * caller gets the reply to its own request; no lock is held while a caller
+ * waits. `gopro_client_submit` does the same without blocking a thread.
+ * `gopro_client_send`/`gopro_client_recv` are one pipeline per client: one
+ * thread should own that sequence. Blocking calls must not be made from a
+ * server callback or a completion callback
  * (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
  */
 typedef struct gopro_client gopro_client;
@@ -330,6 +362,57 @@ typedef struct gopro_frame_view {
    */
   size_t body_len;
 } gopro_frame_view;
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * A client's counters, from its start, filled in by `gopro_client_stats`.
+ */
+typedef struct gopro_client_counters {
+  /**
+   * Requests queued.
+   */
+  uint64_t requests;
+  /**
+   * Replies received (ERROR replies included).
+   */
+  uint64_t replies;
+  /**
+   * Connections made again after one was lost.
+   */
+  uint64_t reconnects;
+  /**
+   * Requests written again on a new connection (left unanswered by a
+   * GOAWAY, or repeatable).
+   */
+  uint64_t resent;
+  /**
+   * Requests that failed with `GOPRO_STATUS_CONNECTION_LOST`.
+   */
+  uint64_t lost;
+} gopro_client_counters;
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Receives the outcome of a request made with `gopro_client_submit`:
+ * called exactly once per request the call accepted, with `user_data` as
+ * given there, the request's `status`, and, for `GOPRO_STATUS_OK`, its
+ * `reply` (NULL otherwise). The reply belongs to the library and is valid
+ * only during the call: read it with `gopro_frame_get` and copy what is
+ * kept; do not free it. On a failure, `gopro_last_error_message` on the
+ * calling thread says why (for `GOPRO_STATUS_SERVER_ERROR`, the server's
+ * reason).
+ *
+ * Called on one of the library's runtime threads, the one that reads the
+ * connection: keep it short and never block in it, since the replies of
+ * every caller of the client wait meanwhile. Blocking calls return
+ * `GOPRO_STATUS_BLOCKING_IN_RUNTIME` there; `gopro_client_submit` works
+ * while the client has room.
+ */
+typedef void (*gopro_completion_fn)(void *user_data,
+                                    enum gopro_status status,
+                                    const struct gopro_frame *reply);
+#endif
 
 #if defined(GOPRO_RUNTIME)
 /**
@@ -632,8 +715,8 @@ enum gopro_status gopro_reply_set_error(struct gopro_reply *reply, const char *r
  * - `timeout_ms`: time allowed for every later call on this client
  *   (writing the request and reading its reply); 0 for the default,
  *   `GOPRO_DEFAULT_TIMEOUT_MS`.
- *   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT` and closes
- *   the connection, since a late reply would be taken for the next one's.
+ *   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT`; its reply
+ *   is discarded when it comes, and the connection stays open.
  * - `max_body`: the largest body sent or accepted; 0 for
  *   `GOPRO_DEFAULT_MAX_BODY`.
  *
@@ -653,10 +736,16 @@ enum gopro_status gopro_client_connect(const char *addr,
  * and waits for its reply, stored as a new frame in `*out_reply` that the
  * caller frees with `gopro_frame_free`.
  *
+ * Callable from any number of threads at once: each gets its own reply.
+ * Waits while the client is full (`gopro_client_config_set_max_in_flight`).
+ *
  * An ERROR reply gives `GOPRO_STATUS_SERVER_ERROR` with the server's reason
  * in `gopro_last_error_message` (the connection stays usable); a GOAWAY
- * gives `GOPRO_STATUS_GOAWAY` (the request was not handled); a body over
- * the client's limit gives `GOPRO_STATUS_BODY_TOO_LARGE` and nothing is sent.
+ * gives `GOPRO_STATUS_GOAWAY` (the request was not handled; a reconnecting
+ * client sends it again instead); a connection lost after the request was
+ * written gives `GOPRO_STATUS_CONNECTION_LOST` (it may have been handled);
+ * a body over the client's limit gives `GOPRO_STATUS_BODY_TOO_LARGE` and
+ * nothing is sent.
  */
 enum gopro_status gopro_client_request(const struct gopro_client *client,
                                        uint8_t command,
@@ -725,17 +814,37 @@ enum gopro_status gopro_client_in_flight(const struct gopro_client *client, size
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Closes the connection (waiting for calls in progress on other threads to
- * end). Later calls on this client return `GOPRO_STATUS_CLOSED`; the
- * handle must still be freed with `gopro_client_free`. Closing twice is OK.
+ * Stores the client's counters in `*out`: requests, replies, reconnects,
+ * re-sent and lost requests. Thread-safe and cheap; works after
+ * `gopro_client_close` too. `out_size` is `sizeof *out`: the struct only
+ * grows by fields added at its end, and the library writes the fields it
+ * knows that fit and zeroes the others (as `gopro_server_stats`); less
+ * than the first version (5 counters, 40 bytes) gives
+ * `GOPRO_STATUS_INVALID_ARGUMENT`.
+ */
+enum gopro_status gopro_client_stats(const struct gopro_client *client,
+                                     struct gopro_client_counters *out,
+                                     size_t out_size);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Closes the connection: calls waiting on other threads and requests
+ * submitted without a reply fail with `GOPRO_STATUS_CLOSED`, and so do
+ * later calls. Returns once every completion callback owed has run. The
+ * handle must still be freed with `gopro_client_free`. Closing twice is
+ * OK. Not from a callback (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
  */
 enum gopro_status gopro_client_close(const struct gopro_client *client);
 #endif
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Closes the connection if open and frees the client. NULL is ignored.
- * No other thread may be using the client, and it must not be used after.
+ * Closes the connection if open, waits until every completion callback
+ * owed has run (as `gopro_client_close`), and frees the client. NULL is
+ * ignored. No other thread may be using the client, and it must not be
+ * used after. From a completion callback it does not wait: the callbacks
+ * still owed then run later, with `GOPRO_STATUS_CLOSED`.
  */
 void gopro_client_free(struct gopro_client *client);
 #endif
@@ -757,7 +866,8 @@ enum gopro_status gopro_frame_get(const struct gopro_frame *frame,
 #if defined(GOPRO_RUNTIME)
 /**
  * Frees a frame from `gopro_client_request` or `gopro_client_recv`. NULL
- * is ignored.
+ * is ignored. (Not the frame given to a completion callback: that one is
+ * the library's.)
  */
 void gopro_frame_free(struct gopro_frame *frame);
 #endif
@@ -767,7 +877,10 @@ void gopro_frame_free(struct gopro_frame *frame);
  * Creates client settings with the defaults of the Rust `ClientBuilder`:
  * connect timeout `GOPRO_DEFAULT_CONNECT_TIMEOUT_MS`, call timeout
  * `GOPRO_DEFAULT_TIMEOUT_MS`, body limit `GOPRO_DEFAULT_MAX_BODY`, no
- * keep-alive. The caller frees it with `gopro_client_config_free`.
+ * keep-alive, `GOPRO_DEFAULT_MAX_IN_FLIGHT` requests and
+ * `GOPRO_DEFAULT_MAX_QUEUED_BYTES` bytes in flight, no reconnection, no
+ * login, and no address (add one with `gopro_client_config_add_address`).
+ * The caller frees it with `gopro_client_config_free`.
  */
 enum gopro_status gopro_client_config_new(struct gopro_client_config **out);
 #endif
@@ -777,17 +890,21 @@ enum gopro_status gopro_client_config_new(struct gopro_client_config **out);
  * Time allowed to connect, in milliseconds (more than 0).
  */
 enum gopro_status gopro_client_config_set_connect_timeout(struct gopro_client_config *config,
-                                                          uint64_t ms);
+                                                          uint64_t value);
 #endif
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Time allowed for every call on the client (writing the request and
- * reading its reply), in milliseconds (more than 0). A call that runs out
- * of time returns `GOPRO_STATUS_TIMEOUT` and closes the connection, since
- * a late reply would be taken for the next one's.
+ * Time allowed for every call on the client (waiting for room, writing the
+ * request and reading its reply), in milliseconds (more than 0). A call
+ * that runs out of time returns `GOPRO_STATUS_TIMEOUT` and leaves the
+ * connection to the other callers: its reply is discarded when it comes.
+ * The connection is given up (`GOPRO_STATUS_CONNECTION_LOST` for the
+ * requests in flight) only when the server leaves its oldest request
+ * unanswered for a tenth longer than this.
  */
-enum gopro_status gopro_client_config_set_timeout(struct gopro_client_config *config, uint64_t ms);
+enum gopro_status gopro_client_config_set_timeout(struct gopro_client_config *config,
+                                                  uint64_t value);
 #endif
 
 #if defined(GOPRO_RUNTIME)
@@ -805,7 +922,93 @@ enum gopro_status gopro_client_config_set_max_body(struct gopro_client_config *c
  * Off unless set.
  */
 enum gopro_status gopro_client_config_set_keep_alive(struct gopro_client_config *config,
-                                                     uint64_t ms);
+                                                     uint64_t value);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The largest number of requests in flight (written or queued, without a
+ * reply yet) at once; more callers wait (`gopro_client_request`,
+ * `gopro_client_submit`) within their timeout. At least 1.
+ */
+enum gopro_status gopro_client_config_set_max_in_flight(struct gopro_client_config *config,
+                                                        size_t requests);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The largest number of bytes of requests in flight at once (a request
+ * larger than that goes alone); more callers wait. At least
+ * `GOPRO_HEADER_LEN`.
+ */
+enum gopro_status gopro_client_config_set_max_queued_bytes(struct gopro_client_config *config,
+                                                           size_t bytes);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Reconnects after the connection is lost (`on` true; off by default),
+ * with exponential back-off and jitter: the first attempt at once, then
+ * after about `GOPRO_DEFAULT_RECONNECT_DELAY_MS`, doubling up to
+ * `GOPRO_DEFAULT_RECONNECT_MAX_DELAY_MS`. Meanwhile calls wait within
+ * their timeout. Requests a server left unanswered with a GOAWAY are sent
+ * again on the new connection; those in flight when a connection is lost
+ * otherwise fail with `GOPRO_STATUS_CONNECTION_LOST` (they may have been
+ * handled), unless their command was made repeatable
+ * (`gopro_client_config_add_repeatable`).
+ */
+enum gopro_status gopro_client_config_set_reconnect(struct gopro_client_config *config, bool on);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The wait before the second reconnection attempt, in milliseconds (more
+ * than 0); each later wait doubles, with jitter.
+ */
+enum gopro_status gopro_client_config_set_reconnect_delay(struct gopro_client_config *config,
+                                                          uint64_t value);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The longest wait between reconnection attempts, in milliseconds (at
+ * least the reconnect delay).
+ */
+enum gopro_status gopro_client_config_set_reconnect_max_delay(struct gopro_client_config *config,
+                                                              uint64_t value);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Credentials (`credentials`/`len`, copied) sent as LOGIN first on every
+ * connection, reconnections included, before any request.
+ * `gopro_client_connect_with` fails with `GOPRO_STATUS_SERVER_ERROR` if
+ * the server refuses them.
+ */
+enum gopro_status gopro_client_config_set_login(struct gopro_client_config *config,
+                                                const uint8_t *credentials,
+                                                size_t len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Makes requests of `command` safe to send again on a new connection after
+ * a connection was lost before their reply (HEARTBEAT always is): they are
+ * re-sent instead of failing with `GOPRO_STATUS_CONNECTION_LOST`.
+ */
+enum gopro_status gopro_client_config_add_repeatable(struct gopro_client_config *config,
+                                                     uint8_t command);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Adds a server address (`"host:port"`, NUL-terminated, copied). The
+ * client connects to the first that answers, and on reconnecting tries the
+ * next ones in turn (failover without a balancer). Host names are resolved
+ * at each attempt, so a DNS change is followed.
+ */
+enum gopro_status gopro_client_config_add_address(struct gopro_client_config *config,
+                                                  const char *addr);
 #endif
 
 #if defined(GOPRO_RUNTIME)
@@ -818,14 +1021,39 @@ void gopro_client_config_free(struct gopro_client_config *config);
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Connects to `addr` (`"host:port"`, NUL-terminated) with the settings of
- * `config` (NULL for the defaults) and stores a new client in `*out`.
- * Fails with `GOPRO_STATUS_CONNECT_FAILED` or `GOPRO_STATUS_TIMEOUT`. The
- * caller owns the client and frees it with `gopro_client_free`.
+ * Connects with the settings of `config` to the first of its addresses
+ * that answers, and stores a new client in `*out`. Fails with
+ * `GOPRO_STATUS_INVALID_ARGUMENT` if the config has no address,
+ * `GOPRO_STATUS_CONNECT_FAILED` if no address answers,
+ * `GOPRO_STATUS_TIMEOUT`, or `GOPRO_STATUS_SERVER_ERROR` if the login is
+ * refused. The caller owns the client and frees it with
+ * `gopro_client_free`.
  */
-enum gopro_status gopro_client_connect_with(const char *addr,
-                                            const struct gopro_client_config *config,
+enum gopro_status gopro_client_connect_with(const struct gopro_client_config *config,
                                             struct gopro_client **out);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Sends one request (command `command`, body copied from `body`/`body_len`)
+ * without waiting for its reply: `callback` gets the outcome, once, with
+ * `user_data` (see `gopro_completion_fn`). Callable from any number of
+ * threads at once; requests are written in the order they are submitted.
+ *
+ * Returns at once while the client has room; when it is full
+ * (`gopro_client_config_set_max_in_flight`), waits for room within the
+ * client's timeout (`GOPRO_STATUS_TIMEOUT`), or, in a callback, where it
+ * cannot wait, returns `GOPRO_STATUS_BLOCKING_IN_RUNTIME`. On any status
+ * but `GOPRO_STATUS_OK` nothing was sent and `callback` is not called.
+ * `gopro_client_close` and `gopro_client_free` wait for every callback
+ * owed, failing unanswered requests with `GOPRO_STATUS_CLOSED`.
+ */
+enum gopro_status gopro_client_submit(const struct gopro_client *client,
+                                      uint8_t command,
+                                      const uint8_t *body,
+                                      size_t body_len,
+                                      gopro_completion_fn callback,
+                                      void *user_data);
 #endif
 
 #if defined(GOPRO_RUNTIME)

@@ -55,7 +55,7 @@ fi
 
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
-c_tests=(test_vectors test_codec test_client test_server test_faults)
+c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults)
 src="$root/gopro-c/tests/c"
 
 step "codec-only build (no runtime): the codec tests linked against it"
@@ -132,6 +132,8 @@ run_all() {
   "$@" "$out/test_vectors$suffix" tests/vectors/frames.txt
   "$@" "$out/test_codec$suffix"
   "$@" "$out/test_client$suffix" "$addr"
+  "$@" "$out/test_shared$suffix" "$addr"
+  "$@" "$out/test_restart$suffix" "$gopro"
   "$@" "$out/test_faults$suffix" "${fault_args[@]}"
   "$@" "$out/test_server$suffix"
   "$@" "$out/test_cpp$suffix"
@@ -174,7 +176,7 @@ step "every status reached on purpose"
 # connection, and PANIC (19) a bug: neither can be provoked from outside.
 # INVALID_STATE (18) is no longer returned (NOTHING_IN_FLIGHT and
 # BLOCKING_IN_RUNTIME took its two cases).
-for s in $(seq 1 21); do
+for s in $(seq 1 22); do
   case "$s" in 16|18|19) continue ;; esac
   grep -qx "$s" "$out/statuses.log" || { echo "status $s was never reached" >&2; exit 1; }
 done

@@ -1,7 +1,8 @@
-//! The blocking client handle, over `gopro::blocking::Client`.
+//! The client handle, over `gopro::blocking::Client`: blocking calls from
+//! any number of threads at once, and completions (`completion.rs`).
 
 use std::ffi::c_char;
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,27 +11,50 @@ use gopro::client::{ClientBuilder, ClientError};
 use gopro::{Command, Frame};
 
 use crate::callback::check_not_in_callback;
+use crate::completion::Pending;
 use crate::ffi;
 use crate::status::{gopro_status, Fail};
 
 /// A connection to a GoPro server (SPEC §3–6), made by
 /// `gopro_client_connect` and freed by `gopro_client_free`.
 ///
-/// Thread-safe: calls may come from several threads at once and are
-/// serialized, so a reply is never handed to another caller (for
-/// pipelining, one thread should own the send/receive sequence). Calls are
-/// blocking and must not be made from a server callback
+/// Thread-safe: any number of threads may call `gopro_client_request` at
+/// once. Their requests share the connection: written in the order they
+/// are made, coalesced into as few writes as the socket allows, and each
+/// caller gets the reply to its own request; no lock is held while a caller
+/// waits. `gopro_client_submit` does the same without blocking a thread.
+/// `gopro_client_send`/`gopro_client_recv` are one pipeline per client: one
+/// thread should own that sequence. Blocking calls must not be made from a
+/// server callback or a completion callback
 /// (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
 pub struct gopro_client {
-    /// `None` once closed with `gopro_client_close`.
-    inner: RwLock<Option<Client>>,
+    inner: Client,
     max_body: usize,
+    /// Completions owed to `gopro_client_submit`'s callbacks.
+    pub(crate) pending: Arc<Pending>,
+}
+
+/// A client's counters, from its start, filled in by `gopro_client_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct gopro_client_counters {
+    /// Requests queued.
+    pub requests: u64,
+    /// Replies received (ERROR replies included).
+    pub replies: u64,
+    /// Connections made again after one was lost.
+    pub reconnects: u64,
+    /// Requests written again on a new connection (left unanswered by a
+    /// GOAWAY, or repeatable).
+    pub resent: u64,
+    /// Requests that failed with `GOPRO_STATUS_CONNECTION_LOST`.
+    pub lost: u64,
 }
 
 /// A frame received by a client (a reply), owned by the caller until
 /// `gopro_frame_free`. Immutable, so it may be read from any thread.
 pub struct gopro_frame {
-    frame: Frame,
+    pub(crate) frame: Frame,
 }
 
 /// Connects to `addr` (`"host:port"`, NUL-terminated) and stores a new client
@@ -41,8 +65,8 @@ pub struct gopro_frame {
 /// - `timeout_ms`: time allowed for every later call on this client
 ///   (writing the request and reading its reply); 0 for the default,
 ///   `GOPRO_DEFAULT_TIMEOUT_MS`.
-///   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT` and closes
-///   the connection, since a late reply would be taken for the next one's.
+///   A call that runs out of time returns `GOPRO_STATUS_TIMEOUT`; its reply
+///   is discarded when it comes, and the connection stays open.
 /// - `max_body`: the largest body sent or accepted; 0 for
 ///   `GOPRO_DEFAULT_MAX_BODY`.
 ///
@@ -71,7 +95,7 @@ pub unsafe extern "C" fn gopro_client_connect(
         if timeout_ms > 0 {
             builder = builder.timeout(Duration::from_millis(timeout_ms.into()));
         }
-        out.write(gopro_client::connect(addr, builder, max_body)?);
+        out.write(gopro_client::connect(&[addr], builder, max_body)?);
         Ok(())
     })
 }
@@ -80,10 +104,16 @@ pub unsafe extern "C" fn gopro_client_connect(
 /// and waits for its reply, stored as a new frame in `*out_reply` that the
 /// caller frees with `gopro_frame_free`.
 ///
+/// Callable from any number of threads at once: each gets its own reply.
+/// Waits while the client is full (`gopro_client_config_set_max_in_flight`).
+///
 /// An ERROR reply gives `GOPRO_STATUS_SERVER_ERROR` with the server's reason
 /// in `gopro_last_error_message` (the connection stays usable); a GOAWAY
-/// gives `GOPRO_STATUS_GOAWAY` (the request was not handled); a body over
-/// the client's limit gives `GOPRO_STATUS_BODY_TOO_LARGE` and nothing is sent.
+/// gives `GOPRO_STATUS_GOAWAY` (the request was not handled; a reconnecting
+/// client sends it again instead); a connection lost after the request was
+/// written gives `GOPRO_STATUS_CONNECTION_LOST` (it may have been handled);
+/// a body over the client's limit gives `GOPRO_STATUS_BODY_TOO_LARGE` and
+/// nothing is sent.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_request(
     client: *const gopro_client,
@@ -179,25 +209,71 @@ pub unsafe extern "C" fn gopro_client_in_flight(
     })
 }
 
-/// Closes the connection (waiting for calls in progress on other threads to
-/// end). Later calls on this client return `GOPRO_STATUS_CLOSED`; the
-/// handle must still be freed with `gopro_client_free`. Closing twice is OK.
+/// Stores the client's counters in `*out`: requests, replies, reconnects,
+/// re-sent and lost requests. Thread-safe and cheap; works after
+/// `gopro_client_close` too. `out_size` is `sizeof *out`: the struct only
+/// grows by fields added at its end, and the library writes the fields it
+/// knows that fit and zeroes the others (as `gopro_server_stats`); less
+/// than the first version (5 counters, 40 bytes) gives
+/// `GOPRO_STATUS_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_client_stats(
+    client: *const gopro_client,
+    out: *mut gopro_client_counters,
+    out_size: usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let c = unsafe { ffi::handle(client, "client") }?;
+        let out = unsafe { ffi::out_buf(out.cast::<u8>(), out_size, "out") }?;
+        let s = c.inner.stats();
+        let counters = gopro_client_counters {
+            requests: s.requests,
+            replies: s.replies,
+            reconnects: s.reconnects,
+            resent: s.resent,
+            lost: s.lost,
+        };
+        ffi::write_prefix(&counters, COUNTERS_V1_SIZE, out)
+    })
+}
+
+/// The size of the first published `gopro_client_counters`.
+const COUNTERS_V1_SIZE: usize = 5 * size_of::<u64>();
+const _: () = assert!(COUNTERS_V1_SIZE <= size_of::<gopro_client_counters>());
+
+/// Closes the connection: calls waiting on other threads and requests
+/// submitted without a reply fail with `GOPRO_STATUS_CLOSED`, and so do
+/// later calls. Returns once every completion callback owed has run. The
+/// handle must still be freed with `gopro_client_free`. Closing twice is
+/// OK. Not from a callback (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_close(client: *const gopro_client) -> gopro_status {
     ffi_boundary!({
         let c = unsafe { ffi::handle(client, "client") }?;
         check_not_in_callback()?;
-        let taken = c.inner.write().unwrap_or_else(|e| e.into_inner()).take();
-        drop(taken);
+        c.inner.close();
+        c.pending.wait_idle();
         Ok(())
     })
 }
 
-/// Closes the connection if open and frees the client. NULL is ignored.
-/// No other thread may be using the client, and it must not be used after.
+/// Closes the connection if open, waits until every completion callback
+/// owed has run (as `gopro_client_close`), and frees the client. NULL is
+/// ignored. No other thread may be using the client, and it must not be
+/// used after. From a completion callback it does not wait: the callbacks
+/// still owed then run later, with `GOPRO_STATUS_CLOSED`.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_free(client: *mut gopro_client) {
-    ffi_boundary_void!(unsafe { ffi::free_handle(client) })
+    ffi_boundary_void!({
+        // SAFETY: NULL or a live client (the crate's contract).
+        if let Some(c) = unsafe { client.as_ref() } {
+            c.inner.close();
+            if !gopro::blocking::on_runtime_thread() {
+                c.pending.wait_idle();
+            }
+        }
+        unsafe { ffi::free_handle(client) }
+    })
 }
 
 /// Reads a frame: its command into `*out_command`, its version into
@@ -221,7 +297,8 @@ pub unsafe extern "C" fn gopro_frame_get(
 }
 
 /// Frees a frame from `gopro_client_request` or `gopro_client_recv`. NULL
-/// is ignored.
+/// is ignored. (Not the frame given to a completion callback: that one is
+/// the library's.)
 #[no_mangle]
 pub unsafe extern "C" fn gopro_frame_free(frame: *mut gopro_frame) {
     ffi_boundary_void!(unsafe { ffi::free_handle(frame) })
@@ -239,33 +316,41 @@ unsafe fn on_client(
 }
 
 impl gopro_client {
-    /// Connects with the core's builder (which checks its settings), as a
-    /// new handle.
-    pub(crate) fn connect(
-        addr: &str,
+    /// Connects with the core's builder (which checks its settings) to the
+    /// first of `addrs` that answers, as a new handle.
+    pub(crate) fn connect<A: AsRef<str>>(
+        addrs: &[A],
         builder: ClientBuilder,
         max_body: usize,
     ) -> Result<*mut gopro_client, Fail> {
         check_not_in_callback()?;
-        let client = Client::connect_with(addr, builder)?;
+        if addrs.is_empty() {
+            return Err(Fail::invalid(
+                "no server address: add one with gopro_client_config_add_address",
+            ));
+        }
+        let client = Client::connect_any(addrs, builder)?;
         Ok(ffi::into_handle(gopro_client {
-            inner: RwLock::new(Some(client)),
+            inner: client,
             max_body,
+            pending: Arc::default(),
         }))
     }
 
-    /// Runs `f` on the open client, or fails with CLOSED after
-    /// `gopro_client_close`.
+    /// The client, for a call that blocks (not from a callback).
     fn with<T, E: Into<Fail>>(&self, f: impl FnOnce(&Client) -> Result<T, E>) -> Result<T, Fail> {
         check_not_in_callback()?;
-        let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let client = guard.as_ref().ok_or_else(|| {
-            Fail::new(
-                gopro_status::Closed,
-                "the client was closed with gopro_client_close",
-            )
-        })?;
-        f(client).map_err(Into::into)
+        f(&self.inner).map_err(Into::into)
+    }
+
+    /// The client, for a call that never blocks.
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner
+    }
+
+    /// The client's body limit: the core's rule, checked first.
+    pub(crate) fn check_body(&self, len: usize) -> Result<(), Fail> {
+        Ok(gopro::client::check_body(self.max_body, len)?)
     }
 
     /// As [`with`](Self::with), with a copy of the caller's `body` for
@@ -275,7 +360,7 @@ impl gopro_client {
         body: &[u8],
         f: impl FnOnce(&Client, Bytes) -> Result<T, ClientError>,
     ) -> Result<T, Fail> {
-        gopro::client::check_body(self.max_body, body.len())?;
+        self.check_body(body.len())?;
         self.with(|cl| f(cl, Bytes::copy_from_slice(body)))
     }
 }

@@ -32,6 +32,15 @@ pub const GOPRO_DEFAULT_MEMORY_BUDGET: usize = 268435456;
 pub const GOPRO_DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10000;
 /// The client's default time allowed for each later call (ms).
 pub const GOPRO_DEFAULT_TIMEOUT_MS: u32 = 30000;
+/// The client's default bound on requests in flight on its connection.
+pub const GOPRO_DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The client's default bound on the bytes of requests in flight: 16 MiB.
+pub const GOPRO_DEFAULT_MAX_QUEUED_BYTES: usize = 16777216;
+/// The client's default wait before its second reconnection attempt (ms);
+/// each later wait doubles, with jitter.
+pub const GOPRO_DEFAULT_RECONNECT_DELAY_MS: u64 = 100;
+/// The client's default longest wait between reconnection attempts (ms).
+pub const GOPRO_DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 2000;
 
 /// Whether `gopro_server_start` raises the open-files soft limit to the
 /// hard limit unless told otherwise (`gopro_server_config_set_raise_nofile_limit`).
@@ -55,4 +64,13 @@ const _: () = {
         GOPRO_DEFAULT_CONNECT_TIMEOUT_MS as u128 == client::DEFAULT_CONNECT_TIMEOUT.as_millis()
     );
     assert!(GOPRO_DEFAULT_TIMEOUT_MS as u128 == client::DEFAULT_TIMEOUT.as_millis());
+    assert!(GOPRO_DEFAULT_MAX_IN_FLIGHT == client::DEFAULT_MAX_IN_FLIGHT);
+    assert!(GOPRO_DEFAULT_MAX_QUEUED_BYTES == client::DEFAULT_MAX_QUEUED_BYTES);
+    assert!(
+        GOPRO_DEFAULT_RECONNECT_DELAY_MS as u128 == client::DEFAULT_RECONNECT_DELAY.as_millis()
+    );
+    assert!(
+        GOPRO_DEFAULT_RECONNECT_MAX_DELAY_MS as u128
+            == client::DEFAULT_RECONNECT_MAX_DELAY.as_millis()
+    );
 };

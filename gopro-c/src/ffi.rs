@@ -182,3 +182,29 @@ impl FrameOut {
         self.body_len.write(body.len());
     }
 }
+
+/// Writes a `#[repr(C)]` struct of integers that only grows (by fields
+/// added at its end) into a caller's struct of `out.len()` bytes: the part
+/// that fits, then zeroes for a newer struct's fields. Less than
+/// `min_size` (the first version's size) is refused.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+pub(crate) fn write_prefix<T: Copy>(
+    value: &T,
+    min_size: usize,
+    out: &mut [u8],
+) -> Result<(), Fail> {
+    if out.len() < min_size {
+        return Err(Fail::invalid(format!(
+            "out_size is {} bytes, less than the {min_size} of the first version of the struct",
+            out.len()
+        )));
+    }
+    // SAFETY: `T` is a `#[repr(C)]` struct of integers (no padding, no
+    // pointers), so its bytes are all initialized and may be read as such.
+    let bytes =
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
+    let known = bytes.len().min(out.len());
+    out[..known].copy_from_slice(&bytes[..known]);
+    out[known..].fill(0);
+    Ok(())
+}

@@ -42,6 +42,8 @@ mod client;
 #[cfg(feature = "runtime")]
 mod client_config;
 #[cfg(feature = "runtime")]
+mod completion;
+#[cfg(feature = "runtime")]
 mod server;
 #[cfg(feature = "runtime")]
 mod server_config;
@@ -57,6 +59,8 @@ pub use callback::*;
 pub use client::*;
 #[cfg(feature = "runtime")]
 pub use client_config::*;
+#[cfg(feature = "runtime")]
+pub use completion::*;
 #[cfg(feature = "runtime")]
 pub use server::*;
 #[cfg(feature = "runtime")]

@@ -171,24 +171,7 @@ const _: () = assert!(STATS_V1_SIZE <= size_of::<gopro_stats>());
 /// Writes `stats` into a caller's struct of `out.len()` bytes: the part
 /// that fits, then zeroes for a newer struct's fields.
 fn write_sized(stats: &gopro_stats, out: &mut [u8]) -> Result<(), Fail> {
-    write_prefix(stats, STATS_V1_SIZE, out)
-}
-
-fn write_prefix<T: Copy>(value: &T, min_size: usize, out: &mut [u8]) -> Result<(), Fail> {
-    if out.len() < min_size {
-        return Err(Fail::invalid(format!(
-            "out_size is {} bytes, less than the {min_size} of the first version of the struct",
-            out.len()
-        )));
-    }
-    // SAFETY: `T` is a `#[repr(C)]` struct of integers (no padding, no
-    // pointers), so its bytes are all initialized and may be read as such.
-    let bytes =
-        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) };
-    let known = bytes.len().min(out.len());
-    out[..known].copy_from_slice(&bytes[..known]);
-    out[known..].fill(0);
-    Ok(())
+    ffi::write_prefix(stats, STATS_V1_SIZE, out)
 }
 
 /// Stops the server gracefully (SPEC §6) and waits until it has stopped: it

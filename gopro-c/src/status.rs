@@ -67,6 +67,11 @@ pub enum gopro_status {
     /// A blocking call was made from a runtime thread (a server callback),
     /// where it would stall or deadlock the runtime.
     BlockingInRuntime = 21,
+    /// The connection was lost (reset, ended, or the server stopped
+    /// answering) after the request was written: it may have been handled,
+    /// so it was not sent again. A client that reconnects
+    /// (`gopro_client_config_set_reconnect`) takes new requests.
+    ConnectionLost = 22,
 }
 
 impl gopro_status {
@@ -95,6 +100,9 @@ impl gopro_status {
             gopro_status::NothingInFlight => "no request is in flight: send one first\0",
             gopro_status::BlockingInRuntime => {
                 "a blocking call was made from a runtime thread (a server callback)\0"
+            }
+            gopro_status::ConnectionLost => {
+                "the connection was lost after the request was written: it may have been handled\0"
             }
         }
     }
@@ -126,6 +134,7 @@ impl gopro_status {
             19 => gopro_status::Panic,
             20 => gopro_status::NothingInFlight,
             21 => gopro_status::BlockingInRuntime,
+            22 => gopro_status::ConnectionLost,
             _ => return None,
         })
     }
@@ -275,6 +284,7 @@ impl From<gopro::client::ClientError> for Fail {
             E::Connect { .. } => gopro_status::ConnectFailed,
             E::Timeout { .. } => gopro_status::Timeout,
             E::Closed { .. } => gopro_status::Closed,
+            E::Lost { .. } => gopro_status::ConnectionLost,
             E::Server { reason } => return Fail::new(gopro_status::ServerError, reason.clone()),
             E::GoAway { reason, .. } => return Fail::new(gopro_status::Goaway, reason.clone()),
             E::Protocol(_) => gopro_status::ProtocolError,

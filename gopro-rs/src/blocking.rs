@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use tokio::runtime::Runtime;
 
-use crate::client::{ClientBuilder, ClientError};
+use crate::client::{Callback, ClientBuilder, ClientError, ClientStats};
 use crate::server::{ServerBuilder, ServerError, ShutdownHandle, StatsHandle};
 use crate::{Command, Frame};
 
@@ -79,8 +79,17 @@ impl Client {
 
     /// Connects with the given settings.
     pub fn connect_with(addr: &str, builder: ClientBuilder) -> Result<Client, ClientError> {
+        Client::connect_any(&[addr], builder)
+    }
+
+    /// Connects to the first of `addrs` that answers, with the given
+    /// settings; see [`ClientBuilder::connect_any`].
+    pub fn connect_any<A: AsRef<str>>(
+        addrs: &[A],
+        builder: ClientBuilder,
+    ) -> Result<Client, ClientError> {
         block_on(async {
-            let inner = builder.connect(addr).await?;
+            let inner = builder.connect_any(addrs).await?;
             Ok(Client { inner })
         })
     }
@@ -121,6 +130,28 @@ impl Client {
     /// See [`crate::client::Client::recv`].
     pub fn recv(&self) -> Result<Frame, ClientError> {
         block_on(self.inner.recv())
+    }
+
+    /// See [`crate::client::Client::submit`]: blocks while the client is
+    /// full (within the timeout).
+    pub fn submit(
+        &self,
+        command: impl Into<Command>,
+        body: impl Into<Bytes>,
+        done: Callback,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.submit(command, body, done))
+    }
+
+    /// The client's counters.
+    pub fn stats(&self) -> ClientStats {
+        self.inner.stats()
+    }
+
+    /// Closes the connection for every handle; see
+    /// [`crate::client::Client::close`].
+    pub fn close(&self) {
+        self.inner.close();
     }
 
     /// Requests without a reply yet.

@@ -190,6 +190,8 @@ settings! {
         ReconnectMaxDelay = "reconnect_max_delay" => DefaultValue::Duration(crate::client::DEFAULT_RECONNECT_MAX_DELAY),
         /// [`login`](crate::client::ClientBuilder::login)
         Login = "login" => DefaultValue::Off,
+        /// [`repeatable`](crate::client::ClientBuilder::repeatable)
+        Repeatable = "repeatable" => DefaultValue::Off,
     }
 }
 

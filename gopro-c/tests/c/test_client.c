@@ -118,10 +118,41 @@ static void test_config(const char *addr) {
   OK(gopro_client_config_set_keep_alive(config, 60000));
   OK(gopro_client_config_set_max_body(config, 32));
 
-  EXPECT(gopro_client_connect_with(NULL, config, &client), GOPRO_STATUS_NULL_ARGUMENT);
-  EXPECT(gopro_client_connect_with(addr, config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
-  EXPECT(gopro_client_connect_with("127.0.0.1:1", config, &client), GOPRO_STATUS_CONNECT_FAILED);
-  OK(gopro_client_connect_with(addr, config, &client));
+  /* The concurrency and reconnection settings at their boundaries. */
+  EXPECT(gopro_client_config_set_max_in_flight(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("max_in_flight must be at least 1, not 0");
+  OK(gopro_client_config_set_max_in_flight(config, 1));
+  OK(gopro_client_config_set_max_in_flight(config, GOPRO_DEFAULT_MAX_IN_FLIGHT));
+  EXPECT(gopro_client_config_set_max_queued_bytes(config, GOPRO_HEADER_LEN - 1),
+         GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("max_queued_bytes must be at least 8, not 7");
+  OK(gopro_client_config_set_max_queued_bytes(config, GOPRO_HEADER_LEN));
+  OK(gopro_client_config_set_max_queued_bytes(config, GOPRO_DEFAULT_MAX_QUEUED_BYTES));
+  EXPECT(gopro_client_config_set_reconnect_delay(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("reconnect_delay must be longer than zero");
+  OK(gopro_client_config_set_reconnect_delay(config, 1));
+  OK(gopro_client_config_set_reconnect_delay(config, 50));
+  EXPECT(gopro_client_config_set_reconnect_max_delay(config, 49), GOPRO_STATUS_INVALID_ARGUMENT);
+  OK(gopro_client_config_set_reconnect_max_delay(config, 50));
+  OK(gopro_client_config_set_reconnect(config, true));
+  OK(gopro_client_config_set_reconnect(config, false));
+  OK(gopro_client_config_add_repeatable(config, 16));
+  EXPECT(gopro_client_config_set_login(config, NULL, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_config_set_login(NULL, big, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_config_add_address(config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_config_add_address(NULL, addr), GOPRO_STATUS_NULL_ARGUMENT);
+
+  /* No address yet. */
+  EXPECT(gopro_client_connect_with(config, &client), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT_MESSAGE("no server address: add one with gopro_client_config_add_address");
+  EXPECT(gopro_client_connect_with(NULL, &client), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_client_config_add_address(config, "127.0.0.1:1"));
+  EXPECT(gopro_client_connect_with(config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_connect_with(config, &client), GOPRO_STATUS_CONNECT_FAILED);
+  CHECK(client == NULL);
+  /* Nothing listens on the first address: the second answers. */
+  OK(gopro_client_config_add_address(config, addr));
+  OK(gopro_client_connect_with(config, &client));
   gopro_client_config_free(config); /* the client keeps a copy */
   OK(gopro_client_heartbeat(client));
   /* The body limit of the config: 32 goes, 33 is refused before sending. */
@@ -132,11 +163,17 @@ static void test_config(const char *addr) {
   gopro_frame_free(reply);
   gopro_client_free(client);
 
-  /* NULL config: the defaults. */
+  /* Credentials over the body limit are refused at once. */
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_set_max_body(config, 4));
+  EXPECT(gopro_client_config_set_login(config, big, 5), GOPRO_STATUS_INVALID_ARGUMENT);
+  OK(gopro_client_config_set_login(config, big, 4));
+  OK(gopro_client_config_add_address(config, addr));
   client = NULL;
-  OK(gopro_client_connect_with(addr, NULL, &client));
+  OK(gopro_client_connect_with(config, &client)); /* `gopro serve` takes any login */
   OK(gopro_client_heartbeat(client));
   gopro_client_free(client);
+  gopro_client_config_free(config);
   gopro_client_config_free(NULL);
 }
 
@@ -195,7 +232,8 @@ int main(int argc, char **argv) {
     memset(body, 'y', sizeof body);
     EXPECT(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, body, sizeof body, &reply),
            GOPRO_STATUS_PROTOCOL_ERROR);
-    EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_CLOSED);
+    /* Later calls say why the connection ended. */
+    EXPECT(gopro_client_heartbeat(client), GOPRO_STATUS_PROTOCOL_ERROR);
   }
   gopro_client_free(client);
 
@@ -209,7 +247,8 @@ int main(int argc, char **argv) {
   EXPECT(gopro_client_send(client, 1, NULL, 0), GOPRO_STATUS_CLOSED);
   EXPECT(gopro_client_flush(client), GOPRO_STATUS_CLOSED);
   EXPECT(gopro_client_recv(client, &reply), GOPRO_STATUS_CLOSED);
-  EXPECT(gopro_client_in_flight(client, &in_flight), GOPRO_STATUS_CLOSED);
+  OK(gopro_client_in_flight(client, &in_flight));
+  CHECK(in_flight == 0);
   gopro_client_free(client);
 
   /* NULL handles. */

@@ -68,14 +68,18 @@ static void parse_case(char *arg, struct fault_case *c) {
              starts_with(c->fault, "throttle=")) {
     /* every reply right */
   } else if (starts_with(c->fault, "reset-after=")) {
-    c->allowed = c->expected = BIT(GOPRO_STATUS_CLOSED) | BIT(GOPRO_STATUS_IO_ERROR);
+    c->allowed = BIT(GOPRO_STATUS_CLOSED) | BIT(GOPRO_STATUS_CONNECTION_LOST) |
+                 BIT(GOPRO_STATUS_IO_ERROR);
+    c->expected = BIT(GOPRO_STATUS_CONNECTION_LOST) | BIT(GOPRO_STATUS_IO_ERROR);
   } else if (starts_with(c->fault, "stop-after=")) {
     c->timeout_ms = 500;
-    c->allowed = BIT(GOPRO_STATUS_TIMEOUT) | BIT(GOPRO_STATUS_CLOSED);
-    c->expected = BIT(GOPRO_STATUS_TIMEOUT);
+    c->allowed = BIT(GOPRO_STATUS_TIMEOUT) | BIT(GOPRO_STATUS_CLOSED) |
+                 BIT(GOPRO_STATUS_CONNECTION_LOST);
+    c->expected = BIT(GOPRO_STATUS_TIMEOUT) | BIT(GOPRO_STATUS_CONNECTION_LOST);
   } else if (starts_with(c->fault, "half-close")) {
     /* A protocol error here is a reply cut short (checked below). */
-    c->allowed = c->expected = BIT(GOPRO_STATUS_CLOSED) | BIT(GOPRO_STATUS_PROTOCOL_ERROR);
+    c->allowed = c->expected = BIT(GOPRO_STATUS_CLOSED) | BIT(GOPRO_STATUS_CONNECTION_LOST) |
+                               BIT(GOPRO_STATUS_PROTOCOL_ERROR);
   } else {
     fprintf(stderr, "unknown fault %s\n", c->fault);
     exit(2);

@@ -1,0 +1,240 @@
+/* One client shared by many threads, and requests completed by callbacks
+ * (gopro_client_submit), against `gopro serve`; closing a client with
+ * callbacks owed, against a server that never answers.
+ * Usage: test_shared HOST:PORT */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "reply.h"
+#include "servers.h"
+
+#define THREADS 8
+#define PER_THREAD 400
+
+struct worker {
+  gopro_client *client;
+  int id;
+  int right;
+};
+
+/* Requests with bodies of their own: a reply handed to the wrong caller
+ * would not match. */
+static void *request_loop(void *arg) {
+  struct worker *w = arg;
+  char body[32], want[64];
+  for (int i = 0; i < PER_THREAD; i++) {
+    gopro_frame *reply = NULL;
+    snprintf(body, sizeof body, "t%d-%d", w->id, i);
+    snprintf(want, sizeof want, "Server says: %s", body);
+    OK(gopro_client_request(w->client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body),
+                            &reply));
+    check_reply(reply, GOPRO_COMMAND_MESSAGE, want, NULL);
+    gopro_frame_free(reply);
+    w->right++;
+  }
+  return NULL;
+}
+
+static void test_threads(const char *addr) {
+  gopro_client *client = NULL;
+  pthread_t threads[THREADS];
+  struct worker workers[THREADS];
+  gopro_client_counters counters;
+  OK(gopro_client_connect(addr, 2000, 10000, 0, &client));
+  for (int i = 0; i < THREADS; i++) {
+    workers[i] = (struct worker){client, i, 0};
+    CHECK(pthread_create(&threads[i], NULL, request_loop, &workers[i]) == 0);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    CHECK(pthread_join(threads[i], NULL) == 0);
+    CHECK(workers[i].right == PER_THREAD);
+  }
+  OK(gopro_client_stats(client, &counters, sizeof counters));
+  CHECK(counters.requests == THREADS * PER_THREAD && counters.replies == THREADS * PER_THREAD);
+  CHECK(counters.reconnects == 0 && counters.resent == 0 && counters.lost == 0);
+  gopro_client_free(client);
+}
+
+/* ---------------------------------------------------------- completions */
+
+struct tally {
+  atomic_int calls;
+  atomic_int right;
+  atomic_int statuses[32];
+};
+
+struct call {
+  struct tally *tally;
+  char want[48]; /* the reply's body, or the last error's message */
+  gopro_client *client; /* to submit the next one from the callback */
+  int chain;            /* requests still to submit from callbacks */
+};
+
+static void on_reply(void *user_data, gopro_status status, const gopro_frame *reply) {
+  struct call *c = user_data;
+  atomic_fetch_add(&c->tally->calls, 1);
+  atomic_fetch_add(&c->tally->statuses[status], 1);
+  if (status == GOPRO_STATUS_OK) {
+    CHECK(reply != NULL);
+    check_reply(reply, GOPRO_COMMAND_MESSAGE, c->want, NULL);
+    atomic_fetch_add(&c->tally->right, 1);
+  } else {
+    CHECK(reply == NULL);
+    if (c->want[0] != '\0') {
+      EXPECT_MESSAGE(c->want);
+    }
+  }
+  if (c->chain > 0) {
+    /* Blocking calls are refused here; submitting is not. */
+    gopro_frame *none = NULL;
+    EXPECT(gopro_client_request(c->client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, &none),
+           GOPRO_STATUS_BLOCKING_IN_RUNTIME);
+    EXPECT(gopro_client_close(c->client), GOPRO_STATUS_BLOCKING_IN_RUNTIME);
+    c->chain--;
+    OK(gopro_client_submit(c->client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"chained", 7,
+                           on_reply, c));
+  }
+}
+
+#define SUBMITS 2000
+
+static void test_submit(const char *addr) {
+  static struct call calls[SUBMITS];
+  static struct tally tally;
+  struct call error_call = {&tally, "unknown command: 42", NULL, 0};
+  struct call chained = {&tally, "Server says: chained", NULL, 5};
+  gopro_client_config *config = NULL;
+  gopro_client *client = NULL;
+  gopro_client_counters counters;
+  uint8_t big[65] = {0};
+
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, addr));
+  /* Few in flight: most submissions wait for room. */
+  OK(gopro_client_config_set_max_in_flight(config, 16));
+  OK(gopro_client_config_set_max_body(config, 64));
+  OK(gopro_client_connect_with(config, &client));
+  gopro_client_config_free(config);
+
+  EXPECT(gopro_client_submit(NULL, 1, NULL, 0, on_reply, &calls[0]), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_submit(client, 1, NULL, 0, NULL, &calls[0]), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT_MESSAGE("argument `callback` is NULL");
+  EXPECT(gopro_client_submit(client, 1, NULL, 1, on_reply, &calls[0]), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_client_submit(client, 1, big, sizeof big, on_reply, &calls[0]),
+         GOPRO_STATUS_BODY_TOO_LARGE);
+
+  for (int i = 0; i < SUBMITS; i++) {
+    char body[16];
+    snprintf(body, sizeof body, "s-%d", i);
+    calls[i] = (struct call){&tally, "", NULL, 0};
+    snprintf(calls[i].want, sizeof calls[i].want, "Server says: %s", body);
+    OK(gopro_client_submit(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body),
+                           on_reply, &calls[i]));
+  }
+  /* An ERROR reply: its status and the server's reason, in the callback. */
+  OK(gopro_client_submit(client, 42, NULL, 0, on_reply, &error_call));
+  /* Requests submitted from callbacks, one after another. */
+  chained.client = client;
+  OK(gopro_client_submit(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"chained", 7, on_reply,
+                         &chained));
+  /* The blocking calls wait their turn behind the submissions. */
+  OK(gopro_client_heartbeat(client));
+  /* Until the chain has ended (close would fail its next link). */
+  for (int i = 0; i < 5000 && chained.chain > 0; i++) {
+    sleep_ms(1);
+  }
+  CHECK(chained.chain == 0);
+  OK(gopro_client_close(client));
+  /* Closing waited for every callback: each ran exactly once. */
+  CHECK(atomic_load(&tally.calls) == SUBMITS + 1 + 6);
+  CHECK(atomic_load(&tally.right) == SUBMITS + 6);
+  CHECK(atomic_load(&tally.statuses[GOPRO_STATUS_SERVER_ERROR]) == 1);
+  OK(gopro_client_stats(client, &counters, sizeof counters));
+  CHECK(counters.requests == SUBMITS + 1 + 6 + 1 && counters.replies == counters.requests);
+  /* Closed: refused, and the callback is not called. */
+  EXPECT(gopro_client_submit(client, 1, NULL, 0, on_reply, &calls[0]), GOPRO_STATUS_CLOSED);
+  CHECK(atomic_load(&tally.calls) == SUBMITS + 1 + 6);
+  gopro_client_free(client);
+}
+
+/* A listening socket that never accepts: connections complete in its
+ * backlog, and no byte is ever answered. */
+static int silent_server(char *addr, size_t cap) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  CHECK(listen(fd, 16) == 0);
+  CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+  snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+  return fd;
+}
+
+/* Requests the server never answers: closing (and freeing) the client fails
+ * each, once, with CLOSED before it returns; a callback's own timeout gives
+ * TIMEOUT and leaves the connection open. */
+static void test_close_with_callbacks_owed(void) {
+  static struct tally tally;
+  struct call calls[10];
+  char addr[32];
+  int fd = silent_server(addr, sizeof addr);
+  gopro_client *client = NULL;
+  gopro_client_config *config = NULL;
+
+  OK(gopro_client_connect(addr, 2000, 10000, 0, &client));
+  for (int i = 0; i < 10; i++) {
+    calls[i] = (struct call){&tally, "", NULL, 0};
+    OK(gopro_client_submit(client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, on_reply, &calls[i]));
+  }
+  CHECK(atomic_load(&tally.calls) == 0);
+  OK(gopro_client_close(client));
+  CHECK(atomic_load(&tally.calls) == 10);
+  CHECK(atomic_load(&tally.statuses[GOPRO_STATUS_CLOSED]) == 10);
+  gopro_client_free(client);
+
+  /* gopro_client_free alone waits the same way. */
+  client = NULL;
+  OK(gopro_client_connect(addr, 2000, 10000, 0, &client));
+  OK(gopro_client_submit(client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, on_reply, &calls[0]));
+  gopro_client_free(client);
+  CHECK(atomic_load(&tally.statuses[GOPRO_STATUS_CLOSED]) == 11);
+
+  /* Timed out by the client: TIMEOUT, once; the connection stays open. */
+  client = NULL;
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, addr));
+  OK(gopro_client_config_set_timeout(config, 200));
+  OK(gopro_client_connect_with(config, &client));
+  gopro_client_config_free(config);
+  OK(gopro_client_submit(client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, on_reply, &calls[0]));
+  for (int i = 0; i < 3000 && atomic_load(&tally.statuses[GOPRO_STATUS_TIMEOUT]) == 0; i++) {
+    sleep_ms(1);
+  }
+  CHECK(atomic_load(&tally.statuses[GOPRO_STATUS_TIMEOUT]) == 1);
+  CHECK(atomic_load(&tally.calls) == 12);
+  gopro_client_free(client);
+  CHECK(atomic_load(&tally.calls) == 12);
+  close(fd);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
+    return 2;
+  }
+  test_threads(argv[1]);
+  test_submit(argv[1]);
+  test_close_with_callbacks_owed();
+  printf("test_shared: ok\n");
+  return 0;
+}
