@@ -806,8 +806,11 @@ enum gopro_status gopro_client_recv(const struct gopro_client *client,
 
 #if defined(GOPRO_RUNTIME)
 /**
- * Stores in `*out` the number of requests sent (or queued) without a reply
- * yet. After `GOPRO_STATUS_GOAWAY`, these were not handled by the server.
+ * Stores in `*out` the number of requests sent with `gopro_client_send`
+ * whose replies `gopro_client_recv` has not yet returned. After a
+ * `GOPRO_STATUS_GOAWAY`, each of them was not handled by the server, and
+ * `gopro_client_recv` returns `GOPRO_STATUS_GOAWAY` for it (a reconnecting
+ * client sends them again instead).
  */
 enum gopro_status gopro_client_in_flight(const struct gopro_client *client, size_t *out);
 #endif

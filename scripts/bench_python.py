@@ -6,6 +6,7 @@ Run by scripts/bench-python.sh; prints a Markdown table of ratios.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import re
@@ -143,6 +144,75 @@ async def asyncio_struct_client(addr: str, n: int, batch: int) -> float:
     writer.close()
     await writer.wait_closed()
     return rate
+
+
+class AsyncioShared(asyncio.Protocol):
+    """A pure-asyncio client that many tasks share: `request()` writes a
+    frame and returns a future; replies resolve the futures in order."""
+
+    def __init__(self) -> None:
+        self.waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def request(self, command: int, body: bytes) -> asyncio.Future[bytes]:
+        assert self.transport is not None
+        future = asyncio.get_running_loop().create_future()
+        self.transport.write(HEADER.pack(MAGIC, 1, command, len(body)) + body)
+        self.waiting.append(future)
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        at = 0
+        while len(buf) - at >= 8:
+            magic, _, _, length = HEADER.unpack_from(buf, at)
+            if magic != MAGIC or length > MAX_BODY:
+                raise ValueError("bad frame")
+            if len(buf) - at < 8 + length:
+                break
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_result(bytes(buf[at + 8 : at + 8 + length]))
+            at += 8 + length
+        del buf[:at]
+
+
+async def asyncio_shared_client(addr: str, n: int, batch: int) -> float:
+    """`batch` concurrent requests at a time on the pure-asyncio shared client."""
+    host, port = addr.rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(AsyncioShared, host, int(port))
+    body = b"x" * 32
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        replies = await asyncio.gather(*(client.request(1, body) for _ in range(batch)))
+        assert len(replies) == batch
+    rate = n / (time.perf_counter() - started)
+    transport.close()
+    return rate
+
+
+async def gather_floor(n: int, batch: int) -> float:
+    """`asyncio.gather` of `batch` futures resolved at once, with no IO at all:
+    the most any client awaited through `gather` can reach."""
+    loop = asyncio.get_running_loop()
+
+    def resolve(futures: list[asyncio.Future[bytes]]) -> None:
+        for future in futures:
+            future.set_result(b"")
+
+    started = time.perf_counter()
+    for _ in range(n // batch):
+        futures = [loop.create_future() for _ in range(batch)]
+        loop.call_soon(resolve, futures)
+        await asyncio.gather(*futures)
+    return n / (time.perf_counter() - started)
 
 
 async def gather_client(addr: str, n: int, batch: int) -> float:
@@ -319,6 +389,8 @@ def shared(rounds: int, n: int) -> list[str]:
         for _ in range(rounds):
             r.add("asyncio 64", asyncio.run(asyncio_struct_client(addr, n, 64)))
             r.add("gather 64", asyncio.run(gather_client(addr, n, 64)))
+            r.add("asyncio gather 64", asyncio.run(asyncio_shared_client(addr, n, 64)))
+            r.add("floor 64", asyncio.run(gather_floor(n, 64)))
             r.add("asyncio 1", asyncio.run(asyncio_struct_client(addr, n // 10, 1)))
             r.add("gather 1", asyncio.run(gather_client(addr, n // 10, 1)))
             r.add("threads 1", threads_client(addr, n // 10, 1))
@@ -329,6 +401,8 @@ def shared(rounds: int, n: int) -> list[str]:
     work = "requests on one connection to gopro serve"
     return [
         r.row(work, "`asyncio.gather` of 64 `AsyncClient.request`", "gather 64", "asyncio + struct, 64 pipelined", "asyncio 64", "replies/s"),
+        r.row(work, "`asyncio.gather` of 64 `AsyncClient.request`", "gather 64", "`asyncio.gather` of 64 requests, pure-asyncio shared client", "asyncio gather 64", "replies/s"),
+        r.row("no IO", "`asyncio.gather` of 64 `AsyncClient.request`", "gather 64", "`asyncio.gather` of 64 futures resolved at once", "floor 64", "replies/s"),
         r.row(work, "`await AsyncClient.request`, one at a time", "gather 1", "asyncio + struct, one at a time", "asyncio 1", "replies/s"),
         r.row(work, "8 threads sharing one `Client`", "threads 8", "one thread", "threads 1", "replies/s"),
     ]

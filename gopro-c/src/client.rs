@@ -196,8 +196,11 @@ pub unsafe extern "C" fn gopro_client_recv(
     })
 }
 
-/// Stores in `*out` the number of requests sent (or queued) without a reply
-/// yet. After `GOPRO_STATUS_GOAWAY`, these were not handled by the server.
+/// Stores in `*out` the number of requests sent with `gopro_client_send`
+/// whose replies `gopro_client_recv` has not yet returned. After a
+/// `GOPRO_STATUS_GOAWAY`, each of them was not handled by the server, and
+/// `gopro_client_recv` returns `GOPRO_STATUS_GOAWAY` for it (a reconnecting
+/// client sends them again instead).
 #[no_mangle]
 pub unsafe extern "C" fn gopro_client_in_flight(
     client: *const gopro_client,

@@ -148,10 +148,16 @@ impl Client {
         self.inner.stats()
     }
 
-    /// Closes the connection for every handle; see
-    /// [`crate::client::Client::close`].
+    /// Closes the connection for every handle (see
+    /// [`crate::client::Client::close`]) and waits until it is closed: the
+    /// socket is closed and every request has had its outcome. From a
+    /// runtime thread it does not wait.
     pub fn close(&self) {
         self.inner.close();
+        let _ = block_on(async {
+            self.inner.closed().await;
+            Ok(())
+        });
     }
 
     /// Requests without a reply yet.

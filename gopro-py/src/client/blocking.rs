@@ -38,7 +38,30 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// A blocking connection to a GoPro server.
+/// A blocking connection to a GoPro server, safe to share between threads:
+/// concurrent requests go out together on the one connection, and each
+/// thread gets the reply to its own request. No lock is held while a
+/// thread waits, and the GIL is released.
+///
+///     client = gopro.Client("127.0.0.1:8888")
+///     with concurrent.futures.ThreadPoolExecutor(8) as pool:
+///         replies = list(pool.map(lambda b: client.request(1, b), bodies))
+///
+/// `addr` may be a list of addresses: the client connects to the first
+/// that answers. With `reconnect=True` it connects again after losing the
+/// connection (the next address, after a back-off of `reconnect_delay`
+/// doubling up to `reconnect_max_delay`), sends `login` first on every
+/// connection, and sends again the requests a GOAWAY left unanswered;
+/// requests in flight when a connection is lost otherwise raise
+/// `ConnectionLost` (they may have been handled) unless their command is
+/// in `repeatable`:
+///
+///     client = gopro.Client(["10.0.0.1:8888", "10.0.0.2:8888"], reconnect=True,
+///                           login=b"user:secret")
+///
+/// A call that times out raises `Timeout` (a `TimeoutError`) and leaves the connection
+/// to the other callers. At most `max_in_flight` requests and
+/// `max_queued_bytes` bytes are in flight; more callers wait.
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Client {
     slot: Slot,

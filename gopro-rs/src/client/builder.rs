@@ -245,7 +245,12 @@ impl ClientBuilder {
                 .then_some((self.reconnect_delay, self.reconnect_max_delay)),
         };
         let driver = Driver::new(pipeline, rx, Arc::clone(&state), settings, ready);
-        tokio::spawn(driver.run(stream, index));
+        let task_state = Arc::clone(&state);
+        tokio::spawn(async move {
+            // The driver and its buffers are gone once `run` returns.
+            driver.run(stream, index).await;
+            task_state.set_finished();
+        });
         let client = Client::new(Shared {
             tx,
             limits: Limits::new(self.max_in_flight, self.max_queued_bytes),

@@ -68,9 +68,32 @@ pub(super) struct State {
     reconnects: AtomicU64,
     resent: AtomicU64,
     lost: AtomicU64,
+    /// The connection task has ended: its socket is closed and every
+    /// request has had its outcome.
+    finished: std::sync::atomic::AtomicBool,
+    on_finish: tokio::sync::Notify,
 }
 
 impl State {
+    /// Marks the connection task as ended, and wakes who waits for it.
+    pub(super) fn set_finished(&self) {
+        self.finished.store(true, Ordering::Release);
+        self.on_finish.notify_waiters();
+    }
+
+    /// Waits until the connection task has ended.
+    pub(super) async fn finished(&self) {
+        let notified = self.on_finish.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so that an end between the
+        // two still wakes this waiter.
+        notified.as_mut().enable();
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+
     /// The error for a call made after the connection ended for good.
     pub(super) fn ended(&self) -> Option<ClientError> {
         self.ended

@@ -162,6 +162,13 @@ impl Client {
         let _ = self.shared.tx.send(Msg::Close);
     }
 
+    /// Waits until the connection is closed for good (after
+    /// [`close`](Self::close), or once it ended without reconnecting): its
+    /// socket is closed and every request made has had its outcome.
+    pub async fn closed(&self) {
+        self.shared.state.finished().await;
+    }
+
     fn ended_error(&self) -> ClientError {
         self.shared
             .state
