@@ -180,6 +180,41 @@ async fn never_reads() -> (String, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
+/// `closed()` waits for the connection task: after `close()`, and once a
+/// connection ends for good without reconnecting; every request owed has
+/// had its outcome by then.
+#[tokio::test]
+async fn closed_waits_until_the_connection_task_has_ended() {
+    let (addr, _server) = never_reads().await;
+    let client = Client::connect(&addr).await.unwrap();
+    let outcomes = Arc::new(AtomicUsize::new(0));
+    for _ in 0..5 {
+        let outcomes = outcomes.clone();
+        let done: gopro::client::Callback = Box::new(move |result| {
+            assert!(matches!(result, Err(ClientError::Closed { .. })), "{result:?}");
+            outcomes.fetch_add(1, Ordering::SeqCst);
+        });
+        client.submit(Command::HEARTBEAT, "", done).await.unwrap();
+    }
+    let still_open = tokio::time::timeout(Duration::from_millis(50), client.closed());
+    assert!(still_open.await.is_err(), "open: closed() waits");
+    client.close();
+    tokio::time::timeout(Duration::from_secs(5), client.closed())
+        .await
+        .expect("closed() returns once the task has ended");
+    assert_eq!(outcomes.load(Ordering::SeqCst), 5);
+
+    // Ended by the server (GOAWAY), with no reconnection.
+    let (server, _stats) = start_at(Server::builder(), "127.0.0.1:0").await;
+    let client = Client::connect(&server.addr.to_string()).await.unwrap();
+    client.heartbeat().await.unwrap();
+    server.stop().await;
+    tokio::time::timeout(Duration::from_secs(5), client.closed())
+        .await
+        .expect("closed() returns once the server has gone");
+    assert!(client.is_closed());
+}
+
 #[tokio::test]
 async fn at_max_in_flight_callers_wait() {
     let (addr, _server) = never_reads().await;
