@@ -208,3 +208,43 @@ pub(crate) fn write_prefix<T: Copy>(
     out[known..].fill(0);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::gopro_status;
+
+    /// A struct of four counters whose first version had two: every size
+    /// from the first version's up writes what fits and nothing past it.
+    #[test]
+    fn a_sized_struct_gets_the_fields_that_fit() {
+        #[derive(Clone, Copy)]
+        #[repr(C)]
+        struct Four([u64; 4]);
+        let value = Four([1, 2, 3, 4]);
+        for size in [0, 8, 15] {
+            let mut out = [0xAAu8; 40];
+            let err = write_prefix(&value, 16, &mut out[..size]).unwrap_err();
+            assert_eq!(err.status, gopro_status::InvalidArgument);
+            assert_eq!(out, [0xAA; 40]);
+        }
+        for (size, want) in [
+            (16, &[1u64, 2][..]),
+            (24, &[1, 2, 3]),
+            (32, &[1, 2, 3, 4]),
+            (40, &[1, 2, 3, 4, 0]),
+        ] {
+            let mut out = [0xAAu8; 41];
+            write_prefix(&value, 16, &mut out[..size]).unwrap();
+            let got: Vec<u64> = out[..size]
+                .chunks(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(got, want);
+            assert!(
+                out[size..].iter().all(|&b| b == 0xAA),
+                "written past {size}"
+            );
+        }
+    }
+}
