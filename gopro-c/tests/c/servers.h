@@ -18,6 +18,7 @@ struct server {
   const char *bin;
   const char *auth; /* --auth CREDENTIALS, or NULL */
   char addr[32];
+  const char *read_timeout; /* --read-timeout, or NULL for the default */
   pid_t pid;
 };
 
@@ -63,12 +64,18 @@ static inline void server_start(struct server *s) {
     if (null >= 0) {
       dup2(null, 2);
     }
+    const char *argv[12] = {"gopro", "serve", "--listen", s->addr, "--grace", "1s"};
+    int n = 6;
     if (s->auth != NULL) {
-      execl(s->bin, "gopro", "serve", "--listen", s->addr, "--grace", "1s", "--auth", s->auth,
-            (char *)NULL);
-    } else {
-      execl(s->bin, "gopro", "serve", "--listen", s->addr, "--grace", "1s", (char *)NULL);
+      argv[n++] = "--auth";
+      argv[n++] = s->auth;
     }
+    if (s->read_timeout != NULL) {
+      argv[n++] = "--read-timeout";
+      argv[n++] = s->read_timeout;
+    }
+    argv[n] = NULL;
+    execv(s->bin, (char *const *)argv);
     _exit(127);
   }
   s->pid = pid;

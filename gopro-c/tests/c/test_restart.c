@@ -1,6 +1,6 @@
 /* A reconnecting client shared by threads while `gopro serve` restarts:
  * graceful stops (GOAWAY), failover to a second address, LOGIN sent again
- * on every connection, and SIGKILL.
+ * on every connection, and SIGKILL; keep-alive against a read deadline.
  * Usage: test_restart PATH_TO_GOPRO */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -105,7 +105,7 @@ static gopro_client_counters counters_of(gopro_client *client) {
 /* SIGTERM mid-load, then the server again on the same port after a pause:
  * the requests the GOAWAY left unanswered are sent again; nothing fails. */
 static void test_restart(const char *bin) {
-  struct server s = {bin, NULL, "", 0};
+  struct server s = {bin, NULL, "", NULL, 0};
   static struct load l;
   pthread_t threads[THREADS];
   gopro_client_counters c;
@@ -136,7 +136,7 @@ static void test_restart(const char *bin) {
 /* Two addresses: the first stops for good, the client goes on with the
  * second without a failed call. */
 static void test_failover(const char *bin) {
-  struct server a = {bin, NULL, "", 0}, b = {bin, NULL, "", 0};
+  struct server a = {bin, NULL, "", NULL, 0}, b = {bin, NULL, "", NULL, 0};
   static struct load l;
   pthread_t threads[THREADS];
   gopro_client_counters c;
@@ -171,7 +171,7 @@ static void test_failover(const char *bin) {
 /* A server that wants LOGIN first: the client's credentials are sent again
  * on the new connection, before the requests waiting for it. */
 static void test_login_replay(const char *bin) {
-  struct server s = {bin, "user:secret", "", 0};
+  struct server s = {bin, "user:secret", "", NULL, 0};
   gopro_client *client = NULL, *anonymous = NULL;
   gopro_frame *reply = NULL;
   server_pick_port(&s);
@@ -216,7 +216,7 @@ static void count_lost(void *user_data, gopro_status status, const gopro_frame *
  * CONNECTION_LOST (they may have been handled) and are not sent again;
  * the others succeed once a server is back. */
 static void test_sigkill(const char *bin) {
-  struct server s = {bin, NULL, "", 0};
+  struct server s = {bin, NULL, "", NULL, 0};
   static struct load l;
   static struct owed owed;
   pthread_t threads[THREADS];
@@ -263,6 +263,35 @@ static void test_sigkill(const char *bin) {
   server_stop(&s, SIGTERM);
 }
 
+/* A server that closes connections quiet for 300 ms: a client idle for
+ * longer keeps its connection with HEARTBEATs every 100 ms; without them,
+ * the server closes it. */
+static void test_keep_alive(const char *bin) {
+  struct server s = {bin, NULL, "", "300ms", 0};
+  gopro_client_config *config = NULL;
+  gopro_client *client = NULL, *quiet = NULL;
+  gopro_frame *reply = NULL;
+  gopro_client_counters c;
+  server_pick_port(&s);
+  server_start(&s);
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, s.addr));
+  OK(gopro_client_config_set_keep_alive(config, 100));
+  OK(gopro_client_connect_with(config, &client));
+  gopro_client_config_free(config);
+  OK(gopro_client_connect(s.addr, 0, TIMEOUT_MS, 0, &quiet));
+  sleep_ms(800);
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"awake", 5, &reply));
+  check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: awake", NULL);
+  gopro_frame_free(reply);
+  c = counters_of(client);
+  CHECK(c.reconnects == 0);
+  EXPECT(gopro_client_heartbeat(quiet), GOPRO_STATUS_CLOSED);
+  gopro_client_free(quiet);
+  gopro_client_free(client);
+  server_stop(&s, SIGTERM);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s PATH_TO_GOPRO\n", argv[0]);
@@ -272,6 +301,7 @@ int main(int argc, char **argv) {
   test_failover(argv[1]);
   test_login_replay(argv[1]);
   test_sigkill(argv[1]);
+  test_keep_alive(argv[1]);
   printf("test_restart: ok\n");
   return 0;
 }
