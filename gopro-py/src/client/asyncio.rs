@@ -36,16 +36,20 @@ impl Output for Connected {
 /// safe to share between tasks: concurrent requests go out together on the
 /// one connection, and each task gets the reply to its own request.
 ///
-///     client = await gopro.AsyncClient.connect("127.0.0.1:8888")
-///     replies = await asyncio.gather(*(client.request(1, b) for b in bodies))
+/// ```python
+/// client = await gopro.AsyncClient.connect("127.0.0.1:8888")
+/// replies = await asyncio.gather(*(client.request(1, b) for b in bodies))
+/// ```
 ///
 /// Cancelling a request (`task.cancel()`, `asyncio.wait_for`) never hands
 /// its reply to another caller: the reply is discarded when it comes.
 /// `addr` may be a list of addresses, and `reconnect=True` connects again
 /// after the connection is lost, as for `Client`:
 ///
-///     client = await gopro.AsyncClient.connect(
-///         ["10.0.0.1:8888", "10.0.0.2:8888"], reconnect=True, login=b"user:secret")
+/// ```python
+/// client = await gopro.AsyncClient.connect(
+///     ["10.0.0.1:8888", "10.0.0.2:8888"], reconnect=True, login=b"user:secret")
+/// ```
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct AsyncClient {
     slot: Slot,

@@ -43,9 +43,11 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
 /// thread gets the reply to its own request. No lock is held while a
 /// thread waits, and the GIL is released.
 ///
-///     client = gopro.Client("127.0.0.1:8888")
-///     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-///         replies = list(pool.map(lambda b: client.request(1, b), bodies))
+/// ```python
+/// client = gopro.Client("127.0.0.1:8888")
+/// with concurrent.futures.ThreadPoolExecutor(8) as pool:
+///     replies = list(pool.map(lambda b: client.request(1, b), bodies))
+/// ```
 ///
 /// `addr` may be a list of addresses: the client connects to the first
 /// that answers. With `reconnect=True` it connects again after losing the
@@ -56,8 +58,10 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
 /// `ConnectionLost` (they may have been handled) unless their command is
 /// in `repeatable`:
 ///
-///     client = gopro.Client(["10.0.0.1:8888", "10.0.0.2:8888"], reconnect=True,
-///                           login=b"user:secret")
+/// ```python
+/// client = gopro.Client(["10.0.0.1:8888", "10.0.0.2:8888"], reconnect=True,
+///                       login=b"user:secret")
+/// ```
 ///
 /// A call that times out raises `Timeout` (a `TimeoutError`) and leaves the connection
 /// to the other callers. At most `max_in_flight` requests and
