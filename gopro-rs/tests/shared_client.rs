@@ -191,7 +191,10 @@ async fn closed_waits_until_the_connection_task_has_ended() {
     for _ in 0..5 {
         let outcomes = outcomes.clone();
         let done: gopro::client::Callback = Box::new(move |result| {
-            assert!(matches!(result, Err(ClientError::Closed { .. })), "{result:?}");
+            assert!(
+                matches!(result, Err(ClientError::Closed { .. })),
+                "{result:?}"
+            );
             outcomes.fetch_add(1, Ordering::SeqCst);
         });
         client.submit(Command::HEARTBEAT, "", done).await.unwrap();

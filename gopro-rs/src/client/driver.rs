@@ -242,6 +242,15 @@ impl Driver {
                 }
             };
             let reconnect = backoff.is_some() && !self.orphaned;
+            if !reconnect {
+                // Requests already queued when the connection ended count
+                // among those it left unanswered, as if they had been taken
+                // a moment earlier. (A close among them changes nothing:
+                // the client is ending anyway.)
+                while let Ok(msg) = self.rx.try_recv() {
+                    let _ = self.accept(msg);
+                }
+            }
             let failed = self.pipeline.end_connection(reconnect);
             let ended = (!reconnect).then(|| match &end {
                 End::GoAway(reason) => Ended::GoAway(reason.clone()),
