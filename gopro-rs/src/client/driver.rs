@@ -242,11 +242,11 @@ impl Driver {
                 }
             };
             let reconnect = backoff.is_some() && !self.orphaned;
-            if !reconnect {
-                // Requests already queued when the connection ended count
-                // among those it left unanswered, as if they had been taken
-                // a moment earlier. (A close among them changes nothing:
-                // the client is ending anyway.)
+            if !reconnect && matches!(end, End::GoAway(_)) {
+                // Requests already queued when the server went away count
+                // among those it left unanswered (`GoAway::unanswered`), as
+                // if they had been taken a moment earlier. (A close among
+                // them changes nothing: the client is ending anyway.)
                 while let Ok(msg) = self.rx.try_recv() {
                     let _ = self.accept(msg);
                 }
