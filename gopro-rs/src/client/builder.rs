@@ -245,11 +245,11 @@ impl ClientBuilder {
                 .then_some((self.reconnect_delay, self.reconnect_max_delay)),
         };
         let driver = Driver::new(pipeline, rx, Arc::clone(&state), settings, ready);
-        let task_state = Arc::clone(&state);
+        let ended = Finished(Arc::clone(&state));
         tokio::spawn(async move {
-            // The driver and its buffers are gone once `run` returns.
             driver.run(stream, index).await;
-            task_state.set_finished();
+            // The driver and its buffers are gone once `run` returns.
+            drop(ended);
         });
         let client = Client::new(Shared {
             tx,
@@ -268,5 +268,16 @@ impl ClientBuilder {
                 after: self.timeout,
             }),
         }
+    }
+}
+
+/// Marks the connection task as ended when dropped: after `run` returns,
+/// or if the task panics (then calls made later fail instead of waiting).
+struct Finished(Arc<State>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.close();
+        self.0.set_finished();
     }
 }

@@ -103,6 +103,27 @@ impl State {
             .map(Ended::error)
     }
 
+    /// Puts `msg` on the connection task's queue unless the connection has
+    /// ended for good, and gives it back with the error otherwise.
+    ///
+    /// Under the lock that ending takes: the task marks the end (`end`)
+    /// before its last look at the queue, so a message is either queued
+    /// before that look, and answered, or refused here. (A plain send can
+    /// succeed after the task's last look, and the message would then wait
+    /// for ever for an answer.)
+    pub(super) fn post(
+        &self,
+        tx: &mpsc::UnboundedSender<Msg>,
+        msg: Msg,
+    ) -> Result<(), (ClientError, Msg)> {
+        let ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ended) = ended.as_ref() {
+            return Err((ended.error(), msg));
+        }
+        tx.send(msg)
+            .map_err(|mpsc::error::SendError(msg)| (ClientError::Closed { unanswered: 0 }, msg))
+    }
+
     /// The client was closed: later calls fail at once.
     pub(super) fn close(&self) {
         self.end(Ended::Closed);

@@ -202,13 +202,13 @@ impl Client {
     /// the message's requests are not counted as sent.
     fn post(&self, msg: Msg) -> Result<(), ClientError> {
         self.shared
-            .tx
-            .send(msg)
-            .map_err(|mpsc::error::SendError(msg)| {
+            .state
+            .post(&self.shared.tx, msg)
+            .map_err(|(error, msg)| {
                 if let Msg::Request { reply, .. } | Msg::Encoded { reply, .. } = msg {
                     reply.disarm();
                 }
-                self.ended_error()
+                error
             })
     }
 
