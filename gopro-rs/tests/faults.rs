@@ -1,7 +1,10 @@
 //! The async and blocking clients against `gopro serve` through `gopro proxy`
 //! and each of its faults. Every call either gets its exact reply or a
 //! typed error of a kind the fault can cause, and returns within its timeout
-//! plus a margin: never a wrong reply, a hang or a crash.
+//! plus a margin: never a wrong reply, a hang or a crash. Each client is
+//! first used by one caller at a time, then shared: one async client by
+//! [`TASKS`] tokio tasks and one blocking client by [`THREADS`] threads, all
+//! calling at once with bodies of their own.
 //!
 //! Uses `$GOPRO_BIN` when set (CI points it at the release build), else the
 //! `gopro` that cargo built for these tests.
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use common::process::{gopro_bin, spawn_listening, Proc};
-use gopro::client::{Client, ClientError};
+use gopro::client::{Client, ClientBuilder, ClientError};
 use gopro::{Command, Frame};
 
 /// Time a call may take beyond its timeout (a loaded CI machine is slow).
@@ -23,6 +26,17 @@ const MARGIN: Duration = Duration::from_millis(1000);
 const KIB: usize = 1024;
 /// Body sizes, from empty to a few hundred KiB.
 const SIZES: &[usize] = &[0, 1, 13, 1000, 16 * KIB, 64 * KIB, 300 * KIB];
+/// Tokio tasks sharing one async client.
+const TASKS: usize = 8;
+/// Threads sharing one blocking client.
+const THREADS: usize = 4;
+/// Of the callers sharing a client, only every fourth sends bodies above
+/// this size, so that what is in flight at once still passes a throttled
+/// or byte-by-byte connection well within the timeout.
+const SHARED_SMALL: usize = 16 * KIB;
+/// The smallest body of a shared client's request: room for the name
+/// that tells its reply from every other.
+const SHARED_MIN: usize = 16;
 
 fn bin() -> PathBuf {
     std::env::var_os("GOPRO_BIN").map_or_else(gopro_bin, PathBuf::from)
@@ -136,12 +150,15 @@ struct Tally {
     requests: usize,
     right: usize,
     errors: BTreeMap<&'static str, usize>,
+    /// The longest call.
+    slowest: Duration,
 }
 
 impl Tally {
     fn add(&mut self, other: &Tally) {
         self.requests += other.requests;
         self.right += other.right;
+        self.slowest = self.slowest.max(other.slowest);
         for (kind, n) in &other.errors {
             *self.errors.entry(kind).or_default() += n;
         }
@@ -154,12 +171,32 @@ struct Checker<'a> {
     tally: Tally,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(case: &'a Case, who: &'static str) -> Checker<'a> {
+        Checker {
+            case,
+            who,
+            tally: Tally::default(),
+        }
+    }
+
     /// Times `call` and checks that an error is one the fault allows.
     fn call<T>(&mut self, what: &str, call: impl FnOnce() -> Result<T, ClientError>) -> Option<T> {
         let started = Instant::now();
         let result = call();
+        self.outcome(what, started, result)
+    }
+
+    /// Checks the time taken by a call made at `started`, and that an
+    /// error is one the fault allows.
+    fn outcome<T>(
+        &mut self,
+        what: &str,
+        started: Instant,
+        result: Result<T, ClientError>,
+    ) -> Option<T> {
         let took = started.elapsed();
+        self.tally.slowest = self.tally.slowest.max(took);
         let limit = self.case.timeout + MARGIN;
         assert!(
             took <= limit,
@@ -234,23 +271,47 @@ fn sizes(case: &Case) -> Vec<usize> {
     round.repeat(case.rounds)
 }
 
-/// One connection of sequential requests, then one of pipelined ones.
-fn workload<C: Calls>(case: &Case, who: &'static str, connect: impl Fn() -> C) -> Tally {
-    let mut check = Checker {
-        case,
-        who,
-        tally: Tally::default(),
-    };
-    let sizes = sizes(case);
+/// The requests (numbers and body sizes) of caller `caller` of a shared
+/// client: numbered apart from every other caller's, with bodies that name
+/// them, and started at different sizes so that the callers are out of step.
+fn shared_requests(case: &Case, caller: usize) -> Vec<(usize, usize)> {
+    let mut sizes: Vec<usize> = sizes(case)
+        .into_iter()
+        .filter(|&size| caller.is_multiple_of(4) || size <= SHARED_SMALL)
+        .map(|size| size.max(SHARED_MIN))
+        .collect();
+    let start = caller % sizes.len();
+    sizes.rotate_left(start);
+    sizes
+        .into_iter()
+        .enumerate()
+        .map(|(c, size)| (caller * 1000 + c, size))
+        .collect()
+}
 
-    // Connecting to the proxy always works: it accepts before it dials.
-    let client = connect();
-    for (i, &size) in sizes.iter().enumerate() {
+/// Makes `requests` (numbers and body sizes) one after another, each
+/// waiting for its reply.
+fn in_turn<C: Calls>(
+    check: &mut Checker,
+    client: &C,
+    requests: impl IntoIterator<Item = (usize, usize)>,
+) {
+    for (i, size) in requests {
         let (command, body, want) = request(i, size);
         let what = format!("request {i} ({size} bytes)");
         let got = check.call(&what, || client.request(command, body));
         check.reply(&what, got, &want);
     }
+}
+
+/// One connection of sequential requests, then one of pipelined ones.
+fn workload<C: Calls>(case: &Case, who: &'static str, connect: impl Fn() -> C) -> Tally {
+    let mut check = Checker::new(case, who);
+    let sizes = sizes(case);
+
+    // Connecting to the proxy always works: it accepts before it dials.
+    let client = connect();
+    in_turn(&mut check, &client, sizes.iter().copied().enumerate());
     drop(client);
 
     let client = connect();
@@ -298,38 +359,145 @@ fn run(case: &Case) {
         .connect_timeout(Duration::from_secs(5))
         .timeout(case.timeout);
 
-    // The blocking client on a thread, the async one here, at the same time.
-    let blocking = std::thread::spawn({
-        let case = case.clone();
-        let addr = addr.clone();
-        let builder = builder.clone();
-        move || {
-            workload(&case, "blocking", || {
+    // Each client used by one caller at a time: the blocking one on a
+    // thread, the async one here, at the same time.
+    let (blocking, one_async) = at_once(
+        || {
+            workload(case, "blocking", || {
                 gopro::blocking::Client::connect_with(&addr, builder.clone()).unwrap()
             })
-        }
-    });
-    let tally_async = workload(case, "async", || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(builder.clone().connect(&addr)).unwrap();
-        Async { rt, client }
-    });
-    let tally_blocking = blocking.join().expect("the blocking client's workload");
-
-    let mut total = Tally::default();
-    total.add(&tally_async);
-    total.add(&tally_blocking);
-    println!(
-        "fault {} ({}): async {tally_async:?}, blocking {tally_blocking:?}",
-        case.fault, case.direction
+        },
+        || {
+            workload(case, "async", || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let client = rt.block_on(builder.clone().connect(&addr)).unwrap();
+                Async { rt, client }
+            })
+        },
     );
-    if case.allowed.is_empty() {
-        assert_eq!(total.right, total.requests, "{total:?}");
+    // Then each shared by many callers, again both at the same time.
+    let (shared_blocking, shared_async) = at_once(
+        || blocking_shared(case, &addr, &builder),
+        || async_shared(case, &addr, &builder),
+    );
+    verdict(
+        case,
+        &[
+            ("async", &one_async),
+            ("blocking", &blocking),
+            ("shared async", &shared_async),
+            ("shared blocking", &shared_blocking),
+        ],
+    );
+    // The server survived it all.
+    let client = gopro::blocking::Client::connect(&upstream).unwrap();
+    client.heartbeat().unwrap();
+}
+
+/// Runs `on_thread` on a thread of its own and `here` on this one, at the
+/// same time; a panic in either is passed on.
+fn at_once<A: Send, B>(on_thread: impl FnOnce() -> A + Send, here: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(on_thread);
+        let b = here();
+        let a = thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (a, b)
+    })
+}
+
+/// One async client shared by [`TASKS`] tokio tasks on a runtime with two
+/// workers, all making requests at once.
+fn async_shared(case: &Case, addr: &str, builder: &ClientBuilder) -> Tally {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = builder.clone().connect(addr).await.unwrap();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|caller| {
+                let (client, case) = (client.clone(), case.clone());
+                tokio::spawn(async move {
+                    let mut check = Checker::new(&case, "shared async");
+                    for (i, size) in shared_requests(&case, caller) {
+                        let (command, body, want) = request(i, size);
+                        let what = format!("request {i} ({size} bytes)");
+                        // A call that never returns fails the test
+                        // rather than hanging it.
+                        let limit = case.timeout + MARGIN;
+                        let started = Instant::now();
+                        let result = tokio::time::timeout(limit, client.request(command, body))
+                            .await
+                            .unwrap_or_else(|_| {
+                                panic!(
+                                    "shared async {}: {what} did not return within {limit:?}",
+                                    case.fault
+                                )
+                            });
+                        let got = check.outcome(&what, started, result);
+                        check.reply(&what, got, &want);
+                    }
+                    check.tally
+                })
+            })
+            .collect();
+        let mut total = Tally::default();
+        for task in tasks {
+            let tally = task
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            total.add(&tally);
+        }
+        total
+    })
+}
+
+/// One blocking client shared by [`THREADS`] threads, all making requests
+/// at once.
+fn blocking_shared(case: &Case, addr: &str, builder: &ClientBuilder) -> Tally {
+    let client = gopro::blocking::Client::connect_with(addr, builder.clone()).unwrap();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|caller| {
+                let client = &client;
+                scope.spawn(move || {
+                    let mut check = Checker::new(case, "shared blocking");
+                    in_turn(&mut check, client, shared_requests(case, caller));
+                    check.tally
+                })
+            })
+            .collect();
+        let mut total = Tally::default();
+        for thread in threads {
+            let tally = thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            total.add(&tally);
+        }
+        total
+    })
+}
+
+/// With no error allowed every reply was right; else each client saw at
+/// least one of the errors the fault must cause.
+fn verdict(case: &Case, tallies: &[(&str, &Tally)]) {
+    for (who, tally) in tallies {
+        println!("fault {} ({}): {who} {tally:?}", case.fault, case.direction);
     }
-    for (who, tally) in [("async", &tally_async), ("blocking", &tally_blocking)] {
+    for (who, tally) in tallies {
+        if case.allowed.is_empty() {
+            assert_eq!(
+                tally.right, tally.requests,
+                "{who} {}: {tally:?}",
+                case.fault
+            );
+        }
         assert!(
             case.expected.is_empty() || case.expected.iter().any(|k| tally.errors.contains_key(k)),
             "{who} {}: none of the errors {:?} appeared: {tally:?}",
@@ -337,9 +505,6 @@ fn run(case: &Case) {
             case.expected
         );
     }
-    // The server survived it all.
-    let client = gopro::blocking::Client::connect(&upstream).unwrap();
-    client.heartbeat().unwrap();
 }
 
 #[test]
@@ -425,8 +590,17 @@ fn half_closed_toward_the_client_mid_reply() {
 
 #[test]
 fn half_closed_toward_the_server() {
-    // The server reads the end of the stream and closes its connection.
-    run(&Case::new("half-close", "up").failing(1000, &["closed", "lost"], &["lost"]));
+    // The server reads the end of the stream at once and closes its
+    // connection, which may reach the client before its first request is
+    // written (then "closed") or after (then "lost").
+    run(&Case::new("half-close", "up").failing(1000, &["closed", "lost"], &["closed", "lost"]));
+}
+
+#[test]
+fn half_closed_toward_the_server_mid_request() {
+    // The end of the stream comes after the first byte the client wrote:
+    // the request it belongs to, at least, was written and is "lost".
+    run(&Case::new("half-close=1", "up").failing(1000, &["closed", "lost"], &["lost"]));
 }
 
 #[test]
