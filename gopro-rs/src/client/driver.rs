@@ -63,6 +63,8 @@ impl Ended {
 #[derive(Debug, Default)]
 pub(super) struct State {
     ended: Mutex<Option<Ended>>,
+    /// Whether `ended` is set: read without the lock by every call.
+    has_ended: std::sync::atomic::AtomicBool,
     requests: AtomicU64,
     replies: AtomicU64,
     reconnects: AtomicU64,
@@ -96,6 +98,9 @@ impl State {
 
     /// The error for a call made after the connection ended for good.
     pub(super) fn ended(&self) -> Option<ClientError> {
+        if !self.has_ended.load(Ordering::Acquire) {
+            return None;
+        }
         self.ended
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -132,6 +137,7 @@ impl State {
     fn end(&self, ended: Ended) {
         let mut slot = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
         slot.get_or_insert(ended);
+        self.has_ended.store(true, Ordering::Release);
     }
 
     pub(super) fn stats(&self) -> ClientStats {
