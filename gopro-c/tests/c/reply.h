@@ -17,4 +17,15 @@ static inline void check_reply(const gopro_frame *reply, uint8_t command, const 
   CHECK(len == strlen(body) && (len == 0 || memcmp(b, body, len) == 0));
 }
 
+/* A MESSAGE `body` answered "Server says: " + body (by `gopro serve`). */
+static inline void check_message(gopro_client *client, const char *body) {
+  gopro_frame *reply = NULL;
+  char want[256];
+  snprintf(want, sizeof want, "Server says: %s", body);
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body),
+                          &reply));
+  check_reply(reply, GOPRO_COMMAND_MESSAGE, want, NULL);
+  gopro_frame_free(reply);
+}
+
 #endif

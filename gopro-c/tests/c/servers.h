@@ -27,8 +27,9 @@ static inline void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
-/* A port nothing listens on now, for a server to take and take again. */
-static inline void server_pick_port(struct server *s) {
+/* A TCP socket bound to a free port of 127.0.0.1, whose "host:port" is
+ * written to `addr`. */
+static inline int bind_loopback(char *addr, size_t cap) {
   struct sockaddr_in sa;
   socklen_t len = sizeof sa;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -38,8 +39,13 @@ static inline void server_pick_port(struct server *s) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
   CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-  snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", ntohs(sa.sin_port));
-  close(fd);
+  snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+  return fd;
+}
+
+/* A port nothing listens on now, for a server to take and take again. */
+static inline void server_pick_port(struct server *s) {
+  close(bind_loopback(s->addr, sizeof s->addr));
 }
 
 static inline int server_answers(const struct server *s) {

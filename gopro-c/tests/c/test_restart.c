@@ -157,13 +157,7 @@ static void test_failover(const char *bin) {
     CHECK(atomic_load(&l.statuses[st]) == 0);
   }
   CHECK(c.reconnects >= 1);
-  /* Served by the second now. */
-  {
-    gopro_frame *reply = NULL;
-    OK(gopro_client_request(l.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"b", 1, &reply));
-    check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: b", NULL);
-    gopro_frame_free(reply);
-  }
+  check_message(l.client, "served by the second now");
   gopro_client_free(l.client);
   server_stop(&b, SIGTERM);
 }
@@ -182,14 +176,10 @@ static void test_login_replay(const char *bin) {
          GOPRO_STATUS_SERVER_ERROR);
   gopro_client_free(anonymous);
   client = connect_reconnecting(&s, NULL, "user:secret");
-  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"before", 6, &reply));
-  check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: before", NULL);
-  gopro_frame_free(reply);
+  check_message(client, "before");
   server_stop(&s, SIGTERM);
   server_start(&s);
-  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"after", 5, &reply));
-  check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: after", NULL);
-  gopro_frame_free(reply);
+  check_message(client, "after");
   CHECK(counters_of(client).reconnects == 1);
   gopro_client_free(client);
   server_stop(&s, SIGTERM);
@@ -253,12 +243,7 @@ static void test_sigkill(const char *bin) {
   }
   CHECK(c.lost == (unsigned long long)(20 + atomic_load(&l.statuses[GOPRO_STATUS_CONNECTION_LOST])));
   CHECK(c.reconnects >= 1);
-  {
-    gopro_frame *reply = NULL;
-    OK(gopro_client_request(l.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"back", 4, &reply));
-    check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: back", NULL);
-    gopro_frame_free(reply);
-  }
+  check_message(l.client, "back");
   gopro_client_free(l.client);
   server_stop(&s, SIGTERM);
 }
@@ -270,7 +255,6 @@ static void test_keep_alive(const char *bin) {
   struct server s = {bin, NULL, "", "300ms", 0};
   gopro_client_config *config = NULL;
   gopro_client *client = NULL, *quiet = NULL;
-  gopro_frame *reply = NULL;
   gopro_client_counters c;
   server_pick_port(&s);
   server_start(&s);
@@ -281,9 +265,7 @@ static void test_keep_alive(const char *bin) {
   gopro_client_config_free(config);
   OK(gopro_client_connect(s.addr, 0, TIMEOUT_MS, 0, &quiet));
   sleep_ms(800);
-  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"awake", 5, &reply));
-  check_reply(reply, GOPRO_COMMAND_MESSAGE, "Server says: awake", NULL);
-  gopro_frame_free(reply);
+  check_message(client, "awake");
   c = counters_of(client);
   CHECK(c.reconnects == 0);
   EXPECT(gopro_client_heartbeat(quiet), GOPRO_STATUS_CLOSED);

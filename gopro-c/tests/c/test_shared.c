@@ -3,12 +3,8 @@
  * callbacks owed, against a server that never answers.
  * Usage: test_shared HOST:PORT */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "check.h"
 #include "reply.h"
@@ -166,17 +162,8 @@ static void test_submit(const char *addr) {
 /* A listening socket that never accepts: connections complete in its
  * backlog, and no byte is ever answered. */
 static int silent_server(char *addr, size_t cap) {
-  struct sockaddr_in sa;
-  socklen_t len = sizeof sa;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  int fd = bind_loopback(addr, cap);
   CHECK(listen(fd, 16) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-  snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
   return fd;
 }
 
