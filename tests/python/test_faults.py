@@ -1,15 +1,20 @@
 """gopro.Client and gopro.AsyncClient against `gopro serve` through
 `gopro proxy` and each of its faults: every call gets its exact reply or a
 typed exception the fault can cause, within its timeout plus a margin --
-never a wrong reply, a hang or a crash."""
+never a wrong reply, a hang or a crash. Each client is first used by one
+caller at a time, then shared: one AsyncClient by TASKS asyncio tasks and
+one Client by THREADS threads, all calling at once with bodies of their
+own (as gopro-rs/tests/faults.rs does for the Rust clients)."""
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterator, TypeVar
+from typing import Awaitable, Callable, Iterable, Iterator, TypeVar
 
 import gopro
 import pytest
@@ -20,6 +25,15 @@ T = TypeVar("T")
 MARGIN = 1.0  # seconds a call may take beyond its timeout
 KIB = 1024
 SIZES = [0, 1, 13, 1000, 16 * KIB, 64 * KIB, 300 * KIB]
+TASKS = 8  # asyncio tasks sharing one AsyncClient
+THREADS = 4  # threads sharing one Client
+# Of the callers sharing a client, only every fourth sends bodies above this
+# size, so that what is in flight at once still passes a throttled or
+# byte-by-byte connection well within the timeout.
+SHARED_SMALL = 16 * KIB
+# The smallest body of a shared client's request: room for the number that
+# tells its reply from every other caller's.
+SHARED_MIN = 16
 
 
 @dataclass(frozen=True)
@@ -104,9 +118,21 @@ def request(i: int, size: int) -> tuple[int, bytes, gopro.Frame]:
     return command, body, gopro.Frame(command, body)
 
 
+def sizes(case: Case) -> list[int]:
+    return [s for s in SIZES if s <= case.max_size] * case.rounds
+
+
 def requests(case: Case) -> list[tuple[int, bytes, gopro.Frame]]:
-    sizes = [s for s in SIZES if s <= case.max_size] * case.rounds
-    return [request(i, size) for i, size in enumerate(sizes)]
+    return [request(i, size) for i, size in enumerate(sizes(case))]
+
+
+def shared_requests(case: Case, caller: int) -> list[tuple[int, int]]:
+    """The requests (numbers and body sizes) of caller `caller` of a shared
+    client: numbered apart from every other caller's, with bodies that name
+    them, and started at different sizes so that the callers are out of step."""
+    mine = [max(s, SHARED_MIN) for s in sizes(case) if caller % 4 == 0 or s <= SHARED_SMALL]
+    start = caller % len(mine)
+    return [(caller * 1000 + c, size) for c, size in enumerate(mine[start:] + mine[:start])]
 
 
 @dataclass
@@ -116,10 +142,30 @@ class Tally:
     requests: int = 0
     right: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    slowest: float = 0.0  # seconds the longest call took
+    # The call under way on a thread (what, when it started), for `watch`.
+    pending: tuple[str, float] | None = field(default=None, repr=False)
+
+    @property
+    def limit(self) -> float:
+        return self.case.timeout + MARGIN
+
+    def add(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.right += other.right
+        self.slowest = max(self.slowest, other.slowest)
+        for k, n in other.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + n
+
+    def hung(self, what: str, after: float) -> AssertionError:
+        """The failure of a call that has not returned, with every thread's stack."""
+        faulthandler.dump_traceback()
+        return AssertionError(f"{self.who} {self.case.id}: {what} did not return in {after} s")
 
     def outcome(self, what: str, took: float, error: BaseException | None) -> bool:
         """Checks a call's time and error; True if it succeeded."""
-        limit = self.case.timeout + MARGIN
+        self.slowest = max(self.slowest, took)
+        limit = self.limit
         assert took <= limit, f"{self.who} {self.case.id}: {what} took {took:.2f} s > {limit} s"
         if error is None:
             return True
@@ -133,23 +179,28 @@ class Tally:
 
     def call(self, what: str, fn: Callable[[], T]) -> T | None:
         started = time.monotonic()
+        self.pending = (what, started)
         try:
             value = fn()
         except Exception as e:
+            self.pending = None
             self.outcome(what, time.monotonic() - started, e)
             return None
+        self.pending = None
         self.outcome(what, time.monotonic() - started, None)
         return value
 
     async def acall(self, what: str, awaitable: Awaitable[T]) -> T | None:
         started = time.monotonic()
-        try:
-            value = await awaitable
-        except Exception as e:
-            self.outcome(what, time.monotonic() - started, e)
-            return None
-        self.outcome(what, time.monotonic() - started, None)
-        return value
+        # A call that never returns fails the test rather than hanging it.
+        call = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({call}, timeout=self.limit)
+        if not done:
+            call.cancel()
+            raise self.hung(what, self.limit)
+        error = call.exception()
+        self.outcome(what, time.monotonic() - started, error)
+        return call.result() if error is None else None
 
     def reply(self, what: str, got: gopro.Frame | None, want: gopro.Frame) -> None:
         self.requests += 1
@@ -169,14 +220,43 @@ class Tally:
             )
 
 
+def connect(case: Case, addr: str) -> gopro.Client:
+    # Connecting to the proxy always works: it accepts before it dials.
+    return gopro.Client(addr, timeout=case.timeout, connect_timeout=5)
+
+
+async def aconnect(case: Case, addr: str) -> gopro.AsyncClient:
+    return await gopro.AsyncClient.connect(addr, timeout=case.timeout, connect_timeout=5)
+
+
+def in_turn(tally: Tally, client: gopro.Client, numbered: Iterable[tuple[int, int]]) -> Tally:
+    """Makes requests (numbers and body sizes) one after another, each
+    waiting for its reply."""
+    for i, size in numbered:
+        command, body, want = request(i, size)
+        what = f"request {i} ({size} bytes)"
+        tally.reply(what, tally.call(what, lambda: client.request(command, body)), want)
+    return tally
+
+
+async def ain_turn(
+    tally: Tally, client: gopro.AsyncClient, numbered: Iterable[tuple[int, int]]
+) -> Tally:
+    """`in_turn` for an AsyncClient."""
+    for i, size in numbered:
+        command, body, want = request(i, size)
+        what = f"request {i} ({size} bytes)"
+        tally.reply(what, await tally.acall(what, client.request(command, body)), want)
+    return tally
+
+
 def sync_workload(case: Case, addr: str) -> Tally:
+    """One connection of sequential requests, then one of pipelined ones."""
     tally = Tally(case, "Client")
     reqs = requests(case)
-    with gopro.Client(addr, timeout=case.timeout, connect_timeout=5) as client:
-        for i, (command, body, want) in enumerate(reqs):
-            got = tally.call(f"request {i}", lambda: client.request(command, body))
-            tally.reply(f"request {i}", got, want)
-    with gopro.Client(addr, timeout=case.timeout, connect_timeout=5) as client:
+    with connect(case, addr) as client:
+        in_turn(tally, client, enumerate(sizes(case)))
+    with connect(case, addr) as client:
         sent = 0
         for i, (command, body, _) in enumerate(reqs):
             ok = tally.call(f"send {i}", lambda: client.send(command, body) or True)
@@ -193,15 +273,9 @@ def sync_workload(case: Case, addr: str) -> Tally:
 async def async_workload(case: Case, addr: str) -> Tally:
     tally = Tally(case, "AsyncClient")
     reqs = requests(case)
-    async with await gopro.AsyncClient.connect(
-        addr, timeout=case.timeout, connect_timeout=5
-    ) as client:
-        for i, (command, body, want) in enumerate(reqs):
-            got = await tally.acall(f"request {i}", client.request(command, body))
-            tally.reply(f"request {i}", got, want)
-    async with await gopro.AsyncClient.connect(
-        addr, timeout=case.timeout, connect_timeout=5
-    ) as client:
+    async with await aconnect(case, addr) as client:
+        await ain_turn(tally, client, enumerate(sizes(case)))
+    async with await aconnect(case, addr) as client:
         sent = 0
         for i, (command, body, _) in enumerate(reqs):
             ok = await tally.acall(f"send {i}", sent_ok(client.send(command, body)))
@@ -218,6 +292,61 @@ async def async_workload(case: Case, addr: str) -> Tally:
 async def sent_ok(awaitable: Awaitable[None]) -> bool:
     await awaitable
     return True
+
+
+def total(who: str, tallies: list[Tally]) -> Tally:
+    """What the callers of one shared client saw, together."""
+    together = Tally(tallies[0].case, who)
+    for tally in tallies:
+        together.add(tally)
+    return together
+
+
+def watch(threads: list[threading.Thread], tallies: list[Tally]) -> None:
+    """Waits for the threads. A call slower than its limit fails once it
+    returns; one that has not returned a margin later fails the test rather
+    than hanging it."""
+    while any(t.is_alive() for t in threads):
+        for tally in tallies:
+            pending = tally.pending
+            if pending is not None and time.monotonic() - pending[1] > tally.limit + MARGIN:
+                raise tally.hung(pending[0], tally.limit + MARGIN)
+        time.sleep(0.02)
+
+
+def sync_shared(case: Case, addr: str) -> Tally:
+    """One Client shared by THREADS threads, all making requests at once."""
+    tallies = [Tally(case, f"shared Client, thread {t}") for t in range(THREADS)]
+    failed: list[BaseException] = []
+    with connect(case, addr) as client:
+
+        def work(caller: int) -> None:
+            try:
+                in_turn(tallies[caller], client, shared_requests(case, caller))
+            except BaseException as e:  # noqa: BLE001 - raised below
+                failed.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        watch(threads, tallies)
+    if failed:
+        raise failed[0]
+    return total("shared Client", tallies)
+
+
+async def async_shared(case: Case, addr: str) -> Tally:
+    """One AsyncClient shared by TASKS tasks, all making requests at once."""
+    tallies = [Tally(case, f"shared AsyncClient, task {t}") for t in range(TASKS)]
+    async with await aconnect(case, addr) as client:
+        ended = await asyncio.gather(
+            *(ain_turn(tallies[t], client, shared_requests(case, t)) for t in range(TASKS)),
+            return_exceptions=True,
+        )
+    for end in ended:
+        if isinstance(end, BaseException):
+            raise end
+    return total("shared AsyncClient", tallies)
 
 
 class Proxy:
@@ -270,16 +399,35 @@ def proxies() -> Iterator[dict[Case, str]]:
         server.stop()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-async def test_clients_through_fault(case: Case, proxies: dict[Case, str]) -> None:
+async def at_once(
+    on_thread: Callable[[Case, str], Tally],
+    here: Callable[[Case, str], Awaitable[Tally]],
+    case: Case,
+    proxies: dict[Case, str],
+) -> None:
+    """Runs the blocking workload on a thread and the asyncio one here, at
+    the same time, through the case's proxy; checks what both saw."""
     addr = proxies[case]
-    # The blocking client on a thread and the asyncio one, at the same time.
-    sync_tally, async_tally = await asyncio.gather(
-        asyncio.to_thread(sync_workload, case, addr), async_workload(case, addr)
-    )
-    print(f"{case.id}: {sync_tally}\n{case.id}: {async_tally}")
-    sync_tally.check()
-    async_tally.check()
+    tallies = await asyncio.gather(asyncio.to_thread(on_thread, case, addr), here(case, addr))
+    for tally in tallies:
+        print(f"{case.id}: {tally}")
+    for tally in tallies:
+        tally.check()
     # The server came through it all.
     with gopro.Client(proxies[CASES[0]], timeout=5) as client:
         client.heartbeat()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_clients_through_fault(case: Case, proxies: dict[Case, str]) -> None:
+    # Each client used by one caller at a time.
+    await at_once(sync_workload, async_workload, case, proxies)
+
+
+# A hang that the per-call guards cannot end (a client's close, say) ends
+# the run with every thread's stack.
+@pytest.mark.timeout(30, method="thread")
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_shared_clients_through_fault(case: Case, proxies: dict[Case, str]) -> None:
+    # One Client shared by THREADS threads, one AsyncClient by TASKS tasks.
+    await at_once(sync_shared, async_shared, case, proxies)
