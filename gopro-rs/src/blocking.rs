@@ -113,13 +113,21 @@ impl Client {
         block_on(self.inner.login(credentials))
     }
 
-    /// See [`crate::client::Client::send`].
+    /// See [`crate::client::Client::send`]. While there is room in the
+    /// client it needs no wait, and takes no trip through the runtime.
     pub fn send(
         &self,
         command: impl Into<Command>,
         body: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        block_on(self.inner.send(command, body))
+        let (command, body) = (command.into(), body.into());
+        let len = body.len();
+        let mut body = Some(body);
+        let mut take = || body.take().unwrap_or_default();
+        match self.inner.try_send_with(command, len, &mut take) {
+            Some(sent) => sent,
+            None => block_on(self.inner.send(command, take())),
+        }
     }
 
     /// See [`crate::client::Client::flush`].
@@ -127,9 +135,13 @@ impl Client {
         block_on(self.inner.flush())
     }
 
-    /// See [`crate::client::Client::recv`].
+    /// See [`crate::client::Client::recv`]. A reply already read is taken
+    /// without a trip through the runtime.
     pub fn recv(&self) -> Result<Frame, ClientError> {
-        block_on(self.inner.recv())
+        match self.inner.try_recv() {
+            Some(reply) => reply,
+            None => block_on(self.inner.recv()),
+        }
     }
 
     /// See [`crate::client::Client::submit`]: blocks while the client is

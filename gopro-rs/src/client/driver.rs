@@ -109,7 +109,7 @@ impl State {
     }
 
     /// Puts `msg` on the connection task's queue unless the connection has
-    /// ended for good, and gives it back with the error otherwise.
+    /// ended for good, and says why not otherwise.
     ///
     /// Under the lock that ending takes: the task marks the end (`end`)
     /// before its last look at the queue, so a message is either queued
@@ -120,13 +120,24 @@ impl State {
         &self,
         tx: &mpsc::UnboundedSender<Msg>,
         msg: Msg,
-    ) -> Result<(), (ClientError, Msg)> {
-        let ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(ended) = ended.as_ref() {
-            return Err((ended.error(), msg));
+    ) -> Result<(), ClientError> {
+        let refused = {
+            let ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+            match ended.as_ref() {
+                Some(ended) => Some((ended.error(), msg)),
+                None => tx.send(msg).err().map(|mpsc::error::SendError(msg)| {
+                    (ClientError::Closed { unanswered: 0 }, msg)
+                }),
+            }
+        };
+        let Some((error, msg)) = refused else {
+            return Ok(());
+        };
+        // Not queued: its requests were never sent, and owe no result.
+        if let Msg::Request { reply, .. } | Msg::Encoded { reply, .. } = msg {
+            reply.disarm();
         }
-        tx.send(msg)
-            .map_err(|mpsc::error::SendError(msg)| (ClientError::Closed { unanswered: 0 }, msg))
+        Err(error)
     }
 
     /// The client was closed: later calls fail at once.

@@ -201,15 +201,7 @@ impl Client {
     /// Puts a message on the connection's queue; if the connection is gone,
     /// the message's requests are not counted as sent.
     fn post(&self, msg: Msg) -> Result<(), ClientError> {
-        self.shared
-            .state
-            .post(&self.shared.tx, msg)
-            .map_err(|(error, msg)| {
-                if let Msg::Request { reply, .. } | Msg::Encoded { reply, .. } = msg {
-                    reply.disarm();
-                }
-                error
-            })
+        self.shared.state.post(&self.shared.tx, msg)
     }
 
     async fn permit(&self, requests: usize, bytes: usize) -> Permit {
@@ -345,11 +337,22 @@ impl Client {
         command: impl Into<Command>,
         body: &[u8],
     ) -> Option<Result<(), ClientError>> {
-        if let Err(e) = check_body(self.shared.max_body, body.len()).and(self.check_open()) {
+        self.try_send_with(command.into(), body.len(), || Bytes::copy_from_slice(body))
+    }
+
+    /// [`try_send`](Self::try_send) of a body of `len` bytes that `body`
+    /// makes only once there is room (the blocking client's owned body).
+    pub(crate) fn try_send_with(
+        &self,
+        command: Command,
+        len: usize,
+        body: impl FnOnce() -> Bytes,
+    ) -> Option<Result<(), ClientError>> {
+        if let Err(e) = check_body(self.shared.max_body, len).and(self.check_open()) {
             return Some(Err(e));
         }
-        let permit = self.shared.limits.try_acquire(1, HEADER_LEN + body.len())?;
-        Some(self.send_with(command.into(), Bytes::copy_from_slice(body), permit))
+        let permit = self.shared.limits.try_acquire(1, HEADER_LEN + len)?;
+        Some(self.send_with(command, body(), permit))
     }
 
     /// [`recv`](Self::recv) if the reply has already come; `None` otherwise.
