@@ -121,12 +121,9 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
         let (command, body) = (command.into(), body.into());
-        let len = body.len();
-        let mut body = Some(body);
-        let mut take = || body.take().unwrap_or_default();
-        match self.inner.try_send_with(command, len, &mut take) {
+        match self.inner.try_send(command, &body) {
             Some(sent) => sent,
-            None => block_on(self.inner.send(command, take())),
+            None => block_on(self.inner.send(command, body)),
         }
     }
 

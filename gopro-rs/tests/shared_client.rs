@@ -399,6 +399,51 @@ fn auth() -> ServerBuilder {
     })
 }
 
+/// `send`s are gathered and handed over together, yet the wire keeps the
+/// order of the calls: a MESSAGE sent before a LOGIN reaches a server that
+/// wants LOGIN first before the LOGIN does, and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gathered_sends_keep_their_place_before_other_calls() {
+    let server = start(auth()).await;
+    let client = Client::connect(&server.addr.to_string()).await.unwrap();
+    client.send(Command::MESSAGE, "too early").await.unwrap();
+    client.login("user:pw").await.unwrap();
+    let err = client.recv().await.unwrap_err();
+    assert_eq!(err.kind(), "server", "{err}");
+    client.send(Command::MESSAGE, "in time").await.unwrap();
+    assert_eq!(client.recv().await.unwrap().body, says("in time"));
+}
+
+/// With room for 8 requests, one task sends 500 in a row while another
+/// receives on the same handle: a send that has to wait for room hands the
+/// gathered ones over first, so their replies come and free the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gathered_sends_go_out_when_the_client_is_full() {
+    let (server, _) = start_at(Server::builder(), "127.0.0.1:0").await;
+    let client = Arc::new(
+        Client::builder()
+            .max_in_flight(8)
+            .timeout(Duration::from_secs(5))
+            .connect(&server.addr.to_string())
+            .await
+            .unwrap(),
+    );
+    let sender = Arc::clone(&client);
+    let sending = tokio::spawn(async move {
+        for i in 0..500 {
+            sender.send(Command::MESSAGE, format!("{i}")).await.unwrap();
+        }
+    });
+    for i in 0..500 {
+        // (A receive before the send it answers has nothing to wait for.)
+        while client.in_flight().await == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(client.recv().await.unwrap().body, says(&i.to_string()));
+    }
+    sending.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_is_sent_first_on_every_connection() {
     let first = start(auth()).await;

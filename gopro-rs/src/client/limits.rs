@@ -23,6 +23,14 @@ pub(super) struct Permit {
     bytes: u32,
 }
 
+impl Permit {
+    /// Holds `other`'s room too, until this one is dropped.
+    pub(super) fn merge(&mut self, mut other: Permit) {
+        self.slots += std::mem::take(&mut other.slots);
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         self.limits.slots.add_permits(self.slots as usize);

@@ -42,6 +42,7 @@ mod connect;
 mod driver;
 mod error;
 mod limits;
+mod outbox;
 pub mod pipeline;
 mod reply;
 
@@ -62,6 +63,7 @@ pub use reply::Callback;
 
 use driver::{Msg, State};
 use limits::{Limits, Permit};
+use outbox::Outbox;
 use reply::{BatchResult, Reply, ReplyStream, To};
 
 use crate::{Command, Encoder, Frame, HEADER_LEN, VERSION};
@@ -100,6 +102,8 @@ struct Shared {
 pub struct Client {
     shared: Arc<Shared>,
     stream: Arc<ReplyStream>,
+    /// This handle's `send`s not yet handed to the connection task.
+    outbox: Outbox,
 }
 
 impl Clone for Client {
@@ -108,7 +112,15 @@ impl Clone for Client {
         Client {
             shared: Arc::clone(&self.shared),
             stream: Arc::default(),
+            outbox: Outbox::default(),
         }
+    }
+}
+
+impl Drop for Client {
+    /// Requests this handle gathered still go out.
+    fn drop(&mut self) {
+        let _ = self.post_outbox();
     }
 }
 
@@ -126,6 +138,7 @@ impl Client {
         Client {
             shared: Arc::new(shared),
             stream: Arc::default(),
+            outbox: Outbox::default(),
         }
     }
 
@@ -201,10 +214,29 @@ impl Client {
     /// Puts a message on the connection's queue; if the connection is gone,
     /// the message's requests are not counted as sent.
     fn post(&self, msg: Msg) -> Result<(), ClientError> {
+        // This handle's gathered `send`s go first: the wire keeps the order
+        // of the calls.
+        self.post_outbox()?;
         self.shared.state.post(&self.shared.tx, msg)
     }
 
+    /// Hands this handle's gathered `send`s to the connection task.
+    fn post_outbox(&self) -> Result<(), ClientError> {
+        let Some((wire, n, permit)) = self.outbox.take() else {
+            return Ok(());
+        };
+        let reply = Reply::new(To::Stream(Arc::clone(&self.stream)), n, permit);
+        self.shared
+            .state
+            .post(&self.shared.tx, Msg::Encoded { wire, reply })
+            .inspect_err(|_| self.stream.unexpect(n))
+    }
+
     async fn permit(&self, requests: usize, bytes: usize) -> Permit {
+        // Room held by gathered requests comes back only once they are
+        // answered: they go before this caller waits. (A failure is the
+        // ended connection, which the call reports next.)
+        let _ = self.post_outbox();
         self.shared.limits.acquire(requests, bytes).await
     }
 
@@ -301,7 +333,10 @@ impl Client {
 
     /// Queues a request on this handle's pipeline without waiting for its
     /// reply; [`recv`](Self::recv) returns the replies in order. Waits only
-    /// while the client is full.
+    /// while the client is full. Requests sent one after another are
+    /// gathered and handed to the connection together: on
+    /// [`flush`](Self::flush), when `recv` has to wait, before any other
+    /// call of this handle, or once 64 KiB are gathered.
     pub async fn send(
         &self,
         command: impl Into<Command>,
@@ -315,49 +350,50 @@ impl Client {
                 Ok(self.permit(1, HEADER_LEN + body.len()).await)
             })
             .await?;
-        self.send_with(command, body, permit)
+        self.send_with(command, &body, permit)
     }
 
-    fn send_with(&self, command: Command, body: Bytes, permit: Permit) -> Result<(), ClientError> {
+    /// Gathers the request in this handle's outbox (see [`outbox`]).
+    fn send_with(&self, command: Command, body: &[u8], permit: Permit) -> Result<(), ClientError> {
+        let encoder = Encoder::with_max_body(self.shared.max_body);
+        let full = self
+            .outbox
+            .push(|wire| encode_request(&encoder, command, body, wire), permit)?;
         self.stream.expect(1);
-        let reply = Reply::new(To::Stream(Arc::clone(&self.stream)), 1, permit);
-        self.post(Msg::Request {
-            command,
-            body,
-            reply,
-        })
-        .inspect_err(|_| self.stream.unexpect(1))
+        if full {
+            self.post_outbox()?;
+        }
+        Ok(())
     }
 
     /// [`send`](Self::send) if it is done at once: there is room in the
-    /// client. `None` if it would have to wait: then nothing was queued.
-    /// For callers that pay for a future (a language binding).
+    /// client. `None` if it would have to wait: then nothing was queued
+    /// (and the requests gathered before it were handed over, so that room
+    /// comes back as they are answered). For callers that pay for a future
+    /// (a language binding, the blocking client).
     pub fn try_send(
         &self,
         command: impl Into<Command>,
         body: &[u8],
     ) -> Option<Result<(), ClientError>> {
-        self.try_send_with(command.into(), body.len(), || Bytes::copy_from_slice(body))
-    }
-
-    /// [`try_send`](Self::try_send) of a body of `len` bytes that `body`
-    /// makes only once there is room (the blocking client's owned body).
-    pub(crate) fn try_send_with(
-        &self,
-        command: Command,
-        len: usize,
-        body: impl FnOnce() -> Bytes,
-    ) -> Option<Result<(), ClientError>> {
-        if let Err(e) = check_body(self.shared.max_body, len).and(self.check_open()) {
+        if let Err(e) = check_body(self.shared.max_body, body.len()).and(self.check_open()) {
             return Some(Err(e));
         }
-        let permit = self.shared.limits.try_acquire(1, HEADER_LEN + len)?;
-        Some(self.send_with(command, body(), permit))
+        let Some(permit) = self.shared.limits.try_acquire(1, HEADER_LEN + body.len()) else {
+            if let Err(e) = self.post_outbox() {
+                return Some(Err(e));
+            }
+            return None;
+        };
+        Some(self.send_with(command.into(), body, permit))
     }
 
-    /// [`recv`](Self::recv) if the reply has already come; `None` otherwise.
+    /// [`recv`](Self::recv) if the reply has already come; `None` otherwise
+    /// (and the requests gathered were handed over, so that it comes).
     pub fn try_recv(&self) -> Option<Result<Frame, ClientError>> {
-        self.stream.try_take()
+        self.stream
+            .try_take()
+            .or_else(|| self.post_outbox().err().map(Err))
     }
 
     /// Waits until every request this handle queued has been written.
@@ -378,6 +414,7 @@ impl Client {
         if let Some(result) = self.stream.try_take() {
             return result;
         }
+        self.post_outbox()?;
         if self.stream.expected() == 0 {
             // Nothing sent: an ended connection says why first.
             self.check_open()?;
