@@ -360,7 +360,9 @@ impl Client {
             .outbox
             .push(|wire| encode_request(&encoder, command, body, wire), permit)?;
         self.stream.expect(1);
-        if full {
+        // A `recv` of this handle waiting on another thread waits for this
+        // request, maybe: it goes now.
+        if full || self.stream.is_waited_on() {
             self.post_outbox()?;
         }
         Ok(())
@@ -414,12 +416,16 @@ impl Client {
         if let Some(result) = self.stream.try_take() {
             return result;
         }
+        // Counted as waiting before what was gathered goes: a `send` on
+        // another thread either is among it or sees this caller waiting.
+        let waiting = self.stream.wait();
         self.post_outbox()?;
         if self.stream.expected() == 0 {
             // Nothing sent: an ended connection says why first.
             self.check_open()?;
         }
-        self.in_time("get a reply", self.stream.take()).await
+        self.in_time("get a reply", self.stream.take(&waiting))
+            .await
     }
 
     /// Queues many requests on this handle's pipeline at once.

@@ -2,7 +2,8 @@
 //! on `flush`, before `recv` or a full client waits, before any other call
 //! of the handle hands over a message (so the wire keeps the order of the
 //! calls), when the handle is dropped, or once [`OUTBOX_BYTES`] are
-//! gathered. One hand-over per batch instead of one per request: each
+//! gathered; while a `recv` of the handle waits (another task's), a `send`
+//! goes at once. One hand-over per batch instead of one per request: each
 //! hand-over may wake the connection task's thread, which costs more than
 //! encoding the request.
 
@@ -55,17 +56,20 @@ impl Outbox {
             Some(held) => held.merge(permit),
             None => gathered.permit = Some(permit),
         }
-        self.pending.store(true, Ordering::Release);
+        // Sequentially consistent, as is the waiting count of the reply
+        // stream: a `send` and a `recv` of one handle on two threads each
+        // write one and read the other, and at least one sees the other.
+        self.pending.store(true, Ordering::SeqCst);
         Ok(gathered.wire.len() >= OUTBOX_BYTES)
     }
 
     /// The batch gathered, if there is one.
     pub(super) fn take(&self) -> Option<Batch> {
-        if !self.pending.load(Ordering::Acquire) {
+        if !self.pending.load(Ordering::SeqCst) {
             return None;
         }
         let mut gathered = self.lock();
-        self.pending.store(false, Ordering::Release);
+        self.pending.store(false, Ordering::SeqCst);
         let permit = gathered.permit.take()?;
         let requests = std::mem::take(&mut gathered.requests);
         Some((gathered.wire.split().freeze(), requests, permit))

@@ -5,6 +5,7 @@
 //! [`ClientError::Closed`], so that nobody waits for ever.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{oneshot, Notify};
@@ -122,6 +123,11 @@ impl Drop for Reply {
 pub(super) struct ReplyStream {
     state: Mutex<StreamState>,
     notify: Notify,
+    /// Callers waiting for a reply ([`Waiting`]). A reply wakes them only
+    /// if there are any (waking takes a lock of its own, which a reply
+    /// taken at once by `try_take` would pay for nothing), and a `send`
+    /// made while one waits is handed over at once, not gathered.
+    waiting: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -149,7 +155,11 @@ impl ReplyStream {
 
     fn push(&self, result: Result<Frame, ClientError>, permit: Option<Permit>) {
         self.lock().ready.push_back((result, permit));
-        self.notify.notify_waiters();
+        // After the push, under whose lock a waiter that counted itself
+        // before looking would have seen the reply.
+        if self.is_waited_on() {
+            self.notify.notify_waiters();
+        }
     }
 
     /// Requests sent whose replies were not yet taken.
@@ -167,8 +177,22 @@ impl ReplyStream {
 
     /// The oldest reply, waiting for it. Cancel-safe: a reply is taken only
     /// when it is returned.
-    pub(super) async fn take(&self) -> Result<Frame, ClientError> {
+    /// Whether a caller waits for a reply.
+    pub(super) fn is_waited_on(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts the caller as waiting, from before it looks for its reply
+    /// (and hands over what its handle gathered) until it has it.
+    pub(super) fn wait(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(self)
+    }
+
+    pub(super) async fn take(&self, _waiting: &Waiting<'_>) -> Result<Frame, ClientError> {
         loop {
+            // Registered before the queue is looked at: a reply pushed
+            // after the look sees this caller waiting, and wakes it.
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -187,5 +211,15 @@ impl ReplyStream {
             }
             notified.await;
         }
+    }
+}
+
+/// A caller counted as waiting for a reply while it lives (cancel-safe: a
+/// dropped `recv` is no longer counted).
+pub(super) struct Waiting<'a>(&'a ReplyStream);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
