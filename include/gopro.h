@@ -776,9 +776,11 @@ enum gopro_status gopro_client_login(const struct gopro_client *client,
 #if defined(GOPRO_RUNTIME)
 /**
  * Queues a request without waiting for its reply (pipelining); the body is
- * copied. Requests are written once 64 KiB are queued, on
- * `gopro_client_flush`, and before `gopro_client_recv` waits. Read the
- * replies, in order, with `gopro_client_recv`.
+ * copied. Requests sent one after another are handed to the connection
+ * together: once 64 KiB are queued, on `gopro_client_flush`, when
+ * `gopro_client_recv` has to wait (on any thread), before any other call
+ * of the client sends, and when the client is full. Read the replies, in
+ * order, with `gopro_client_recv`.
  */
 enum gopro_status gopro_client_send(const struct gopro_client *client,
                                     uint8_t command,

@@ -142,7 +142,9 @@ impl Client {
         block(py, login_fut(self.slot.get(py)?, credentials))
     }
 
-    /// Queues a request without waiting for its reply (pipelining).
+    /// Queues a request without waiting for its reply (pipelining). It is
+    /// written with the ones sent after it: on `flush`, when `recv` waits,
+    /// before any other call, or once 64 KiB are queued.
     #[pyo3(signature = (command, body = None))]
     fn send(&self, command: &Obj<'_>, body: Option<&Obj<'_>>) -> PyResult<Py<PyAny>> {
         let py = command.py();
