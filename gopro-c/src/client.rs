@@ -156,7 +156,7 @@ pub unsafe extern "C" fn gopro_client_login(
 
 /// Queues a request without waiting for its reply (pipelining); the body is
 /// copied. Requests sent one after another are handed to the connection
-/// together: once 64 KiB are queued, on `gopro_client_flush`, when
+/// together: every 16 requests or 64 KiB, on `gopro_client_flush`, when
 /// `gopro_client_recv` has to wait (on any thread), before any other call
 /// of the client sends, and when the client is full. Read the replies, in
 /// order, with `gopro_client_recv`.

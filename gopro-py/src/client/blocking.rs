@@ -144,7 +144,7 @@ impl Client {
 
     /// Queues a request without waiting for its reply (pipelining). It is
     /// written with the ones sent after it: on `flush`, when `recv` waits,
-    /// before any other call, or once 64 KiB are queued.
+    /// before any other call, or every 16 requests or 64 KiB.
     #[pyo3(signature = (command, body = None))]
     fn send(&self, command: &Obj<'_>, body: Option<&Obj<'_>>) -> PyResult<Py<PyAny>> {
         let py = command.py();

@@ -336,7 +336,7 @@ impl Client {
     /// while the client is full. Requests sent one after another are
     /// gathered and handed to the connection together: on
     /// [`flush`](Self::flush), when `recv` has to wait, before any other
-    /// call of this handle, or once 64 KiB are gathered.
+    /// call of this handle, or once 16 requests or 64 KiB are gathered.
     pub async fn send(
         &self,
         command: impl Into<Command>,

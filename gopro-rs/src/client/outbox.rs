@@ -1,8 +1,8 @@
 //! A handle's `send`s, gathered and handed to the connection task together:
 //! on `flush`, before `recv` or a full client waits, before any other call
 //! of the handle hands over a message (so the wire keeps the order of the
-//! calls), when the handle is dropped, or once [`OUTBOX_BYTES`] are
-//! gathered; while a `recv` of the handle waits (another task's), a `send`
+//! calls), when the handle is dropped, or once [`OUTBOX_REQUESTS`] or
+//! [`OUTBOX_BYTES`] are gathered; while a `recv` of the handle waits (another task's), a `send`
 //! goes at once. One hand-over per batch instead of one per request: each
 //! hand-over may wake the connection task's thread, which costs more than
 //! encoding the request.
@@ -17,6 +17,9 @@ use super::ClientError;
 
 /// Gathered bytes past which a batch goes without waiting for a flush.
 pub(super) const OUTBOX_BYTES: usize = 64 * 1024;
+/// Gathered requests past which a batch goes: the connection task writes
+/// the first ones while the caller goes on sending.
+pub(super) const OUTBOX_REQUESTS: usize = 16;
 
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
@@ -60,7 +63,7 @@ impl Outbox {
         // stream: a `send` and a `recv` of one handle on two threads each
         // write one and read the other, and at least one sees the other.
         self.pending.store(true, Ordering::SeqCst);
-        Ok(gathered.wire.len() >= OUTBOX_BYTES)
+        Ok(gathered.wire.len() >= OUTBOX_BYTES || gathered.requests >= OUTBOX_REQUESTS)
     }
 
     /// The batch gathered, if there is one.
