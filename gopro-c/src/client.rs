@@ -29,7 +29,6 @@ use crate::status::{gopro_status, Fail};
 /// (`GOPRO_STATUS_BLOCKING_IN_RUNTIME`).
 pub struct gopro_client {
     inner: Client,
-    max_body: usize,
     /// Completions owed to `gopro_client_submit`'s callbacks.
     pub(crate) pending: Arc<Pending>,
 }
@@ -83,19 +82,17 @@ pub unsafe extern "C" fn gopro_client_connect(
     ffi_boundary!({
         let addr = unsafe { ffi::str(addr, "addr") }?;
         let out = ffi::out(out, "out")?;
-        let max_body = if max_body == 0 {
-            gopro::DEFAULT_MAX_BODY
-        } else {
-            max_body
-        };
-        let mut builder = ClientBuilder::default().max_body(max_body);
+        let mut builder = ClientBuilder::default();
+        if max_body > 0 {
+            builder = builder.max_body(max_body);
+        }
         if connect_timeout_ms > 0 {
             builder = builder.connect_timeout(Duration::from_millis(connect_timeout_ms.into()));
         }
         if timeout_ms > 0 {
             builder = builder.timeout(Duration::from_millis(timeout_ms.into()));
         }
-        out.write(gopro_client::connect(&[addr], builder, max_body)?);
+        out.write(gopro_client::connect(&[addr], builder)?);
         Ok(())
     })
 }
@@ -326,18 +323,11 @@ impl gopro_client {
     pub(crate) fn connect<A: AsRef<str>>(
         addrs: &[A],
         builder: ClientBuilder,
-        max_body: usize,
     ) -> Result<*mut gopro_client, Fail> {
         check_not_in_callback()?;
-        if addrs.is_empty() {
-            return Err(Fail::invalid(
-                "no server address: add one with gopro_client_config_add_address",
-            ));
-        }
         let client = Client::connect_any(addrs, builder)?;
         Ok(ffi::into_handle(gopro_client {
             inner: client,
-            max_body,
             pending: Arc::default(),
         }))
     }
@@ -355,7 +345,10 @@ impl gopro_client {
 
     /// The client's body limit: the core's rule, checked first.
     pub(crate) fn check_body(&self, len: usize) -> Result<(), Fail> {
-        Ok(gopro::client::check_body(self.max_body, len)?)
+        Ok(gopro::client::check_body(
+            self.inner.as_async().max_body(),
+            len,
+        )?)
     }
 
     /// As [`with`](Self::with), with a copy of the caller's `body` for

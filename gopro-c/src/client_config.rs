@@ -11,7 +11,7 @@ use gopro::settings::ClientSetting;
 
 use crate::client::gopro_client;
 use crate::ffi;
-use crate::status::{gopro_status, Fail};
+use crate::status::gopro_status;
 
 /// Settings are in milliseconds in C.
 fn ms(ms: u64) -> Duration {
@@ -26,9 +26,6 @@ pub struct gopro_client_config {
     builder: ClientBuilder,
     /// The servers' addresses, tried in turn.
     addrs: Vec<String>,
-    /// The client's body limit, which the C client checks first (the core's
-    /// rule, `gopro::client::check_body`).
-    max_body: usize,
 }
 
 /// Creates client settings with the defaults of the Rust `ClientBuilder`:
@@ -47,7 +44,6 @@ pub unsafe extern "C" fn gopro_client_config_new(
         out.write(ffi::into_handle(gopro_client_config {
             builder: ClientBuilder::default(),
             addrs: Vec::new(),
-            max_body: gopro::DEFAULT_MAX_BODY,
         }));
         Ok(())
     })
@@ -59,8 +55,8 @@ pub unsafe extern "C" fn gopro_client_config_set_connect_timeout(
     config: *mut gopro_client_config,
     value: u64,
 ) -> gopro_status {
-    set(config, ClientSetting::ConnectTimeout, |c| {
-        c.builder.clone().connect_timeout(ms(value))
+    set(config, ClientSetting::ConnectTimeout, |b| {
+        b.connect_timeout(ms(value))
     })
 }
 
@@ -76,9 +72,7 @@ pub unsafe extern "C" fn gopro_client_config_set_timeout(
     config: *mut gopro_client_config,
     value: u64,
 ) -> gopro_status {
-    set(config, ClientSetting::Timeout, |c| {
-        c.builder.clone().timeout(ms(value))
-    })
+    set(config, ClientSetting::Timeout, |b| b.timeout(ms(value)))
 }
 
 /// The largest body sent or accepted.
@@ -87,10 +81,7 @@ pub unsafe extern "C" fn gopro_client_config_set_max_body(
     config: *mut gopro_client_config,
     max_body: usize,
 ) -> gopro_status {
-    set(config, ClientSetting::MaxBody, |c| {
-        c.max_body = max_body;
-        c.builder.clone().max_body(max_body)
-    })
+    set(config, ClientSetting::MaxBody, |b| b.max_body(max_body))
 }
 
 /// Sends a HEARTBEAT whenever the connection has been quiet for `ms`
@@ -101,8 +92,8 @@ pub unsafe extern "C" fn gopro_client_config_set_keep_alive(
     config: *mut gopro_client_config,
     value: u64,
 ) -> gopro_status {
-    set(config, ClientSetting::KeepAlive, |c| {
-        c.builder.clone().keep_alive(ms(value))
+    set(config, ClientSetting::KeepAlive, |b| {
+        b.keep_alive(ms(value))
     })
 }
 
@@ -114,8 +105,8 @@ pub unsafe extern "C" fn gopro_client_config_set_max_in_flight(
     config: *mut gopro_client_config,
     requests: usize,
 ) -> gopro_status {
-    set(config, ClientSetting::MaxInFlight, |c| {
-        c.builder.clone().max_in_flight(requests)
+    set(config, ClientSetting::MaxInFlight, |b| {
+        b.max_in_flight(requests)
     })
 }
 
@@ -127,8 +118,8 @@ pub unsafe extern "C" fn gopro_client_config_set_max_queued_bytes(
     config: *mut gopro_client_config,
     bytes: usize,
 ) -> gopro_status {
-    set(config, ClientSetting::MaxQueuedBytes, |c| {
-        c.builder.clone().max_queued_bytes(bytes)
+    set(config, ClientSetting::MaxQueuedBytes, |b| {
+        b.max_queued_bytes(bytes)
     })
 }
 
@@ -146,9 +137,7 @@ pub unsafe extern "C" fn gopro_client_config_set_reconnect(
     config: *mut gopro_client_config,
     on: bool,
 ) -> gopro_status {
-    set(config, ClientSetting::Reconnect, |c| {
-        c.builder.clone().reconnect(on)
-    })
+    set(config, ClientSetting::Reconnect, |b| b.reconnect(on))
 }
 
 /// The wait before the second reconnection attempt, in milliseconds (more
@@ -158,8 +147,8 @@ pub unsafe extern "C" fn gopro_client_config_set_reconnect_delay(
     config: *mut gopro_client_config,
     value: u64,
 ) -> gopro_status {
-    set(config, ClientSetting::ReconnectDelay, |c| {
-        c.builder.clone().reconnect_delay(ms(value))
+    set(config, ClientSetting::ReconnectDelay, |b| {
+        b.reconnect_delay(ms(value))
     })
 }
 
@@ -170,8 +159,8 @@ pub unsafe extern "C" fn gopro_client_config_set_reconnect_max_delay(
     config: *mut gopro_client_config,
     value: u64,
 ) -> gopro_status {
-    set(config, ClientSetting::ReconnectMaxDelay, |c| {
-        c.builder.clone().reconnect_max_delay(ms(value))
+    set(config, ClientSetting::ReconnectMaxDelay, |b| {
+        b.reconnect_max_delay(ms(value))
     })
 }
 
@@ -189,9 +178,7 @@ pub unsafe extern "C" fn gopro_client_config_set_login(
         Ok(credentials) => bytes::Bytes::copy_from_slice(credentials),
         Err(fail) => return fail.record(),
     };
-    set(config, ClientSetting::Login, |c| {
-        c.builder.clone().login(credentials)
-    })
+    set(config, ClientSetting::Login, |b| b.login(credentials))
 }
 
 /// Makes requests of `command` safe to send again on a new connection after
@@ -202,9 +189,7 @@ pub unsafe extern "C" fn gopro_client_config_add_repeatable(
     config: *mut gopro_client_config,
     command: u8,
 ) -> gopro_status {
-    set(config, ClientSetting::Repeatable, |c| {
-        c.builder.clone().repeatable(command)
-    })
+    set(config, ClientSetting::Repeatable, |b| b.repeatable(command))
 }
 
 /// Adds a server address (`"host:port"`, NUL-terminated, copied). The
@@ -246,31 +231,23 @@ pub unsafe extern "C" fn gopro_client_connect_with(
     ffi_boundary!({
         let c = unsafe { ffi::handle(config, "config") }?;
         let out = ffi::out(out, "out")?;
-        out.write(gopro_client::connect(
-            &c.addrs,
-            c.builder.clone(),
-            c.max_body,
-        )?);
+        out.write(gopro_client::connect(&c.addrs, c.builder.clone())?);
         Ok(())
     })
 }
 
-/// Applies one setting and keeps it if the core's rule for it
-/// (`ClientBuilder::check`) accepts it; a refused value leaves the config
-/// as it was.
+/// Applies one setting to a copy of the builder and keeps it if the core's
+/// rule for it (`ClientBuilder::check`) accepts it; a refused value leaves
+/// the config as it was.
 fn set(
     config: *mut gopro_client_config,
     setting: ClientSetting,
-    f: impl FnOnce(&mut gopro_client_config) -> ClientBuilder,
+    f: impl FnOnce(ClientBuilder) -> ClientBuilder,
 ) -> gopro_status {
     ffi_boundary!({
         let c = unsafe { ffi::handle_mut(config, "config") }?;
-        let max_body = c.max_body;
-        let next = f(c);
-        if let Err(e) = next.check(setting) {
-            c.max_body = max_body;
-            return Err(Fail::from(e));
-        }
+        let next = f(c.builder.clone());
+        next.check(setting)?;
         c.builder = next;
         Ok(())
     })

@@ -8,7 +8,6 @@
 use std::ffi::c_void;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use bytes::Bytes;
 use gopro::client::{Callback, ClientError};
 use gopro::{Command, Frame};
 
@@ -142,23 +141,7 @@ pub unsafe extern "C" fn gopro_client_submit(
             user_data,
             owed: c.pending.owe(),
         };
-        let command = Command(command);
-        // No future and no timer while there is room: the common case.
-        let Some(done) = c.client().as_async().try_submit(
-            command,
-            Bytes::copy_from_slice(body),
-            done.into_callback(),
-        )?
-        else {
-            return Ok(());
-        };
-        if gopro::blocking::on_runtime_thread() {
-            return Err(Fail::new(
-                gopro_status::BlockingInRuntime,
-                "the client is full, and a callback cannot wait for room: submit from another thread",
-            ));
-        }
         Ok(c.client()
-            .submit(command, Bytes::copy_from_slice(body), done)?)
+            .submit(Command(command), body, done.into_callback())?)
     })
 }

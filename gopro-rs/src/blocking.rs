@@ -141,15 +141,28 @@ impl Client {
         }
     }
 
-    /// See [`crate::client::Client::submit`]: blocks while the client is
-    /// full (within the timeout).
+    /// See [`crate::client::Client::submit`]; the body is copied. While
+    /// there is room it returns at once, with no trip through the runtime;
+    /// when the client is full it blocks (within the timeout), which a
+    /// runtime thread (a callback) may not:
+    /// [`ClientError::BlockingInRuntime`].
     pub fn submit(
         &self,
         command: impl Into<Command>,
-        body: impl Into<Bytes>,
+        body: &[u8],
         done: Callback,
     ) -> Result<(), ClientError> {
-        block_on(self.inner.submit(command, body, done))
+        let command = command.into();
+        match self
+            .inner
+            .try_submit(command, Bytes::copy_from_slice(body), done)?
+        {
+            None => Ok(()),
+            Some(done) => block_on(
+                self.inner
+                    .submit(command, Bytes::copy_from_slice(body), done),
+            ),
+        }
     }
 
     /// The client's counters.

@@ -95,6 +95,12 @@ static inline void server_start(struct server *s) {
   exit(1);
 }
 
+/* Starts a server on a port of its own, to be started again on it. */
+static inline void server_open(struct server *s) {
+  server_pick_port(s);
+  server_start(s);
+}
+
 /* Stops the server without closing anything (SIGSTOP) and waits until it
  * has stopped: it takes bytes into its sockets and answers none. */
 static inline void server_pause(struct server *s) {

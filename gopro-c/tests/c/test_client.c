@@ -144,7 +144,7 @@ static void test_config(const char *addr) {
 
   /* No address yet. */
   EXPECT(gopro_client_connect_with(config, &client), GOPRO_STATUS_INVALID_ARGUMENT);
-  EXPECT_MESSAGE("no server address: add one with gopro_client_config_add_address");
+  EXPECT_MESSAGE("invalid client setting: addresses must be at least 1, not 0");
   EXPECT(gopro_client_connect_with(NULL, &client), GOPRO_STATUS_NULL_ARGUMENT);
   OK(gopro_client_config_add_address(config, "127.0.0.1:1"));
   EXPECT(gopro_client_connect_with(config, NULL), GOPRO_STATUS_NULL_ARGUMENT);

@@ -76,6 +76,15 @@ static void load_stop(struct load *l, pthread_t *threads) {
   }
 }
 
+/* No call of the load failed, but with `allowed` (GOPRO_STATUS_OK: none). */
+static void check_failed_only_with(struct load *l, gopro_status allowed) {
+  for (int st = 1; st < 32; st++) {
+    if (st != (int)allowed) {
+      CHECK(atomic_load(&l->statuses[st]) == 0);
+    }
+  }
+}
+
 static gopro_client *connect_reconnecting(const struct server *a, const struct server *b,
                                           const char *login) {
   gopro_client_config *config = NULL;
@@ -109,8 +118,7 @@ static void test_restart(const char *bin) {
   static struct load l;
   pthread_t threads[THREADS];
   gopro_client_counters c;
-  server_pick_port(&s);
-  server_start(&s);
+  server_open(&s);
   l.client = connect_reconnecting(&s, NULL, NULL);
   load_start(&l, threads);
   sleep_ms(300);
@@ -125,9 +133,7 @@ static void test_restart(const char *bin) {
          l.slowest_ms);
   CHECK(atomic_load(&l.right) > 0);
   CHECK(atomic_load(&l.right) == atomic_load(&l.statuses[GOPRO_STATUS_OK]));
-  for (int st = 1; st < 32; st++) {
-    CHECK(atomic_load(&l.statuses[st]) == 0); /* nothing lost or failed */
-  }
+  check_failed_only_with(&l, GOPRO_STATUS_OK); /* nothing lost or failed */
   CHECK(c.reconnects >= 1 && c.lost == 0);
   gopro_client_free(l.client);
   server_stop(&s, SIGTERM);
@@ -140,10 +146,8 @@ static void test_failover(const char *bin) {
   static struct load l;
   pthread_t threads[THREADS];
   gopro_client_counters c;
-  server_pick_port(&a);
-  server_pick_port(&b);
-  server_start(&a);
-  server_start(&b);
+  server_open(&a);
+  server_open(&b);
   l.client = connect_reconnecting(&a, &b, NULL);
   load_start(&l, threads);
   sleep_ms(200);
@@ -153,9 +157,7 @@ static void test_failover(const char *bin) {
   c = counters_of(l.client);
   printf("failover: %d right, reconnects %llu, re-sent %llu\n", atomic_load(&l.right),
          (unsigned long long)c.reconnects, (unsigned long long)c.resent);
-  for (int st = 1; st < 32; st++) {
-    CHECK(atomic_load(&l.statuses[st]) == 0);
-  }
+  check_failed_only_with(&l, GOPRO_STATUS_OK);
   CHECK(c.reconnects >= 1);
   check_message(l.client, "served by the second now");
   gopro_client_free(l.client);
@@ -168,8 +170,7 @@ static void test_login_replay(const char *bin) {
   struct server s = {bin, "user:secret", "", NULL, 0};
   gopro_client *client = NULL, *anonymous = NULL;
   gopro_frame *reply = NULL;
-  server_pick_port(&s);
-  server_start(&s);
+  server_open(&s);
   /* Without credentials, the server refuses MESSAGE. */
   OK(gopro_client_connect(s.addr, 2000, TIMEOUT_MS, 0, &anonymous));
   EXPECT(gopro_client_request(anonymous, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"x", 1, &reply),
@@ -211,8 +212,7 @@ static void test_sigkill(const char *bin) {
   static struct owed owed;
   pthread_t threads[THREADS];
   gopro_client_counters c;
-  server_pick_port(&s);
-  server_start(&s);
+  server_open(&s);
   l.client = connect_reconnecting(&s, NULL, NULL);
   load_start(&l, threads);
   sleep_ms(200);
@@ -236,11 +236,7 @@ static void test_sigkill(const char *bin) {
          atomic_load(&owed.lost), atomic_load(&owed.calls), (unsigned long long)c.reconnects,
          (unsigned long long)c.resent, (unsigned long long)c.lost);
   CHECK(atomic_load(&owed.calls) == 20 && atomic_load(&owed.lost) == 20);
-  for (int st = 1; st < 32; st++) {
-    if (st != GOPRO_STATUS_CONNECTION_LOST) {
-      CHECK(atomic_load(&l.statuses[st]) == 0);
-    }
-  }
+  check_failed_only_with(&l, GOPRO_STATUS_CONNECTION_LOST);
   CHECK(c.lost == (unsigned long long)(20 + atomic_load(&l.statuses[GOPRO_STATUS_CONNECTION_LOST])));
   CHECK(c.reconnects >= 1);
   check_message(l.client, "back");
@@ -256,8 +252,7 @@ static void test_keep_alive(const char *bin) {
   gopro_client_config *config = NULL;
   gopro_client *client = NULL, *quiet = NULL;
   gopro_client_counters c;
-  server_pick_port(&s);
-  server_start(&s);
+  server_open(&s);
   OK(gopro_client_config_new(&config));
   OK(gopro_client_config_add_address(config, s.addr));
   OK(gopro_client_config_set_keep_alive(config, 100));

@@ -70,6 +70,7 @@ struct call {
   char want[48]; /* the reply's body, or the last error's message */
   gopro_client *client; /* to submit the next one from the callback */
   int chain;            /* requests still to submit from callbacks */
+  int full;             /* the client is full during the callback */
 };
 
 static void on_reply(void *user_data, gopro_status status, const gopro_frame *reply) {
@@ -85,6 +86,13 @@ static void on_reply(void *user_data, gopro_status status, const gopro_frame *re
     if (c->want[0] != '\0') {
       EXPECT_MESSAGE(c->want);
     }
+  }
+  if (c->full) {
+    /* This request still holds the only room: a submission would have to
+     * wait, which a callback cannot. */
+    EXPECT(gopro_client_submit(c->client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, on_reply, c),
+           GOPRO_STATUS_BLOCKING_IN_RUNTIME);
+    c->full = 0;
   }
   if (c->chain > 0) {
     /* Blocking calls are refused here; submitting is not. */
@@ -103,8 +111,8 @@ static void on_reply(void *user_data, gopro_status status, const gopro_frame *re
 static void test_submit(const char *addr) {
   static struct call calls[SUBMITS];
   static struct tally tally;
-  struct call error_call = {&tally, "unknown command: 42", NULL, 0};
-  struct call chained = {&tally, "Server says: chained", NULL, 5};
+  struct call error_call = {&tally, "unknown command: 42", NULL, 0, 0};
+  struct call chained = {&tally, "Server says: chained", NULL, 5, 0};
   gopro_client_config *config = NULL;
   gopro_client *client = NULL;
   gopro_client_counters counters;
@@ -128,7 +136,7 @@ static void test_submit(const char *addr) {
   for (int i = 0; i < SUBMITS; i++) {
     char body[16];
     snprintf(body, sizeof body, "s-%d", i);
-    calls[i] = (struct call){&tally, "", NULL, 0};
+    calls[i] = (struct call){&tally, "", NULL, 0, 0};
     snprintf(calls[i].want, sizeof calls[i].want, "Server says: %s", body);
     OK(gopro_client_submit(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)body, strlen(body),
                            on_reply, &calls[i]));
@@ -159,6 +167,25 @@ static void test_submit(const char *addr) {
   gopro_client_free(client);
 }
 
+/* With room for one request, a callback cannot submit: it is refused at
+ * once, and the callback it named is not called. */
+static void test_submit_when_full_in_a_callback(const char *addr) {
+  static struct tally tally;
+  struct call only = {&tally, "Server says: only", NULL, 0, 1};
+  gopro_client_config *config = NULL;
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, addr));
+  OK(gopro_client_config_set_max_in_flight(config, 1));
+  OK(gopro_client_connect_with(config, &only.client));
+  gopro_client_config_free(config);
+  OK(gopro_client_submit(only.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"only", 4, on_reply,
+                         &only));
+  OK(gopro_client_heartbeat(only.client)); /* after the callback */
+  CHECK(only.full == 0);
+  CHECK(atomic_load(&tally.calls) == 1 && atomic_load(&tally.right) == 1);
+  gopro_client_free(only.client);
+}
+
 /* A listening socket that never accepts: connections complete in its
  * backlog, and no byte is ever answered. */
 static int silent_server(char *addr, size_t cap) {
@@ -180,7 +207,7 @@ static void test_close_with_callbacks_owed(void) {
 
   OK(gopro_client_connect(addr, 2000, 10000, 0, &client));
   for (int i = 0; i < 10; i++) {
-    calls[i] = (struct call){&tally, "", NULL, 0};
+    calls[i] = (struct call){&tally, "", NULL, 0, 0};
     OK(gopro_client_submit(client, GOPRO_COMMAND_HEARTBEAT, NULL, 0, on_reply, &calls[i]));
   }
   CHECK(atomic_load(&tally.calls) == 0);
@@ -221,6 +248,7 @@ int main(int argc, char **argv) {
   }
   test_threads(argv[1]);
   test_submit(argv[1]);
+  test_submit_when_full_in_a_callback(argv[1]);
   test_close_with_callbacks_owed();
   printf("test_shared: ok\n");
   return 0;

@@ -17,15 +17,15 @@ use crate::defaults;
 use crate::errors::client_err;
 use crate::wakeup;
 
-/// A new connection and its body limit.
-struct Connected(CoreClient, usize);
+/// A new connection.
+struct Connected(CoreClient);
 
 impl Output for Connected {
     fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(Py::new(
             py,
             AsyncClient {
-                slot: Slot::new(self.0, self.1),
+                slot: Slot::new(self.0),
             },
         )?
         .into_any())
@@ -95,8 +95,7 @@ impl AsyncClient {
             None => vec![defaults::LISTEN.to_string()],
         };
         let connect = connect_fut(addrs, &options)?;
-        let fut: BoxFut<Connected> =
-            Box::pin(async move { Ok(Connected(connect.await?, max_body)) });
+        let fut: BoxFut<Connected> = Box::pin(async move { Ok(Connected(connect.await?)) });
         awaitable(py, fut)
     }
 

@@ -118,7 +118,7 @@ impl Client {
             .detach(|| rt.block_on(fut))
             .map_err(|e| client_err(py, e))?;
         Ok(Client {
-            slot: Slot::new(client, max_body),
+            slot: Slot::new(client),
             addr: label,
         })
     }

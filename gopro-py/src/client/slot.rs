@@ -26,11 +26,9 @@ pub(super) enum Sent {
 pub(super) struct Slot(Mutex<Option<Arc<CoreClient>>>, gopro::Encoder);
 
 impl Slot {
-    pub(super) fn new(client: CoreClient, max_body: usize) -> Slot {
-        Slot(
-            Mutex::new(Some(Arc::new(client))),
-            gopro::Encoder::with_max_body(max_body),
-        )
+    pub(super) fn new(client: CoreClient) -> Slot {
+        let encoder = gopro::Encoder::with_max_body(client.max_body());
+        Slot(Mutex::new(Some(Arc::new(client))), encoder)
     }
 
     /// The command and body of a request, the body checked against the limit.

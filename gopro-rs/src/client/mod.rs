@@ -157,6 +157,12 @@ impl Client {
         self.shared.timeout
     }
 
+    /// The largest body sent or accepted: what [`check_body`] checks a
+    /// binding's arguments against.
+    pub fn max_body(&self) -> usize {
+        self.shared.max_body
+    }
+
     /// The client's counters.
     pub fn stats(&self) -> ClientStats {
         self.shared.state.stats()
@@ -343,8 +349,10 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
         let (command, body) = (command.into(), body.into());
-        check_body(self.shared.max_body, body.len())?;
-        self.check_open()?;
+        // While there is room: no timer.
+        if let Some(sent) = self.try_send(command, &body) {
+            return sent;
+        }
         let permit = self
             .in_time("queue a request", async {
                 Ok(self.permit(1, HEADER_LEN + body.len()).await)

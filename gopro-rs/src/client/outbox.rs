@@ -78,3 +78,50 @@ impl Outbox {
         Some((gathered.wire.split().freeze(), requests, permit))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::client::limits::Limits;
+
+    fn push(outbox: &Outbox, limits: &Arc<Limits>, bytes: usize) -> bool {
+        let permit = limits.try_acquire(1, bytes).expect("room");
+        outbox
+            .push(
+                |wire| {
+                    wire.resize(wire.len() + bytes, 0);
+                    Ok(())
+                },
+                permit,
+            )
+            .unwrap()
+    }
+
+    /// A batch goes at its 16th request, or at 64 KiB, not one before; it
+    /// holds the room of all its requests until it is dropped.
+    #[test]
+    fn a_batch_goes_at_its_limits() {
+        let limits = Limits::new(64, 1 << 20);
+        let outbox = Outbox::default();
+        assert!(outbox.take().is_none(), "nothing gathered");
+        for _ in 1..OUTBOX_REQUESTS {
+            assert!(!push(&outbox, &limits, 8));
+        }
+        assert!(push(&outbox, &limits, 8), "the 16th request");
+        let (wire, requests, permit) = outbox.take().unwrap();
+        assert_eq!(
+            (wire.len(), requests),
+            (8 * OUTBOX_REQUESTS, OUTBOX_REQUESTS)
+        );
+        assert!(limits.try_acquire(64 - OUTBOX_REQUESTS + 1, 8).is_none());
+        drop(permit);
+        assert!(limits.try_acquire(64, 8).is_some(), "all the room back");
+        assert!(outbox.take().is_none(), "taken once");
+
+        assert!(!push(&outbox, &limits, OUTBOX_BYTES - 1));
+        assert!(push(&outbox, &limits, 1), "at 64 KiB");
+        assert_eq!(outbox.take().unwrap().0.len(), OUTBOX_BYTES);
+    }
+}

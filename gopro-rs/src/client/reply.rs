@@ -175,8 +175,6 @@ impl ReplyStream {
         Some(result)
     }
 
-    /// The oldest reply, waiting for it. Cancel-safe: a reply is taken only
-    /// when it is returned.
     /// Whether a caller waits for a reply.
     pub(super) fn is_waited_on(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) > 0
@@ -189,6 +187,8 @@ impl ReplyStream {
         Waiting(self)
     }
 
+    /// The oldest reply, waiting for it (counted as waiting by `_waiting`).
+    /// Cancel-safe: a reply is taken only when it is returned.
     pub(super) async fn take(&self, _waiting: &Waiting<'_>) -> Result<Frame, ClientError> {
         loop {
             // Registered before the queue is looked at: a reply pushed
