@@ -40,6 +40,7 @@ pub fn name(e: &AnyError) -> &'static str {
         },
         AnyError::Client(e) => match e {
             ClientError::Connect { .. } => "ClientError::Connect",
+            ClientError::Tls { .. } => "ClientError::Tls",
             ClientError::Timeout { .. } => "ClientError::Timeout",
             ClientError::Closed { .. } => "ClientError::Closed",
             ClientError::Lost { .. } => "ClientError::Lost",
@@ -59,6 +60,7 @@ pub fn name(e: &AnyError) -> &'static str {
             ServerError::Bind { .. } => "ServerError::Bind",
             ServerError::BlockingInRuntime => "ServerError::BlockingInRuntime",
             ServerError::Runtime(_) => "ServerError::Runtime",
+            ServerError::Tls(_) => "ServerError::Tls",
         },
     }
 }

@@ -37,6 +37,10 @@ pub mod client;
 pub mod server;
 #[cfg(feature = "runtime")]
 pub mod settings;
+#[cfg(feature = "runtime")]
+mod stream;
+#[cfg(feature = "runtime")]
+pub mod tls;
 
 #[cfg(feature = "runtime")]
 #[doc(hidden)]

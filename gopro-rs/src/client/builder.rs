@@ -13,6 +13,7 @@ use super::limits::Limits;
 use super::pipeline::{CommandSet, Pipeline, PipelineConfig};
 use super::{Client, ClientError, Shared};
 use crate::settings::{self, ClientSetting, ConfigError};
+use crate::tls::ClientTls;
 use crate::{Command, DEFAULT_MAX_BODY};
 
 /// The default time allowed to connect.
@@ -44,6 +45,7 @@ pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// | [`reconnect_delay`](Self::reconnect_delay) | 100 ms, doubling |
 /// | [`reconnect_max_delay`](Self::reconnect_max_delay) | 2 s |
 /// | [`login`](Self::login) | none |
+/// | [`tls`](Self::tls) | off: plaintext |
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     connect_timeout: Duration,
@@ -57,6 +59,7 @@ pub struct ClientBuilder {
     reconnect_max_delay: Duration,
     login: Option<Bytes>,
     repeatable: CommandSet,
+    tls: Option<ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -73,6 +76,7 @@ impl Default for ClientBuilder {
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
             login: None,
             repeatable: CommandSet::default(),
+            tls: None,
         }
     }
 }
@@ -157,6 +161,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS on every connection (and reconnection), verifying the
+    /// server's certificate against `tls`'s roots; the handshake counts in
+    /// the connect timeout.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks one setting against its rule (see [`crate::settings`]).
     pub fn check(&self, setting: ClientSetting) -> Result<(), ConfigError> {
         match setting {
@@ -225,7 +237,7 @@ impl ClientBuilder {
             }
             .into());
         }
-        let (stream, index) = open(&addrs, 0, self.connect_timeout).await?;
+        let (stream, index) = open(&addrs, 0, self.connect_timeout, self.tls.as_ref()).await?;
         let pipeline = Pipeline::new(PipelineConfig {
             max_body: self.max_body,
             resend: self.reconnect,
@@ -243,6 +255,7 @@ impl ClientBuilder {
             reconnect: self
                 .reconnect
                 .then_some((self.reconnect_delay, self.reconnect_max_delay)),
+            tls: self.tls,
         };
         let driver = Driver::new(pipeline, rx, Arc::clone(&state), settings, ready);
         let ended = Finished(Arc::clone(&state));

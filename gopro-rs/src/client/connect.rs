@@ -8,29 +8,25 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::ClientError;
+use crate::stream::Stream;
+use crate::tls::{self, ClientTls};
 
 /// Connects to the first of `addrs`, starting at `start` and going round,
-/// that answers within `limit`; returns it with its index.
+/// that answers (and finishes its TLS handshake) within `limit`; returns it
+/// with its index.
 pub(super) async fn open(
     addrs: &[String],
     start: usize,
     limit: Duration,
-) -> Result<(TcpStream, usize), ClientError> {
+    tls: Option<&ClientTls>,
+) -> Result<(Stream, usize), ClientError> {
     let mut last = None;
     for i in 0..addrs.len() {
         let index = (start + i) % addrs.len();
         let addr = &addrs[index];
-        match timeout(limit, TcpStream::connect(addr.as_str())).await {
-            Ok(Ok(stream)) => {
-                stream.set_nodelay(true)?;
-                return Ok((stream, index));
-            }
-            Ok(Err(source)) => {
-                last = Some(ClientError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })
-            }
+        match timeout(limit, open_one(addr, tls)).await {
+            Ok(Ok(stream)) => return Ok((stream, index)),
+            Ok(Err(e)) => last = Some(e),
             Err(_) => {
                 last = Some(ClientError::Timeout {
                     waiting_to: "connect",
@@ -46,6 +42,29 @@ pub(super) async fn open(
             min: 1,
         },
     )))
+}
+
+/// One connection, with its handshake when the client speaks TLS.
+async fn open_one(addr: &str, tls: Option<&ClientTls>) -> Result<Stream, ClientError> {
+    let connect_error = |source| ClientError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let tcp = TcpStream::connect(addr).await.map_err(connect_error)?;
+    tcp.set_nodelay(true).map_err(connect_error)?;
+    let Some(settings) = tls else {
+        return Ok(Stream::plain(tcp));
+    };
+    let tls_error = |reason: String| ClientError::Tls {
+        addr: addr.into(),
+        reason: reason.into(),
+    };
+    let name = settings
+        .name_for(addr)
+        .map_err(|e| tls_error(e.to_string()))?;
+    tls::connect(tcp, settings.config(), name)
+        .await
+        .map_err(|e| tls_error(e.to_string()))
 }
 
 /// Exponential back-off with jitter: attempt `n` waits between half and

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Sleep};
 use tracing::{debug, info, warn};
@@ -20,6 +19,8 @@ use super::connect::{open, Backoff};
 use super::pipeline::{Event, Fate, Pipeline, Position};
 use super::reply::Reply;
 use super::{reply_result, ClientError, ClientStats};
+use crate::stream::Stream;
+use crate::tls::ClientTls;
 use crate::{Command, Frame};
 
 /// What a caller puts on the queue.
@@ -172,6 +173,8 @@ pub(super) struct Settings {
     /// First and largest wait between reconnection attempts; `None`: the
     /// client does not reconnect.
     pub(super) reconnect: Option<(Duration, Duration)>,
+    /// TLS for every connection, when the client speaks it.
+    pub(super) tls: Option<ClientTls>,
 }
 
 /// The requests of one message, waiting for their replies.
@@ -237,7 +240,7 @@ impl Driver {
 
     /// Serves connections until the client is closed, or its connection
     /// ends and it does not reconnect.
-    pub(super) async fn run(mut self, mut stream: TcpStream, mut index: usize) {
+    pub(super) async fn run(mut self, mut stream: Stream, mut index: usize) {
         let mut backoff = self
             .settings
             .reconnect
@@ -488,7 +491,7 @@ impl Driver {
     }
 
     /// Writes what the socket takes now.
-    fn write_now(&mut self, stream: &TcpStream) -> Result<(), End> {
+    fn write_now(&mut self, stream: &mut Stream) -> Result<(), End> {
         loop {
             let out = self.pipeline.to_write();
             if out.is_empty() {
@@ -501,6 +504,10 @@ impl Driver {
                 Err(e) => return Err(End::Lost(format!("write failed: {e}"))),
             }
         }
+        // Over TLS, encrypted bytes may wait in rustls for the socket.
+        if let Err(e) = stream.flush_now() {
+            return Err(End::Lost(format!("write failed: {e}")));
+        }
         if !self.flushes.is_empty() {
             let written = self.pipeline.bytes_written();
             for (_, done) in self.flushes.extract_if(.., |(mark, _)| *mark <= written) {
@@ -511,9 +518,9 @@ impl Driver {
     }
 
     /// Reads what the socket has now; `Some` when the connection ends.
-    fn read_now(&mut self, stream: &TcpStream) -> Option<End> {
+    fn read_now(&mut self, stream: &mut Stream) -> Option<End> {
         loop {
-            match stream.try_read_buf(self.pipeline.read_buf()) {
+            match stream.read_buf(self.pipeline.read_buf(), usize::MAX) {
                 Ok(0) => {
                     if let Some(end) = self.events() {
                         return Some(end);
@@ -605,7 +612,7 @@ impl Driver {
     }
 
     /// Serves one connection until it ends.
-    async fn serve(&mut self, stream: &mut TcpStream) -> End {
+    async fn serve(&mut self, stream: &mut Stream) -> End {
         loop {
             if !self.orphaned {
                 while let Ok(msg) = self.rx.try_recv() {
@@ -621,7 +628,7 @@ impl Driver {
                 return End::Closed;
             }
             self.arm();
-            let wants_write = !self.pipeline.to_write().is_empty();
+            let wants_write = !self.pipeline.to_write().is_empty() || stream.wants_flush();
             tokio::select! {
                 biased;
                 ready = stream.readable() => {
@@ -657,12 +664,9 @@ impl Driver {
     /// Connects again, waiting between attempts; requests queued meanwhile
     /// wait, each no longer than the timeout. `None` if the client was
     /// closed (or every handle dropped with nothing waiting) first.
-    async fn reconnect(
-        &mut self,
-        backoff: &mut Backoff,
-        start: usize,
-    ) -> Option<(TcpStream, usize)> {
+    async fn reconnect(&mut self, backoff: &mut Backoff, start: usize) -> Option<(Stream, usize)> {
         let addrs = Arc::clone(&self.settings.addrs);
+        let tls = self.settings.tls.clone();
         let mut delay = Duration::ZERO;
         loop {
             let wake = tokio::time::Instant::now() + delay;
@@ -688,7 +692,7 @@ impl Driver {
                     }
                 }
             }
-            let attempt = open(&addrs, start, self.settings.connect_timeout);
+            let attempt = open(&addrs, start, self.settings.connect_timeout, tls.as_ref());
             tokio::pin!(attempt);
             let result = loop {
                 tokio::select! {

@@ -18,6 +18,16 @@ pub enum ClientError {
         /// Why it failed.
         source: io::Error,
     },
+    /// The TLS handshake failed: the server's certificate was not trusted
+    /// or does not name the server, the server refused the client's
+    /// certificate, or the server does not speak TLS. Nothing was sent.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The address connected to.
+        addr: Box<str>,
+        /// What rustls said.
+        reason: Box<str>,
+    },
     /// No answer within the time allowed. The connection stays open: a
     /// request already written may still be handled, and its reply is
     /// discarded when it comes.
@@ -122,13 +132,14 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// A short, stable name for the kind of error: `connect`, `timeout`,
+    /// A short, stable name for the kind of error: `connect`, `tls`, `timeout`,
     /// `closed`, `lost`, `server`, `goaway`, `protocol`, `config`, `body_too_large`,
     /// `invalid_encoded`, `unexpected_reply`, `nothing_in_flight`,
     /// `blocking_in_runtime` or `io`.
     pub fn kind(&self) -> &'static str {
         match self {
             ClientError::Connect { .. } => "connect",
+            ClientError::Tls { .. } => "tls",
             ClientError::Timeout { .. } => "timeout",
             ClientError::Closed { .. } => "closed",
             ClientError::Lost { .. } => "lost",

@@ -9,6 +9,7 @@ use super::handler::{Authenticator, Handler};
 use super::stats::Shared;
 use super::{Server, ServerError};
 use crate::settings::{self, ConfigError, ServerSetting};
+use crate::tls::ServerTls;
 use crate::{Command, DEFAULT_MAX_BODY, HEADER_LEN};
 
 /// The default listen address.
@@ -32,6 +33,9 @@ pub const DEFAULT_MAX_BUFFERED_REPLIES: usize = 1024 * 1024;
 /// connections, beyond each connection's pooled buffer.
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 
+/// The default time a TLS client has to finish its handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether bind raises the open-files soft limit to the hard limit, by default.
 pub const DEFAULT_RAISE_NOFILE_LIMIT: bool = true;
 
@@ -53,6 +57,11 @@ pub(crate) struct Config {
     pub memory_budget: usize,
     pub raise_nofile_limit: bool,
     pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// TLS, when the server speaks it: the settings (kept for reloads) and
+    /// the rustls configuration made from them by bind.
+    pub tls: Option<ServerTls>,
+    pub tls_config: Option<Arc<rustls::ServerConfig>>,
+    pub tls_handshake_timeout: Duration,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
     /// The first handler refused by [`ServerBuilder::handler`], reported by
@@ -119,6 +128,9 @@ impl ServerBuilder {
                 memory_budget: DEFAULT_MEMORY_BUDGET,
                 raise_nofile_limit: DEFAULT_RAISE_NOFILE_LIMIT,
                 authenticator: None,
+                tls: None,
+                tls_config: None,
+                tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 handlers: vec![None; 256],
                 batch_scope: None,
                 invalid: None,
@@ -214,6 +226,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Speaks TLS on every connection: a client must start with a TLS
+    /// handshake, finished within
+    /// [`tls_handshake_timeout`](Self::tls_handshake_timeout). A plaintext
+    /// GoPro client is told so in an ERROR frame and closed. Keep a clone
+    /// of `tls` to [`reload`](ServerTls::reload) its certificate.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// How long a TLS client has to finish its handshake (10 s by default);
+    /// one that trickles its ClientHello is closed at the deadline.
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tls_handshake_timeout = timeout;
+        self
+    }
+
     /// Routes frames with command `code` to `handler`. Codes 16–255 are the
     /// application's; HEARTBEAT and MESSAGE may be overridden. LOGIN goes to
     /// the authenticator, and ERROR, GOAWAY and the reserved codes 5–15
@@ -281,8 +310,12 @@ impl ServerBuilder {
 
     /// Binds the listener. Fails on an invalid setting ([`validate`](Self::validate))
     /// or if the address cannot be bound.
-    pub async fn bind(self) -> Result<Server, ServerError> {
+    pub async fn bind(mut self) -> Result<Server, ServerError> {
         self.validate()?;
+        settings::positive("tls_handshake_timeout", self.config.tls_handshake_timeout)?;
+        if let Some(tls) = &self.config.tls {
+            self.config.tls_config = Some(tls.server_config()?);
+        }
         Server::bind(self.config).await
     }
 }

@@ -21,6 +21,7 @@ mod connection;
 mod handler;
 mod pool;
 mod stats;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub use config::{
 pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use stats::{ErrorCounts, Stats, StatsHandle};
 
+use crate::stream::Stream;
 use crate::Frame;
 use config::Config;
 use connection::Connection;
@@ -55,6 +57,9 @@ pub enum ServerError {
     /// A setting is invalid.
     #[error("invalid server setting: {0}")]
     Config(#[from] crate::settings::ConfigError),
+    /// The TLS settings were refused.
+    #[error("invalid TLS setting: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A blocking call ([`crate::blocking::Server::start`]) was made from
     /// inside an async runtime, where it would block the runtime's thread.
     #[error("a blocking call was made from inside an async runtime; use Server::bind there")]
@@ -220,11 +225,21 @@ impl Server {
             counters.open.fetch_add(1, Ordering::Relaxed);
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             let guard = ActiveGuard(config.shared.clone());
-            let connection = Connection::new(stream, peer, config.clone());
-            tracker.spawn(async move {
-                let _guard = guard;
-                connection.run().await;
-            });
+            if config.tls_config.is_none() {
+                let connection = Connection::new(Stream::plain(stream), peer, config.clone());
+                tracker.spawn(async move {
+                    let _guard = guard;
+                    connection.run().await;
+                });
+            } else {
+                let config = config.clone();
+                tracker.spawn(async move {
+                    let _guard = guard;
+                    if let Some(stream) = tls::handshake(stream, peer, &config).await {
+                        Connection::new(stream, peer, config).run().await;
+                    }
+                });
+            }
         }
         drop(listener);
         tracker.close();

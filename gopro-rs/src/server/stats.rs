@@ -23,6 +23,8 @@ pub(crate) struct Counters {
     pub handler: AtomicU64,
     pub login: AtomicU64,
     pub io: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls: AtomicU64,
 }
 
 impl Counters {
@@ -79,7 +81,9 @@ impl StatsHandle {
                 handler: get(&c.handler),
                 login: get(&c.login),
                 io: get(&c.io),
+                tls: get(&c.tls),
             },
+            tls_handshakes: get(&c.tls_handshakes),
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Stats {
     pub memory_budget: usize,
     /// Errors, by kind.
     pub errors: ErrorCounts,
+    /// TLS handshakes completed (on a TLS port).
+    pub tls_handshakes: u64,
 }
 
 /// Errors a server met, by kind.
@@ -129,6 +135,9 @@ pub struct ErrorCounts {
     pub login: u64,
     /// Reads or writes that failed (resets and the like).
     pub io: u64,
+    /// Connections to a TLS port closed before their handshake finished:
+    /// failed or late handshakes, plaintext clients, garbage.
+    pub tls: u64,
 }
 
 impl fmt::Display for Stats {
@@ -137,20 +146,22 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections={} accepted={} frames_in={} frames_out={} bytes_buffered={} memory_budget={} \
-             errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={}",
+             tls_handshakes={} errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={} tls={}",
             self.connections,
             self.connections_accepted,
             self.frames_in,
             self.frames_out,
             self.bytes_buffered,
             self.memory_budget,
+            self.tls_handshakes,
             e.busy,
             e.protocol,
             e.read_timeout,
             e.write_timeout,
             e.handler,
             e.login,
-            e.io
+            e.io,
+            e.tls
         )
     }
 }

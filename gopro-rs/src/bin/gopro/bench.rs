@@ -57,6 +57,8 @@ pub(crate) struct BenchArgs {
     /// (the last batch before a reconnect is cut to fit) [default: never].
     #[arg(long, value_name = "N")]
     reconnect_every: Option<u64>,
+    #[command(flatten)]
+    tls: crate::tls::ClientTlsArgs,
 }
 
 struct Totals {
@@ -153,10 +155,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 async fn load(
     args: &BenchArgs,
 ) -> Result<(Histogram<u64>, Duration, Arc<Totals>), Box<dyn std::error::Error>> {
-    let builder = Client::builder()
+    let mut builder = Client::builder()
         .timeout(args.timeout)
         .max_body(args.size + 64)
         .reconnect(args.reconnect);
+    if let Some(tls) = args.tls.settings()? {
+        builder = builder.tls(tls);
+    }
     let mut clients = Vec::with_capacity(args.conns);
     for _ in 0..args.conns {
         clients.push(builder.clone().connect(&args.addr).await?);

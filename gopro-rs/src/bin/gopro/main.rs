@@ -6,6 +6,7 @@ mod ping;
 mod proxy;
 mod send;
 mod serve;
+mod tls;
 
 use std::time::Duration;
 
@@ -44,12 +45,15 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
 pub(crate) async fn connect(
     addr: &str,
     timeout: Duration,
-) -> Result<gopro::client::Client, gopro::client::ClientError> {
-    gopro::client::Client::builder()
+    tls: &tls::ClientTlsArgs,
+) -> Result<gopro::client::Client, Box<dyn std::error::Error>> {
+    let mut builder = gopro::client::Client::builder()
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect(addr)
-        .await
+        .timeout(timeout);
+    if let Some(tls) = tls.settings()? {
+        builder = builder.tls(tls);
+    }
+    Ok(builder.connect(addr).await?)
 }
 
 /// Worker threads: the CPUs this process may run on (one means a

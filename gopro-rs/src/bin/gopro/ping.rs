@@ -18,11 +18,13 @@ pub(crate) struct PingArgs {
     /// Time allowed to connect and for each reply.
     #[arg(long, value_parser = crate::duration, default_value = "5s")]
     timeout: Duration,
+    #[command(flatten)]
+    tls: crate::tls::ClientTlsArgs,
 }
 
 pub(crate) fn run(args: PingArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(Some(1))?.block_on(async {
-        let client = crate::connect(&args.addr, args.timeout).await?;
+        let client = crate::connect(&args.addr, args.timeout, &args.tls).await?;
         let mut times = Vec::with_capacity(args.count as usize);
         for seq in 0..args.count {
             if seq > 0 {

@@ -16,13 +16,15 @@ pub(crate) struct SendArgs {
     /// Time allowed to connect and for the reply.
     #[arg(long, value_parser = crate::duration, default_value = "10s")]
     timeout: Duration,
+    #[command(flatten)]
+    tls: crate::tls::ClientTlsArgs,
     /// The body to send.
     message: String,
 }
 
 pub(crate) fn run(args: SendArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(Some(1))?.block_on(async {
-        let client = crate::connect(&args.addr, args.timeout).await?;
+        let client = crate::connect(&args.addr, args.timeout, &args.tls).await?;
         let reply = client
             .request(Command(args.command), args.message.into_bytes())
             .await?;

@@ -47,6 +47,8 @@ pub(crate) struct ServeArgs {
     /// Worker threads [default: the CPUs this process may use; 1 runs on the current thread].
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    tls: crate::tls::ServerTlsArgs,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -65,6 +67,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 }
             });
         }
+        let tls = args.tls.settings()?;
+        if let Some(tls) = &tls {
+            builder = builder
+                .tls(tls.clone())
+                .tls_handshake_timeout(args.tls.tls_handshake_timeout);
+            tokio::spawn(reload_on_sighup(tls.clone()));
+        }
         let server = builder
             .listen(args.listen)
             .read_timeout(args.read_timeout)
@@ -80,6 +89,25 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         server.run_until_signal().await;
         Ok(())
     })
+}
+
+/// Reads the certificate and key files again on each SIGHUP; a reload
+/// that fails keeps the certificate in use.
+async fn reload_on_sighup(tls: gopro::tls::ServerTls) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            warn!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+            Err(e) => warn!("SIGHUP: TLS certificate not reloaded, the old one stays: {e}"),
+        }
+    }
 }
 
 /// Logs the server's counters on SIGUSR1, and every `every` if given.

@@ -6,7 +6,6 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
@@ -19,9 +18,20 @@ use crate::{Command, Error, HEADER_LEN};
 /// last frames it wrote are not destroyed by a reset.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// The first two bytes of a TLS handshake record, read as a magic.
+const TLS_RECORD: u16 = 0x1603;
+
 impl Connection {
     /// The stream cannot be trusted: say why, then close (SPEC §2).
     pub(super) async fn protocol_error(&mut self, error: Error) -> Flow {
+        if matches!(error, Error::BadMagic { found: TLS_RECORD }) {
+            // A TLS record header (0x16 0x03): a TLS client on a plaintext
+            // port, who could not read an ERROR frame.
+            warn!(peer = %Peer(&self.stream), "TLS client on a plaintext port: closing");
+            self.count_error(|c| &c.protocol);
+            self.linger().await;
+            return Flow::Close;
+        }
         warn!(peer = %Peer(&self.stream), "protocol error: {error}");
         self.count_error(|c| &c.protocol);
         self.push_error(&error.to_string());
@@ -46,10 +56,12 @@ impl Connection {
         let _ = timeout(LINGER, async {
             loop {
                 scratch.clear();
-                if self.stream.readable().await.is_err() {
+                // Raw bytes: what is discarded need not be decrypted.
+                let tcp = self.stream.tcp();
+                if tcp.readable().await.is_err() {
                     return;
                 }
-                match self.stream.try_read_buf(&mut scratch) {
+                match tcp.try_read_buf(&mut scratch) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -96,7 +108,7 @@ impl Connection {
             if buf.capacity() - buf.len() < MIN_READ {
                 buf.reserve(MIN_READ);
             }
-            match self.stream.try_read_buf(&mut buf) {
+            match self.stream.read_buf(&mut buf, usize::MAX) {
                 Ok(n) if n > 0 && buf.len() <= self.decoder.max_body() + HEADER_LEN => {}
                 _ => break,
             }

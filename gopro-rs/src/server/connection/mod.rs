@@ -37,12 +37,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
 use super::config::Config;
 use super::stats::Counters;
+use crate::stream::Stream;
 use crate::{Codec, Decoder};
 use memory::Held;
 use slow::Slow;
@@ -72,11 +72,11 @@ enum Flow {
 }
 
 /// The peer's address, looked up only when a log line is written.
-struct Peer<'a>(&'a TcpStream);
+struct Peer<'a>(&'a Stream);
 
 impl fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.peer_addr() {
+        match self.0.tcp().peer_addr() {
             Ok(addr) => addr.fmt(f),
             Err(_) => f.write_str("(disconnected)"),
         }
@@ -84,7 +84,7 @@ impl fmt::Display for Peer<'_> {
 }
 
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     config: Arc<Config>,
     decoder: Decoder,
     /// The read buffer, held only while a frame is partly received.
@@ -103,9 +103,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, config: Arc<Config>) -> Connection {
+    pub(crate) fn new(stream: Stream, peer: SocketAddr, config: Arc<Config>) -> Connection {
         // Replies are batched by hand: one write per batch, so Nagle only adds latency.
-        let _ = stream.set_nodelay(true);
+        let _ = stream.tcp().set_nodelay(true);
         info!(%peer, "connection opened");
         let max_body = if config.authenticator.is_some() {
             config.prelogin_max_body.min(config.max_body)
@@ -232,11 +232,11 @@ mod tests {
     #[tokio::test]
     async fn the_connection_future_is_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (stream, peer) = accepted.unwrap();
         let config = Arc::new(crate::server::ServerBuilder::new().into_config());
-        let future = Connection::new(stream, peer, config).run();
+        let future = Connection::new(Stream::plain(stream), peer, config).run();
         let size = std::mem::size_of_val(&future);
         drop(client);
         eprintln!("connection future: {size} bytes");

@@ -8,8 +8,7 @@
 
 use std::io;
 
-use bytes::{BufMut, BytesMut};
-use tokio::io::Interest;
+use bytes::BytesMut;
 
 use super::Connection;
 use crate::server::pool;
@@ -66,32 +65,15 @@ impl Connection {
     }
 
     /// Reads at most `limit` bytes. A read that fills less than the room it
-    /// was given drained the socket (as tokio's `poll_read` takes it): its
-    /// readiness is cleared then, so the next read waits for the next
-    /// wake-up instead of making one more system call to learn EAGAIN.
+    /// was given drained the socket (see [`Stream::read_buf`](crate::stream::Stream::read_buf)).
     #[inline]
-    pub(super) fn read_into(&self, buf: &mut BytesMut, limit: usize) -> io::Result<Read> {
+    pub(super) fn read_into(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<Read> {
         let room = limit.min(buf.capacity() - buf.len());
-        let mut len = 0;
-        // (`try_read_buf` inside `try_io`: both clear the readiness only as
-        // of the event they saw, so neither can lose a newer one.)
-        let result = self.stream.try_io(Interest::READABLE, || {
-            len = self.stream.try_read_buf(&mut (&mut *buf).limit(limit))?;
-            if len > 0 && len < room {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(Read {
-                len,
-                drained: false,
-            }),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => {
-                Ok(Read { len, drained: true })
-            }
-            Err(e) => Err(e),
-        }
+        let len = self.stream.read_buf(buf, limit)?;
+        Ok(Read {
+            len,
+            drained: len > 0 && len < room,
+        })
     }
 
     /// How much one read may bring: the rest of a frame the budget covers

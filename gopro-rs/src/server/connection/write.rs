@@ -5,7 +5,6 @@
 use std::io;
 
 use bytes::Buf;
-use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
@@ -48,7 +47,8 @@ impl Connection {
                 Ok(n) => {
                     self.wbuf.advance(n);
                     if self.wbuf.is_empty() {
-                        return Ok(true);
+                        // Over TLS, rustls may still hold the last bytes.
+                        return self.stream.flush_now();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

@@ -1,0 +1,261 @@
+//! A connection's byte stream: plain TCP, or TLS over TCP.
+//!
+//! The server and the client drive their sockets by readiness (wait until
+//! readable, then read what is there without waiting; write what the
+//! socket takes now), which keeps a plaintext connection free of buffers
+//! and futures while it waits. TLS keeps that shape: rustls is sans-IO, so
+//! a TLS stream is the same socket plus a `rustls::Connection` that the
+//! read and write calls feed and drain. The handshake itself is done by
+//! tokio-rustls ([`crate::tls`]), which hands the socket and the
+//! connection over when it is finished.
+
+use std::io::{self, Read as _, Write as _};
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// A connection's socket, with TLS when the connection has it.
+pub(crate) struct Stream {
+    tcp: TcpStream,
+    /// Boxed: a rustls connection is large, and plaintext connections
+    /// should not carry its size.
+    tls: Option<Box<Tls>>,
+}
+
+struct Tls {
+    conn: rustls::Connection,
+    /// rustls may hold decrypted bytes not handed out yet: the stream is
+    /// then readable whatever the socket says.
+    plaintext: bool,
+}
+
+/// The socket as `std::io` traits for rustls, without waiting: a socket
+/// with nothing to give or no room says `WouldBlock`, and tokio clears
+/// its readiness.
+struct Raw<'a>(&'a TcpStream);
+
+impl io::Read for Raw<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for Raw<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream {
+    pub(crate) fn plain(tcp: TcpStream) -> Stream {
+        Stream { tcp, tls: None }
+    }
+
+    pub(crate) fn tls(tcp: TcpStream, conn: impl Into<rustls::Connection>) -> Stream {
+        Stream {
+            tcp,
+            tls: Some(Box::new(Tls {
+                conn: conn.into(),
+                // The handshake may have left application data decrypted.
+                plaintext: true,
+            })),
+        }
+    }
+
+    /// The TCP socket under the stream.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Ready when a read may bring something (or fail).
+    #[inline]
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.tls {
+            Some(tls) if tls.plaintext => Poll::Ready(Ok(())),
+            _ => self.tcp.poll_read_ready(cx),
+        }
+    }
+
+    /// Waits until a read may bring something.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_read_ready(cx)).await
+    }
+
+    /// Waits until the socket takes more bytes.
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        self.tcp.writable().await
+    }
+
+    /// Reads at most `limit` bytes into `buf` without waiting: `Ok(0)` at
+    /// the end of the stream, `WouldBlock` when nothing is there now.
+    ///
+    /// A plain read that fills less than the room it was given drained the
+    /// socket (as tokio's `poll_read` takes it): its readiness is cleared
+    /// then, so the next read waits for the next wake-up instead of making
+    /// one more system call to learn EAGAIN.
+    #[inline]
+    pub(crate) fn read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            let room = limit.min(buf.capacity() - buf.len());
+            let mut len = 0;
+            // (`try_read_buf` inside `try_io`: both clear the readiness only
+            // as of the event they saw, so neither can lose a newer one.)
+            let result = self.tcp.try_io(Interest::READABLE, || {
+                len = self.tcp.try_read_buf(&mut (&mut *buf).limit(limit))?;
+                if len > 0 && len < room {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            return match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => Ok(len),
+                Err(e) => Err(e),
+                Ok(()) => Ok(len),
+            };
+        };
+        tls.read(&self.tcp, buf, limit)
+    }
+
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    /// Over TLS, bytes taken may still wait in rustls: see
+    /// [`wants_flush`](Self::wants_flush).
+    #[inline]
+    pub(crate) fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            None => self.tcp.try_write(data),
+            Some(tls) => tls.write(&self.tcp, data),
+        }
+    }
+
+    /// Whether encrypted bytes are waiting for room in the socket.
+    #[inline]
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.conn.wants_write())
+    }
+
+    /// Writes encrypted bytes waiting in rustls, as far as the socket takes
+    /// them now; `true` when none are left.
+    pub(crate) fn flush_now(&mut self) -> io::Result<bool> {
+        match &mut self.tls {
+            None => Ok(true),
+            Some(tls) => tls.flush(&self.tcp),
+        }
+    }
+
+    /// Writes all of `data` and whatever TLS holds, waiting for room.
+    pub(crate) async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        loop {
+            if !data.is_empty() {
+                match self.try_write(data) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => data = &data[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            } else if !self.flush_now()? {
+                self.writable().await?;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Says the stream ends (TLS close_notify), then half-closes the socket.
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            tls.conn.send_close_notify();
+            self.write_all(&[]).await?;
+        }
+        use tokio::io::AsyncWriteExt;
+        self.tcp.shutdown().await
+    }
+}
+
+impl Tls {
+    /// Hands out decrypted bytes; reads and decrypts more when there are none.
+    fn read(&mut self, tcp: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        let room = limit.min(buf.capacity() - buf.len());
+        if room == 0 {
+            // As a plain socket does: no room reads nothing.
+            return Ok(0);
+        }
+        loop {
+            if self.plaintext {
+                let start = buf.len();
+                buf.put_bytes(0, room);
+                let result = self.conn.reader().read(&mut buf[start..]);
+                let n = *result.as_ref().unwrap_or(&0);
+                buf.truncate(start + n);
+                match result {
+                    // Either the peer's close_notify or a whole read.
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext = false,
+                    // The peer closed TCP without close_notify: frames carry
+                    // their own lengths, so a cut inside one is still
+                    // detected; the end is the end.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.conn.read_tls(&mut Raw(tcp)) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    let state = self.conn.process_new_packets().map_err(|e| {
+                        // Tell the peer why (the alert rustls queued).
+                        let _ = self.flush(tcp);
+                        io::Error::new(io::ErrorKind::InvalidData, e)
+                    })?;
+                    if state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 {
+                        return Ok(0);
+                    }
+                    // Key updates and session tickets have replies to send.
+                    if self.conn.wants_write() {
+                        let _ = self.flush(tcp);
+                    }
+                    self.plaintext = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Encrypts what rustls takes of `data` and writes what the socket
+    /// takes. Refuses more while earlier bytes wait for the socket, so that
+    /// rustls never holds more than one write's worth.
+    fn write(&mut self, tcp: &TcpStream, data: &[u8]) -> io::Result<usize> {
+        if !self.flush(tcp)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.conn.writer().write(data)?;
+        match self.flush(tcp) {
+            Ok(_) => Ok(n),
+            // The bytes are rustls' now: the caller learns of the failure
+            // at its next write or read.
+            Err(e) if n == 0 => Err(e),
+            Err(_) => Ok(n),
+        }
+    }
+
+    fn flush(&mut self, tcp: &TcpStream) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Raw(tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
