@@ -18,8 +18,9 @@ export GOPRO_GO_BIN="${GOPRO_GO_BIN:-$root/interop/go/bin}"
 
 # The Python sources (the package, its loop thread, the tests) are linted
 # and type-checked like the Rust ones.
-"$venv/bin/python" -m ruff check python/gopro tests/python
+"$venv/bin/python" -m ruff check python/gopro tests/python scripts/lib
 "$venv/bin/python" -m mypy --strict python/gopro
+"$venv/bin/python" -m mypy --strict scripts/lib/tls_heartbeat.py
 
 # stubtest imports the installed package: run it away from the source tree.
 (cd "$(mktemp -d)" && "$venv/bin/python" -m mypy.stubtest gopro._gopro)

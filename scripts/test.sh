@@ -21,6 +21,9 @@ cargo build --release -p gopro --features cli
 step "Go: interop peer"
 (cd interop/go && go test ./...)
 
+step "TLS: test certificates, and the Go, openssl and CPython TLS peers against each other"
+scripts/test-tls-certs.sh
+
 step "Rust: tests"
 export GOPRO_BIN="$root/target/release/gopro"
 export GOPRO_GO_BIN="$root/interop/go/bin"

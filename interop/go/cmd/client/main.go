@@ -3,11 +3,18 @@
 // byte for byte. Each scenario uses its own connection with a 10 s deadline.
 // On success it prints "PASS <scenario>" per scenario and exits 0; on any
 // mismatch, decode error or timeout it explains on stderr and exits 1.
+//
+// With -tls or -tls-ca every connection is TLS 1.2 or 1.3 (package tlsconf),
+// verified against the given root CAs and, unless -tls-server-name says
+// otherwise, the host of -addr; -tls-cert and -tls-key present a client
+// certificate. A failed handshake fails the scenario like any other error.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +25,7 @@ import (
 	"time"
 
 	"gopro/interop/protocol"
+	"gopro/interop/tlsconf"
 )
 
 // scenarioTimeout bounds a whole scenario, so a server that never answers
@@ -40,7 +48,19 @@ var allOrder = []string{"article", "pipeline", "big", "login"}
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8888", "server address")
 	name := flag.String("scenario", "article", "article, pipeline, big, login or all")
+	var tlsFlags tlsconf.Client
+	flag.BoolVar(&tlsFlags.Enabled, "tls", false, "connect with TLS, trusting the system's root CAs")
+	flag.StringVar(&tlsFlags.CA, "tls-ca", "", "PEM root CA file to trust instead; implies -tls")
+	flag.StringVar(&tlsFlags.Cert, "tls-cert", "", "PEM client certificate (chain), with -tls-key")
+	flag.StringVar(&tlsFlags.Key, "tls-key", "", "PEM private key of -tls-cert")
+	flag.StringVar(&tlsFlags.ServerName, "tls-server-name", "", "name to verify the server's certificate against and send as SNI (default: the host of -addr)")
 	flag.Parse()
+
+	tlsConfig, err := tlsFlags.Config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "client: %v\n", err)
+		os.Exit(2)
+	}
 
 	var names []string
 	if *name == "all" {
@@ -53,7 +73,7 @@ func main() {
 	}
 
 	for _, n := range names {
-		if err := runScenario(n, *addr, os.Stdout); err != nil {
+		if err := runScenario(n, *addr, tlsConfig, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL %s: %v\n", n, err)
 			os.Exit(1)
 		}
@@ -61,15 +81,16 @@ func main() {
 	}
 }
 
-// runScenario dials addr and runs the named scenario on a fresh connection.
-func runScenario(name, addr string, out io.Writer) error {
+// runScenario dials addr, over TLS when tlsConfig is not nil, and runs the
+// named scenario on a fresh connection.
+func runScenario(name, addr string, tlsConfig *tls.Config, out io.Writer) error {
 	run, ok := scenarios[name]
 	if !ok {
 		return fmt.Errorf("unknown scenario %q", name)
 	}
-	conn, err := net.DialTimeout("tcp", addr, scenarioTimeout)
+	conn, err := dial(addr, tlsConfig)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", addr, err)
+		return err
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(scenarioTimeout)); err != nil {
@@ -80,6 +101,27 @@ func runScenario(name, addr string, out io.Writer) error {
 		return fmt.Errorf("timed out (%v per scenario): %w", scenarioTimeout, err)
 	}
 	return err
+}
+
+// dial connects within scenarioTimeout and, for TLS, completes the handshake
+// before returning, so that a certificate the client refuses is reported as
+// such rather than as a failed first read.
+func dial(addr string, tlsConfig *tls.Config) (net.Conn, error) {
+	nd := &net.Dialer{Timeout: scenarioTimeout}
+	if tlsConfig == nil {
+		conn, err := nd.Dial("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		}
+		return conn, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+	defer cancel()
+	conn, err := (&tls.Dialer{NetDialer: nd, Config: tlsConfig}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("TLS connect to %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 func isTimeout(err error) bool {

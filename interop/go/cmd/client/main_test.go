@@ -102,9 +102,9 @@ func startServer(t *testing.T, args ...string) string {
 	return addr
 }
 
-func runClient(t *testing.T, addr, scenario string) (string, error) {
+func runClient(t *testing.T, addr, scenario string, flags ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "client"), "-addr", addr, "-scenario", scenario)
+	cmd := exec.Command(filepath.Join(bin, "client"), append([]string{"-addr", addr, "-scenario", scenario}, flags...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -183,7 +183,7 @@ func TestLoginScenario(t *testing.T) {
 		}
 		return p
 	})
-	if err := runScenario("login", addr, io.Discard); err != nil {
+	if err := runScenario("login", addr, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -205,7 +205,7 @@ func TestDetectsMismatch(t *testing.T) {
 	}
 	for name, reply := range cases {
 		t.Run(name, func(t *testing.T) {
-			err := runScenario("article", fakeServer(t, reply), io.Discard)
+			err := runScenario("article", fakeServer(t, reply), nil, io.Discard)
 			if err == nil {
 				t.Fatal("scenario passed against a wrong server")
 			}
@@ -220,7 +220,7 @@ func TestTimeout(t *testing.T) {
 	scenarioTimeout = 300 * time.Millisecond
 	defer func() { scenarioTimeout = old }()
 	addr := fakeServer(t, func(*protocol.Packet) *protocol.Packet { return nil })
-	err := runScenario("login", addr, io.Discard)
+	err := runScenario("login", addr, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want a timeout", err)
 	}

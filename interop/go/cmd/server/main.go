@@ -11,10 +11,15 @@
 //
 // with the address actually bound, so a harness can start it on port 0 and
 // learn the port. Everything else goes to stderr through package log.
+//
+// With -tls-cert and -tls-key it speaks the same protocol inside TLS 1.2 or
+// 1.3 (package tlsconf); -tls-client-ca also requires a client certificate
+// signed by one of the CAs in that file.
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -28,6 +33,7 @@ import (
 	"time"
 
 	"gopro/interop/protocol"
+	"gopro/interop/tlsconf"
 )
 
 const (
@@ -47,6 +53,10 @@ type Server struct {
 	// quiet drops per-message logging, which otherwise dominates the cost of
 	// small frames and can fill a harness's stderr pipe.
 	quiet bool
+	// TLS, when set before Start, wraps the listener: every accepted
+	// connection is a *tls.Conn whose handshake runs on its first read, in
+	// the connection's goroutine, under the same read deadline as a frame.
+	TLS *tls.Config
 
 	ln         net.Listener
 	quit       chan struct{}
@@ -73,11 +83,20 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	if s.TLS != nil {
+		// The only change TLS makes to the article's design: the handlers
+		// read and write a *tls.Conn instead of the TCP connection.
+		ln = tls.NewListener(ln, s.TLS)
+	}
 	s.ln = ln
 
 	// The real address, not the requested one: with port 0 only the bound
 	// address tells anyone where to connect.
-	log.Printf("Server listening on %s", ln.Addr())
+	if s.TLS != nil {
+		log.Printf("Server listening on %s (TLS)", ln.Addr())
+	} else {
+		log.Printf("Server listening on %s", ln.Addr())
+	}
 
 	go s.acceptLoop()
 	return nil
@@ -289,7 +308,17 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8888", "address to listen on (port 0 picks a free port)")
 	tuned := flag.Bool("tuned", false, "buffered I/O per connection, batched flushes, no per-message logging")
 	quiet := flag.Bool("quiet", false, "no per-message logging")
+	var tlsFlags tlsconf.Server
+	flag.StringVar(&tlsFlags.Cert, "tls-cert", "", "PEM certificate (chain) of the server; turns TLS on, with -tls-key")
+	flag.StringVar(&tlsFlags.Key, "tls-key", "", "PEM private key of -tls-cert")
+	flag.StringVar(&tlsFlags.ClientCA, "tls-client-ca", "", "PEM CA file; clients must present a certificate signed by it")
 	flag.Parse()
+
+	tlsConfig, err := tlsFlags.Config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "server: %v\n", err)
+		os.Exit(2)
+	}
 
 	// Signals are caught before the address is announced, so a harness that
 	// sends SIGTERM as soon as it reads the line still gets a graceful stop.
@@ -297,6 +326,7 @@ func main() {
 	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
 
 	server := NewServer(*addr, *tuned, *quiet)
+	server.TLS = tlsConfig
 	if err := server.Start(); err != nil {
 		log.Fatal(err)
 	}
