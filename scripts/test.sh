@@ -37,5 +37,6 @@ for part in c python; do
     "scripts/test-$part.sh"
   fi
 done
+step "Wireshark dissector"; scripts/test-wireshark.sh
 step "Soak: 15 s of churn and pipelined load against gopro serve"; scripts/soak.sh 15
 step "Fuzz: 45 s per target from the seed corpora in fuzz/corpus"; scripts/fuzz.sh 45
