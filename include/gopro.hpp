@@ -73,28 +73,29 @@ class Error : public std::runtime_error {
 
 namespace detail {
 
-/* The message of the last failed call on this thread (empty if none). */
-inline std::string last_error_message() {
+/* The message of the last failed call on this thread. */
+inline std::optional<std::string> last_error_message() {
   std::size_t len = 0;
   if (gopro_last_error_message(nullptr, 0, &len) != GOPRO_STATUS_OK) {
-    return {};
+    return std::nullopt;
   }
   std::string message(len + 1, '\0');
   if (gopro_last_error_message(message.data(), message.size(), &len) != GOPRO_STATUS_OK) {
-    return {};
+    return std::nullopt;
   }
   message.resize(len);
   return message;
 }
 
 /* The Error of a call that just returned `status`, with its message, read
- * at once on the calling thread before another call replaces it. */
+ * at once on the calling thread before another call replaces it. (Every
+ * failure leaves one; a server's reason is kept even when empty.) */
 inline Error error(gopro_status status) {
-  std::string message = last_error_message();
-  if (message.empty()) {
+  std::optional<std::string> message = last_error_message();
+  if (!message) {
     return Error(status);
   }
-  return Error(status, message);
+  return Error(status, *message);
 }
 
 inline void check(gopro_status status) {
