@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tests of the C ABI (gopro-c): header freshness, C and C++ tests against
-# the real library, under ASan+UBSan and Valgrind, the codec-only build, and
-# the pkg-config install. Installs what it needs first.
+# Tests of the C ABI (gopro-c): header freshness, C and C++ tests (gopro.h
+# and the C++ API gopro.hpp) against the real library, under ASan+UBSan and
+# Valgrind, the codec-only build, and the install for pkg-config and CMake.
+# Installs what it needs first.
 # Usage: scripts/test-c.sh   (run by scripts/test.sh after target/release/gopro is built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ command -v valgrind >/dev/null || missing+=(valgrind)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
+command -v cmake >/dev/null || missing+=(cmake)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]}"
   apt-get update && apt-get install -y "${missing[@]}"
@@ -56,6 +58,7 @@ fi
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
 c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults)
+cpp_tests=(test_cpp test_hpp)
 src="$root/gopro-c/tests/c"
 
 step "codec-only build (no runtime): the codec tests linked against it"
@@ -70,17 +73,24 @@ for t in test_vectors test_codec; do
   cc -std=c11 "${warn[@]}" -DGOPRO_NO_RUNTIME -o "$out/${t}_codec_only" "$src/$t.c" \
     "$codec_lib/libgopro.a" "${static_libs[@]}"
 done
+c++ -std=c++17 "${warn[@]}" -DGOPRO_NO_RUNTIME -o "$out/decode_codec_only" examples/cpp/decode.cpp \
+  "$codec_lib/libgopro.a" "${static_libs[@]}"
 "$out/test_vectors_codec_only" tests/vectors/frames.txt
 "$out/test_codec_codec_only"
+"$out/decode_codec_only" >/dev/null
 
 step "compile the C and C++ tests and examples (shared library)"
 rpath=(-L"$lib" -lgopro -Wl,-rpath,"$lib" -lpthread)
 for t in "${c_tests[@]}"; do
   cc -std=c11 "${warn[@]}" -g -o "$out/$t" "$src/$t.c" "${rpath[@]}"
 done
-c++ -std=c++17 "${warn[@]}" -g -o "$out/test_cpp" "$src/test_cpp.cpp" "${rpath[@]}"
+for t in "${cpp_tests[@]}"; do
+  c++ -std=c++17 "${warn[@]}" -g -o "$out/$t" "$src/$t.cpp" "${rpath[@]}"
+done
 cc -std=c11 "${warn[@]}" -o "$out/echo_client" examples/c/echo_client.c "${rpath[@]}"
-c++ -std=c++17 "${warn[@]}" -o "$out/decode" examples/cpp/decode.cpp "${rpath[@]}"
+for e in decode server; do
+  c++ -std=c++17 "${warn[@]}" -o "$out/$e" "examples/cpp/$e.cpp" "${rpath[@]}"
+done
 
 step "compile the same tests with ASan+UBSan (static library)"
 san=(-g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
@@ -88,8 +98,10 @@ for t in "${c_tests[@]}"; do
   cc -std=c11 "${warn[@]}" "${san[@]}" -o "$out/${t}_asan" "$src/$t.c" "$lib/libgopro.a" \
     "${static_libs[@]}"
 done
-c++ -std=c++17 "${warn[@]}" "${san[@]}" -o "$out/test_cpp_asan" "$src/test_cpp.cpp" \
-  "$lib/libgopro.a" "${static_libs[@]}"
+for t in "${cpp_tests[@]}"; do
+  c++ -std=c++17 "${warn[@]}" "${san[@]}" -o "$out/${t}_asan" "$src/$t.cpp" \
+    "$lib/libgopro.a" "${static_libs[@]}"
+done
 
 step "start gopro serve"
 "$gopro" serve --listen 127.0.0.1:0 2>"$out/serve.log" &
@@ -137,12 +149,14 @@ run_all() {
   "$@" "$out/test_faults$suffix" "${fault_args[@]}"
   "$@" "$out/test_server$suffix"
   "$@" "$out/test_cpp$suffix"
+  "$@" "$out/test_hpp$suffix" "$gopro"
 }
 
 step "C and C++ tests"
 run_all ""
 "$out/echo_client" "$addr" "from the example" | grep -qx "1 Server says: from the example"
-"$out/decode" >/dev/null
+"$out/decode" | grep -qx 'frame: command 1, 16 byte body "Hello TCP World!"'
+[ "$("$out/server")" = $'16 HELLO\nERROR nothing to shout' ]
 
 step "the C server against the Rust client"
 mkfifo "$out/server.in"
@@ -193,5 +207,43 @@ cc -std=c11 "${warn[@]}" -o "$out/app_static" examples/c/echo_client.c \
   $(pkg-config --cflags gopro) "$prefix/lib/libgopro.a" $(pkg-config --libs-only-other --static gopro) \
   $(pkg-config --static --libs gopro | tr ' ' '\n' | grep -v -- '-lgopro' | paste -sd ' ' -)
 "$out/app_static" "$addr" "static" | grep -qx "1 Server says: static"
+
+step "CMake: build examples/cmake against the installed package, moved elsewhere"
+# The package finds its files from where it lies: it names no path.
+if grep -rq "$prefix" "$prefix/lib/cmake/gopro"; then
+  echo "the CMake package names the install prefix $prefix" >&2
+  exit 1
+fi
+moved="$out/moved-prefix"
+mv "$prefix" "$moved"
+cmake -S examples/cmake -B "$out/cmake" --log-level=WARNING -DCMAKE_PREFIX_PATH="$moved" \
+  -DCMAKE_C_FLAGS="${warn[*]}" -DCMAKE_CXX_FLAGS="${warn[*]}"
+cmake --build "$out/cmake" -j 2 -- --quiet
+for p in codec_c codec_c_static server_cpp server_cpp_static; do
+  "$out/cmake/$p"
+done
+# gopro::gopro links the shared library by name, gopro::gopro_static none.
+readelf -d "$out/cmake/server_cpp" | grep -q 'NEEDED.*\[libgopro\.so\]'
+if readelf -d "$out/cmake/server_cpp_static" | grep -q 'libgopro'; then
+  echo "server_cpp_static needs libgopro.so" >&2
+  exit 1
+fi
+# The version file: this version is found exactly, the next minor one
+# (which may break the 0.x API) is not.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+major=${version%%.*}
+minor=$(echo "$version" | cut -d. -f2)
+mkdir -p "$out/cmake-version"
+cat >"$out/cmake-version/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.14)
+project(gopro_version NONE)
+find_package(gopro $major.$((minor + 1)) CONFIG QUIET)
+if(gopro_FOUND)
+  message(FATAL_ERROR "find_package(gopro $major.$((minor + 1))) accepted gopro \${gopro_VERSION}")
+endif()
+find_package(gopro $version EXACT CONFIG REQUIRED)
+CMAKE
+cmake -S "$out/cmake-version" -B "$out/cmake-version/build" --log-level=WARNING \
+  -DCMAKE_PREFIX_PATH="$moved" >/dev/null
 
 step "all C tests passed"
