@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::client::ClientError;
 use crate::server::ServerError;
 use crate::settings::ConfigError;
+use crate::tls::TlsError;
 use crate::{Command, Frame};
 
 /// An error of any of the crate's error types.
@@ -25,6 +26,8 @@ pub enum AnyError {
     Client(ClientError),
     /// A server error.
     Server(ServerError),
+    /// A TLS setting refused.
+    Tls(TlsError),
 }
 
 /// The error's name in the README's table.
@@ -62,6 +65,14 @@ pub fn name(e: &AnyError) -> &'static str {
             ServerError::Runtime(_) => "ServerError::Runtime",
             ServerError::Tls(_) => "ServerError::Tls",
         },
+        AnyError::Tls(e) => match e {
+            TlsError::Pem { .. } => "TlsError::Pem",
+            TlsError::Key { .. } => "TlsError::Key",
+            TlsError::Ca { .. } => "TlsError::Ca",
+            TlsError::NoSystemRoots { .. } => "TlsError::NoSystemRoots",
+            TlsError::ServerName { .. } => "TlsError::ServerName",
+            TlsError::Config(_) => "TlsError::Config",
+        },
     }
 }
 
@@ -97,6 +108,10 @@ pub fn samples() -> Vec<AnyError> {
             ClientError::Connect {
                 addr: "127.0.0.1:1".into(),
                 source: io::Error::from(io::ErrorKind::ConnectionRefused),
+            },
+            ClientError::Tls {
+                addr: "127.0.0.1:1".into(),
+                reason: "invalid peer certificate: UnknownIssuer".into(),
             },
             ClientError::Timeout {
                 waiting_to: "get a reply",
@@ -147,9 +162,37 @@ pub fn samples() -> Vec<AnyError> {
             },
             ServerError::BlockingInRuntime,
             ServerError::Runtime(io::Error::other("sample")),
+            ServerError::Tls(TlsError::Config("sample".into())),
         ]
         .into_iter()
         .map(AnyError::Server),
+    );
+    let pem = |what| TlsError::Pem {
+        what,
+        source_name: "server.pem".into(),
+        reason: "no CERTIFICATE section found".into(),
+    };
+    all.extend(
+        [
+            pem("certificate"),
+            TlsError::Key {
+                reason: "private key does not match certificate".into(),
+            },
+            TlsError::Ca {
+                source_name: "ca.pem".into(),
+                reason: "invalid certificate".into(),
+            },
+            TlsError::NoSystemRoots {
+                reason: "none found".into(),
+            },
+            TlsError::ServerName {
+                name: "bad name!".into(),
+                reason: "invalid dns name".into(),
+            },
+            TlsError::Config("sample".into()),
+        ]
+        .into_iter()
+        .map(AnyError::Tls),
     );
     all
 }

@@ -164,6 +164,10 @@ settings! {
         Handler = "handler" => DefaultValue::Off,
         /// [`authenticator`](crate::server::ServerBuilder::authenticator)
         Authenticator = "authenticator" => DefaultValue::Off,
+        /// [`tls`](crate::server::ServerBuilder::tls)
+        Tls = "tls" => DefaultValue::Off,
+        /// [`tls_handshake_timeout`](crate::server::ServerBuilder::tls_handshake_timeout)
+        TlsHandshakeTimeout = "tls_handshake_timeout" => DefaultValue::Duration(crate::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT),
     }
 }
 
@@ -192,6 +196,8 @@ settings! {
         Login = "login" => DefaultValue::Off,
         /// [`repeatable`](crate::client::ClientBuilder::repeatable)
         Repeatable = "repeatable" => DefaultValue::Off,
+        /// [`tls`](crate::client::ClientBuilder::tls)
+        Tls = "tls" => DefaultValue::Off,
     }
 }
 

@@ -77,6 +77,14 @@ impl Stream {
         &self.tcp
     }
 
+    /// The server side of the TLS session, when the stream has one.
+    pub(crate) fn server_tls(&self) -> Option<&rustls::ServerConnection> {
+        match self.tls.as_deref().map(|t| &t.conn) {
+            Some(rustls::Connection::Server(conn)) => Some(conn),
+            _ => None,
+        }
+    }
+
     /// Ready when a read may bring something (or fail).
     #[inline]
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

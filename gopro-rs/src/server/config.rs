@@ -78,6 +78,14 @@ pub(crate) struct Config {
     pub epoch: tokio::time::Instant,
 }
 
+impl Config {
+    /// Whether connections carry a [`ConnectionInfo`](super::ConnectionInfo):
+    /// only code the application plugs in reads it.
+    pub(crate) fn tells_connections(&self) -> bool {
+        self.authenticator.is_some() || self.handlers.iter().any(Option::is_some)
+    }
+}
+
 /// Builds a [`Server`]. Every setting has a default:
 ///
 /// | setting | default |
@@ -284,6 +292,9 @@ impl ServerBuilder {
         match setting {
             ServerSetting::ReadTimeout => settings::positive(setting.name(), c.read_timeout),
             ServerSetting::WriteTimeout => settings::positive(setting.name(), c.write_timeout),
+            ServerSetting::TlsHandshakeTimeout => {
+                settings::positive(setting.name(), c.tls_handshake_timeout)
+            }
             ServerSetting::MaxConnections => {
                 settings::at_least(setting.name(), c.max_connections as u64, 1)
             }
@@ -312,7 +323,6 @@ impl ServerBuilder {
     /// or if the address cannot be bound.
     pub async fn bind(mut self) -> Result<Server, ServerError> {
         self.validate()?;
-        settings::positive("tls_handshake_timeout", self.config.tls_handshake_timeout)?;
         if let Some(tls) = &self.config.tls {
             self.config.tls_config = Some(tls.server_config()?);
         }

@@ -19,6 +19,7 @@ mod budget;
 mod config;
 mod connection;
 mod handler;
+mod info;
 mod pool;
 mod stats;
 mod tls;
@@ -39,9 +40,10 @@ pub use config::{
     ServerBuilder, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_MEMORY_BUDGET,
     DEFAULT_PRELOGIN_MAX_BODY, DEFAULT_RAISE_NOFILE_LIMIT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
+pub use info::{ConnectionInfo, TlsInfo};
 pub use stats::{ErrorCounts, Stats, StatsHandle};
 
 use crate::stream::Stream;
@@ -225,7 +227,9 @@ impl Server {
             counters.open.fetch_add(1, Ordering::Relaxed);
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             let guard = ActiveGuard(config.shared.clone());
-            if config.tls_config.is_none() {
+            if config.tls_config.is_none() && !config.tells_connections() {
+                // The plain echo server: nothing but the connection's own
+                // future in the task.
                 let connection = Connection::new(Stream::plain(stream), peer, config.clone());
                 tracker.spawn(async move {
                     let _guard = guard;
@@ -235,9 +239,17 @@ impl Server {
                 let config = config.clone();
                 tracker.spawn(async move {
                     let _guard = guard;
-                    if let Some(stream) = tls::handshake(stream, peer, &config).await {
-                        Connection::new(stream, peer, config).run().await;
-                    }
+                    let stream = if config.tls_config.is_some() {
+                        match tls::handshake(stream, peer, &config).await {
+                            Some(stream) => stream,
+                            None => return,
+                        }
+                    } else {
+                        Stream::plain(stream)
+                    };
+                    let info = Arc::new(ConnectionInfo::of(&stream, peer));
+                    let connection = Connection::new(stream, peer, config);
+                    info.scope(connection.run()).await;
                 });
             }
         }
