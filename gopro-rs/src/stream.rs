@@ -113,25 +113,10 @@ impl Stream {
     /// one more system call to learn EAGAIN.
     #[inline]
     pub(crate) fn read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
-            let room = limit.min(buf.capacity() - buf.len());
-            let mut len = 0;
-            // (`try_read_buf` inside `try_io`: both clear the readiness only
-            // as of the event they saw, so neither can lose a newer one.)
-            let result = self.tcp.try_io(Interest::READABLE, || {
-                len = self.tcp.try_read_buf(&mut (&mut *buf).limit(limit))?;
-                if len > 0 && len < room {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
-            });
-            return match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => Ok(len),
-                Err(e) => Err(e),
-                Ok(()) => Ok(len),
-            };
-        };
-        tls.read(&self.tcp, buf, limit)
+        match &mut self.tls {
+            None => read_plain(&self.tcp, buf, limit),
+            Some(tls) => tls.read(&self.tcp, buf, limit),
+        }
     }
 
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
@@ -185,8 +170,122 @@ impl Stream {
             tls.conn.send_close_notify();
             self.write_all(&[]).await?;
         }
-        use tokio::io::AsyncWriteExt;
-        self.tcp.shutdown().await
+        tokio::io::AsyncWriteExt::shutdown(&mut self.tcp).await
+    }
+}
+
+/// A plain read; see [`Stream::read_buf`].
+#[inline]
+fn read_plain(tcp: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+    let room = limit.min(buf.capacity() - buf.len());
+    let mut len = 0;
+    // (`try_read_buf` inside `try_io`: both clear the readiness only as of
+    // the event they saw, so neither can lose a newer one.)
+    let result = tcp.try_io(Interest::READABLE, || {
+        len = tcp.try_read_buf(&mut (&mut *buf).limit(limit))?;
+        if len > 0 && len < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => Ok(len),
+        Err(e) => Err(e),
+        Ok(()) => Ok(len),
+    }
+}
+
+/// What a server connection needs of its stream. The server's plaintext
+/// connections use the bare socket, so that they carry nothing for TLS
+/// (an idle connection's task stays in its allocation size class); TLS
+/// connections use a [`Stream`].
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// The socket under the stream.
+    fn tcp(&self) -> &TcpStream;
+    /// See [`Stream::poll_read_ready`].
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// See [`Stream::read_buf`].
+    fn read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize>;
+    /// See [`Stream::try_write`].
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize>;
+    /// See [`Stream::flush_now`].
+    fn flush_now(&mut self) -> io::Result<bool>;
+    /// See [`Stream::write_all`].
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + 'a;
+    /// See [`Stream::shutdown`].
+    fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send + '_;
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    #[inline]
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    #[inline]
+    fn read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        read_plain(self, buf, limit)
+    }
+
+    #[inline]
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, data)
+    }
+
+    #[inline]
+    fn flush_now(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + 'a {
+        tokio::io::AsyncWriteExt::write_all(self, data)
+    }
+
+    fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
+        tokio::io::AsyncWriteExt::shutdown(self)
+    }
+}
+
+impl Transport for Stream {
+    fn tcp(&self) -> &TcpStream {
+        Stream::tcp(self)
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Stream::poll_read_ready(self, cx)
+    }
+
+    fn read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        Stream::read_buf(self, buf, limit)
+    }
+
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Stream::try_write(self, data)
+    }
+
+    fn flush_now(&mut self) -> io::Result<bool> {
+        Stream::flush_now(self)
+    }
+
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + 'a {
+        Stream::write_all(self, data)
+    }
+
+    fn shutdown(&mut self) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
+        Stream::shutdown(self)
     }
 }
 

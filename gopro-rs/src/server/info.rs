@@ -5,7 +5,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::stream::Stream;
+use tokio::net::TcpStream;
+
 use crate::tls::PeerIdentity;
 
 /// A connection, as its handlers and authenticator see it; read it with
@@ -47,8 +48,12 @@ impl ConnectionInfo {
         CURRENT.try_with(Arc::clone).ok()
     }
 
-    pub(crate) fn of(stream: &Stream, peer: SocketAddr) -> ConnectionInfo {
-        let tls = stream.server_tls().map(|conn| TlsInfo {
+    pub(crate) fn of(
+        tcp: &TcpStream,
+        tls: Option<&rustls::ServerConnection>,
+        peer: SocketAddr,
+    ) -> ConnectionInfo {
+        let tls = tls.map(|conn| TlsInfo {
             version: match conn.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
                 Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -62,7 +67,7 @@ impl ConnectionInfo {
         });
         ConnectionInfo {
             peer,
-            local: stream.tcp().local_addr().ok(),
+            local: tcp.local_addr().ok(),
             tls,
         }
     }

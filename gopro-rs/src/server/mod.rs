@@ -46,7 +46,6 @@ pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use info::{ConnectionInfo, TlsInfo};
 pub use stats::{ErrorCounts, Stats, StatsHandle};
 
-use crate::stream::Stream;
 use crate::Frame;
 use config::Config;
 use connection::Connection;
@@ -230,7 +229,7 @@ impl Server {
             if config.tls_config.is_none() && !config.tells_connections() {
                 // The plain echo server: nothing but the connection's own
                 // future in the task.
-                let connection = Connection::new(Stream::plain(stream), peer, config.clone());
+                let connection = Connection::new(stream, peer, config.clone());
                 tracker.spawn(async move {
                     let _guard = guard;
                     connection.run().await;
@@ -239,17 +238,15 @@ impl Server {
                 let config = config.clone();
                 tracker.spawn(async move {
                     let _guard = guard;
-                    let stream = if config.tls_config.is_some() {
-                        match tls::handshake(stream, peer, &config).await {
-                            Some(stream) => stream,
-                            None => return,
-                        }
-                    } else {
-                        Stream::plain(stream)
-                    };
-                    let info = Arc::new(ConnectionInfo::of(&stream, peer));
-                    let connection = Connection::new(stream, peer, config);
-                    info.scope(connection.run()).await;
+                    if config.tls_config.is_none() {
+                        let info = Arc::new(ConnectionInfo::of(&stream, None, peer));
+                        let connection = Connection::new(stream, peer, config);
+                        info.scope(connection.run()).await;
+                    } else if let Some(stream) = tls::handshake(stream, peer, &config).await {
+                        let info = ConnectionInfo::of(stream.tcp(), stream.server_tls(), peer);
+                        let connection = Connection::new(stream, peer, config);
+                        Arc::new(info).scope(connection.run()).await;
+                    }
                 });
             }
         }

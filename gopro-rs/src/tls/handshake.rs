@@ -22,21 +22,25 @@ pub(crate) enum FirstByte {
 }
 
 impl FirstByte {
-    pub(crate) fn of(byte: u8) -> FirstByte {
-        match byte {
-            0x16 => FirstByte::Tls,
-            b if b == crate::MAGIC.to_be_bytes()[0] => FirstByte::GoPro,
-            b => FirstByte::Other(b),
+    /// What the first bytes that arrived (one or two) say.
+    pub(crate) fn of(bytes: &[u8]) -> FirstByte {
+        let magic = crate::MAGIC.to_be_bytes();
+        match bytes {
+            [] => FirstByte::Closed,
+            [0x16, ..] => FirstByte::Tls,
+            // Two bytes of the magic, or the first when only it has come
+            // (an HTTP `GET` also starts with 0x47).
+            [first] if *first == magic[0] => FirstByte::GoPro,
+            [first, second, ..] if [*first, *second] == magic => FirstByte::GoPro,
+            [first, ..] => FirstByte::Other(*first),
         }
     }
 
-    /// Waits for the first byte and looks at it, leaving it in the socket.
+    /// Waits for the first bytes and looks at them, leaving them in the socket.
     pub(crate) async fn peek(tcp: &TcpStream) -> io::Result<FirstByte> {
-        let mut byte = [0u8; 1];
-        Ok(match tcp.peek(&mut byte).await? {
-            0 => FirstByte::Closed,
-            _ => FirstByte::of(byte[0]),
-        })
+        let mut bytes = [0u8; 2];
+        let n = tcp.peek(&mut bytes).await?;
+        Ok(FirstByte::of(&bytes[..n]))
     }
 }
 

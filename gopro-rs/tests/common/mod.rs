@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod pki;
 #[cfg(feature = "cli")]
 pub mod process;
 pub mod server;

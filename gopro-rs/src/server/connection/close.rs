@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use super::read::MIN_READ;
 use super::{Connection, Flow, Peer};
 use crate::server::pool;
+use crate::stream::Transport;
 use crate::{Command, Error, HEADER_LEN};
 
 /// How long a closing connection keeps reading (and discarding) so that the
@@ -21,18 +22,18 @@ const LINGER: Duration = Duration::from_millis(500);
 /// The first two bytes of a TLS handshake record, read as a magic.
 const TLS_RECORD: u16 = 0x1603;
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// The stream cannot be trusted: say why, then close (SPEC §2).
     pub(super) async fn protocol_error(&mut self, error: Error) -> Flow {
         if matches!(error, Error::BadMagic { found: TLS_RECORD }) {
             // A TLS record header (0x16 0x03): a TLS client on a plaintext
             // port, who could not read an ERROR frame.
-            warn!(peer = %Peer(&self.stream), "TLS client on a plaintext port: closing");
+            warn!(peer = %Peer(self.stream.tcp()), "TLS client on a plaintext port: closing");
             self.count_error(|c| &c.protocol);
             self.linger().await;
             return Flow::Close;
         }
-        warn!(peer = %Peer(&self.stream), "protocol error: {error}");
+        warn!(peer = %Peer(self.stream.tcp()), "protocol error: {error}");
         self.count_error(|c| &c.protocol);
         self.push_error(&error.to_string());
         self.sent(1);
@@ -79,7 +80,7 @@ impl Connection {
         self.count_error(|c| &c.read_timeout);
         let mid_frame = self.rbuf.is_some() || self.decoder.pending_header().is_some();
         if mid_frame {
-            info!(peer = %Peer(&self.stream), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
+            info!(peer = %Peer(self.stream.tcp()), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
             self.push_error(&format!(
                 "read timeout: no whole frame within {:?}",
                 self.config.read_timeout
@@ -87,7 +88,7 @@ impl Connection {
             self.sent(1);
             let _ = self.close_after_flush().await;
         } else {
-            debug!(peer = %Peer(&self.stream), "idle past the read timeout: closing");
+            debug!(peer = %Peer(self.stream.tcp()), "idle past the read timeout: closing");
         }
     }
 

@@ -10,6 +10,7 @@
 
 use super::{Connection, MESSAGE_PREFIX};
 use crate::server::pool;
+use crate::stream::Transport;
 use crate::{Command, HEADER_LEN};
 
 /// A connection's share of the memory budget.
@@ -23,7 +24,7 @@ pub(super) struct Held {
     pub(super) replies: usize,
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// Claims from the memory budget the whole of a frame too large for a
     /// pooled buffer before more of it is read; `Err` with the bytes still
     /// to claim when the budget cannot cover them now.

@@ -42,7 +42,7 @@ use tracing::{debug, info};
 
 use super::config::Config;
 use super::stats::Counters;
-use crate::stream::Stream;
+use crate::stream::Transport;
 use crate::{Codec, Decoder};
 use memory::Held;
 use slow::Slow;
@@ -72,19 +72,21 @@ enum Flow {
 }
 
 /// The peer's address, looked up only when a log line is written.
-struct Peer<'a>(&'a Stream);
+struct Peer<'a>(&'a tokio::net::TcpStream);
 
 impl fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.tcp().peer_addr() {
+        match self.0.peer_addr() {
             Ok(addr) => addr.fmt(f),
             Err(_) => f.write_str("(disconnected)"),
         }
     }
 }
 
-pub(crate) struct Connection {
-    stream: Stream,
+/// One connection over its stream: the bare socket for plaintext, a
+/// [`Stream`](crate::stream::Stream) for TLS.
+pub(crate) struct Connection<T> {
+    stream: T,
     config: Arc<Config>,
     decoder: Decoder,
     /// The read buffer, held only while a frame is partly received.
@@ -102,8 +104,8 @@ pub(crate) struct Connection {
     held: Option<Box<Held>>,
 }
 
-impl Connection {
-    pub(crate) fn new(stream: Stream, peer: SocketAddr, config: Arc<Config>) -> Connection {
+impl<T: Transport> Connection<T> {
+    pub(crate) fn new(stream: T, peer: SocketAddr, config: Arc<Config>) -> Connection<T> {
         // Replies are batched by hand: one write per batch, so Nagle only adds latency.
         let _ = stream.tcp().set_nodelay(true);
         info!(%peer, "connection opened");
@@ -178,7 +180,7 @@ impl Connection {
                     break;
                 }
                 Event::Readable(Err(e)) => {
-                    debug!(peer = %Peer(&self.stream), "connection failed: {e}");
+                    debug!(peer = %Peer(self.stream.tcp()), "connection failed: {e}");
                     self.count_error(|c| &c.io);
                     break;
                 }
@@ -194,7 +196,7 @@ impl Connection {
             }
         }
         self.release_buffers();
-        info!(peer = %Peer(&self.stream), "connection closed");
+        info!(peer = %Peer(self.stream.tcp()), "connection closed");
     }
 
     /// End of the time allowed for the next whole frame.
@@ -236,7 +238,7 @@ mod tests {
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (stream, peer) = accepted.unwrap();
         let config = Arc::new(crate::server::ServerBuilder::new().into_config());
-        let future = Connection::new(Stream::plain(stream), peer, config).run();
+        let future = Connection::new(stream, peer, config).run();
         let size = std::mem::size_of_val(&future);
         drop(client);
         eprintln!("connection future: {size} bytes");

@@ -25,6 +25,7 @@ use super::{deadline_after, Connection, Peer, Step};
 use crate::server::handler::{BoxFuture, Inline, Reply};
 use crate::server::pool;
 use crate::server::stats::Counters;
+use crate::stream::Transport;
 use crate::Command;
 
 /// A handler's future, guarded against panics. Called and first polled on
@@ -38,7 +39,7 @@ pub(super) type Call =
 /// path.
 const INLINE_CALL_BODY: usize = 4096;
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// Reads what has arrived, handles the whole frames, writes the replies,
     /// all without waiting; hands over to [`slow_path`](Self::slow_path)
     /// when something has to wait (a handler, a login, a full socket).
@@ -54,7 +55,7 @@ impl Connection {
             Ok(Read { len: 0, .. }) => {
                 if self.decoder.is_mid_frame(&buf) {
                     if let Err(e) = self.decoder.decode_eof(&mut buf) {
-                        info!(peer = %Peer(&self.stream), "peer closed mid-frame: {e}");
+                        info!(peer = %Peer(self.stream.tcp()), "peer closed mid-frame: {e}");
                     }
                 }
                 buf.clear();
@@ -68,7 +69,7 @@ impl Connection {
                 return Step::Continue;
             }
             Err(e) => {
-                debug!(peer = %Peer(&self.stream), "read failed: {e}");
+                debug!(peer = %Peer(self.stream.tcp()), "read failed: {e}");
                 self.count_error(|c| &c.io);
                 buf.clear();
                 pool::give(buf);
@@ -114,7 +115,7 @@ impl Connection {
                     .decoder
                     .skip_run(buf, &mut at, Command::HEARTBEAT, room);
                 if run > 0 {
-                    debug!(peer = %Peer(&self.stream), count = run, "HEARTBEAT frames");
+                    debug!(peer = %Peer(self.stream.tcp()), count = run, "HEARTBEAT frames");
                     handled += run;
                     inline += run;
                     if echo.end != start {
@@ -133,7 +134,7 @@ impl Connection {
             };
             handled += 1;
             let length = header.length as usize;
-            debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
+            debug!(peer = %Peer(self.stream.tcp()), command = %header.command, length, "frame");
             self.push_echo(buf, &mut echo);
             if self.handle_inline(header.command, &buf[at - length..at]) {
                 // Every built-in command handled inline gets one reply.

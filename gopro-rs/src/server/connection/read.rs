@@ -12,6 +12,7 @@ use bytes::BytesMut;
 
 use super::Connection;
 use crate::server::pool;
+use crate::stream::Transport;
 use crate::HEADER_LEN;
 
 /// Reads ask for at least this much room, and at most this much at once.
@@ -28,7 +29,7 @@ pub(super) struct Read {
     pub(super) drained: bool,
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// The buffer to read into: the partial frame held, in a pooled buffer,
     /// with room for what that frame still needs. The room grows with what
     /// has arrived (at most doubling), so a header announcing a large body

@@ -12,9 +12,10 @@ use tracing::debug;
 use super::{Connection, Peer, MESSAGE_PREFIX};
 use crate::server::handler::Reply;
 use crate::server::pool;
+use crate::stream::Transport;
 use crate::{Command, Encoder, HEADER_LEN, VERSION};
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// The buffer replies go into, taken from the pool on first use.
     #[inline]
     pub(super) fn out(&mut self) -> &mut BytesMut {
@@ -92,7 +93,7 @@ impl Connection {
     }
 
     pub(super) fn push_error(&mut self, reason: &str) {
-        debug!(peer = %Peer(&self.stream), "ERROR {reason}");
+        debug!(peer = %Peer(self.stream.tcp()), "ERROR {reason}");
         // Reasons are short; cut one that is not, on a character boundary.
         let mut end = reason.len().min(self.config.max_body).min(4096);
         while !reason.is_char_boundary(end) {

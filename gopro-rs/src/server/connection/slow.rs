@@ -17,6 +17,7 @@ use super::process::Call;
 use super::{deadline_after, Connection, Flow, Peer};
 use crate::server::handler::BoxFuture;
 use crate::server::pool;
+use crate::stream::Transport;
 use crate::{Command, Error, Header};
 
 /// Why [`Connection::step`] had to stop before it was done.
@@ -38,7 +39,7 @@ pub(super) enum Slow {
     Budget(usize),
 }
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// Goes on from where [`step`](Self::step) had to stop, waiting where it
     /// must, until the buffer is handled and the replies written.
     pub(super) async fn slow_path(&mut self, mut buf: BytesMut, mut slow: Slow) -> Flow {
@@ -46,12 +47,12 @@ impl Connection {
             match slow {
                 Slow::Error(e) => break self.protocol_error(e).await,
                 Slow::Io(e) => {
-                    debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                    debug!(peer = %Peer(self.stream.tcp()), "write failed: {e}");
                     self.count_error(|c| &c.io);
                     break Flow::Close;
                 }
                 Slow::Budget(more) => {
-                    debug!(peer = %Peer(&self.stream), more, "waiting for the memory budget");
+                    debug!(peer = %Peer(self.stream.tcp()), more, "waiting for the memory budget");
                     let shared = self.config.shared.clone();
                     let shutdown = self.config.shutdown.clone();
                     tokio::select! {
@@ -153,7 +154,7 @@ impl Connection {
                 self.logged_in = true;
                 self.login_failures = 0;
                 self.decoder.set_max_body(self.config.max_body);
-                info!(peer = %Peer(&self.stream), "logged in");
+                info!(peer = %Peer(self.stream.tcp()), "logged in");
                 self.push_parts(Command::LOGIN, b"OK", &[]);
                 Flow::Continue
             }
@@ -161,7 +162,7 @@ impl Connection {
                 self.count_error(|c| &c.login);
                 self.login_failures += 1;
                 let max = self.config.max_login_failures;
-                warn!(peer = %Peer(&self.stream), failures = self.login_failures, "login failed: {reason}");
+                warn!(peer = %Peer(self.stream.tcp()), failures = self.login_failures, "login failed: {reason}");
                 if self.login_failures >= max {
                     self.push_error(&format!(
                         "login failed: {reason}; {max} failed logins in a row, closing"

@@ -10,8 +10,9 @@ use tracing::{debug, warn};
 
 use super::{Connection, Flow, Peer};
 use crate::server::pool;
+use crate::stream::Transport;
 
-impl Connection {
+impl<T: Transport> Connection<T> {
     /// Writes every buffered reply, waiting (within the write timeout) for a
     /// peer that is slow to read.
     pub(super) async fn flush(&mut self) -> Flow {
@@ -27,12 +28,12 @@ impl Connection {
         match result {
             Ok(()) => Flow::Continue,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                warn!(peer = %Peer(&self.stream), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
+                warn!(peer = %Peer(self.stream.tcp()), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
                 self.count_error(|c| &c.write_timeout);
                 Flow::Close
             }
             Err(e) => {
-                debug!(peer = %Peer(&self.stream), "write failed: {e}");
+                debug!(peer = %Peer(self.stream.tcp()), "write failed: {e}");
                 self.count_error(|c| &c.io);
                 Flow::Close
             }
