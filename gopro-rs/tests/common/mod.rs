@@ -3,5 +3,6 @@
 
 #[cfg(feature = "cli")]
 pub mod process;
+#[cfg(feature = "runtime")]
 pub mod server;
 pub mod vectors;
