@@ -61,3 +61,8 @@ pub mod settings;
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod error_samples;
+
+// The examples of the crate's README (what crates.io shows) are tested too.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
