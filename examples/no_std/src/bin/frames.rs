@@ -1,8 +1,9 @@
 //! The codec with `alloc`: `Decoder::decode` takes `Frame`s out of a
 //! `BytesMut`, `Encoder::encode` appends the replies to another. The
-//! allocator is a sketch (an arena that starts over whenever every block is
-//! free), enough for a request/reply loop and for measuring; a real device
-//! would use a general one such as the `embedded-alloc` crate.
+//! allocator is only good for measuring the image: an arena that starts over
+//! once every block is free, which the long-lived receive buffer below never
+//! lets happen, so it runs dry after a few KiB of replies. A real device
+//! uses a general allocator, such as the `embedded-alloc` crate's.
 #![no_std]
 #![no_main]
 
