@@ -30,8 +30,13 @@ export GOPRO_GO_BIN="$root/interop/go/bin"
 cargo test --workspace --all-targets --features gopro/cli
 cargo test --workspace --doc
 
-# The C and Python layers have their own scripts; each installs what it needs.
-for part in c python; do
+step "Rust: the crate as published: its documentation and package"
+RUSTDOCFLAGS="-D warnings" cargo doc -p gopro --no-deps --all-features
+cargo publish --dry-run -p gopro --allow-dirty
+
+# The no_std codec, the C and Python layers have their own scripts; each
+# installs what it needs.
+for part in nostd c python; do
   if [ -x "scripts/test-$part.sh" ]; then
     step "$part"
     "scripts/test-$part.sh"

@@ -102,8 +102,8 @@ impl CommandSet {
 /// What the server's bytes meant.
 #[derive(Debug)]
 pub enum Event {
-    /// The reply to the request at `position` (an ERROR frame included:
-    /// see [`reply_result`](super::reply_result)).
+    /// The reply to the request at `position` (an ERROR frame included,
+    /// which the client turns into [`ClientError::Server`]).
     Reply {
         /// The request answered.
         position: Position,

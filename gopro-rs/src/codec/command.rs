@@ -1,6 +1,6 @@
 //! The command byte of a frame.
 
-use std::fmt;
+use core::fmt;
 
 /// The command byte of a frame (SPEC §3).
 ///

@@ -1,8 +1,11 @@
 //! The framing state machine: bytes in, frames out.
 
+#[cfg(feature = "alloc")]
 use bytes::{Buf, BytesMut};
 
-use super::{Command, Error, Frame, Header, HEADER_LEN, MAGIC, VERSION};
+#[cfg(feature = "alloc")]
+use super::Frame;
+use super::{Command, Error, Header, HEADER_LEN, MAGIC, VERSION};
 
 /// Turns a byte stream into frames, with no IO of its own.
 ///
@@ -27,6 +30,10 @@ use super::{Command, Error, Frame, Header, HEADER_LEN, MAGIC, VERSION};
 /// ```
 ///
 /// After an error the stream is out of sync: drop the decoder and the buffer.
+///
+/// [`Decoder::decode`] and the other `BytesMut` calls need the `alloc`
+/// feature; [`Decoder::decode_slice`] works on any byte slice, with no
+/// allocator.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     max_body: usize,
@@ -123,6 +130,7 @@ impl Decoder {
 
     /// Takes the next complete frame out of `src`, or returns `Ok(None)` and
     /// keeps what is there until more bytes arrive.
+    #[cfg(feature = "alloc")]
     #[inline]
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         Ok(self.decode_in_place(src)?.map(|header| Frame {
@@ -149,6 +157,7 @@ impl Decoder {
     /// buf.advance(header.length as usize);
     /// # Ok::<(), gopro::Error>(())
     /// ```
+    #[cfg(feature = "alloc")]
     #[inline]
     pub fn decode_in_place(&mut self, src: &mut BytesMut) -> Result<Option<Header>, Error> {
         let mut used = 0;
@@ -240,6 +249,7 @@ impl Decoder {
     /// Like [`Decoder::decode`], for when the stream has ended: bytes left
     /// over that do not make a whole frame are an [`Error::UnexpectedEof`],
     /// never a short frame. Returns `Ok(None)` on a clean end between frames.
+    #[cfg(feature = "alloc")]
     pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         if let Some(frame) = self.decode(src)? {
             return Ok(Some(frame));
@@ -273,7 +283,7 @@ impl Decoder {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod end_of_stream_tests {
     use super::*;
 
@@ -300,5 +310,76 @@ mod end_of_stream_tests {
         buf.extend_from_slice(b"e");
         assert!(d.decode(&mut buf).unwrap().is_some());
         assert_eq!(eof(d.end_of_stream(&buf)), None);
+    }
+}
+
+/// The allocator-free path (`decode_slice` with `Encoder::encode_slice`);
+/// these run without the `alloc` feature too.
+#[cfg(test)]
+mod slice_tests {
+    use super::*;
+    use crate::Encoder;
+
+    /// Two frames, cut at every byte: the decoder first sees the bytes up to
+    /// the cut, then the whole stream, as a receive buffer that grew.
+    #[test]
+    fn decode_slice_finds_every_frame_wherever_the_stream_is_cut() {
+        let mut wire = [0u8; 8 + 3 + 8];
+        let encoder = Encoder::new();
+        let n = encoder
+            .encode_slice(VERSION, Command::MESSAGE, &[b"ab", b"c"], &mut wire)
+            .unwrap();
+        encoder
+            .encode_slice(VERSION, Command::HEARTBEAT, &[], &mut wire[n..])
+            .unwrap();
+        for cut in 0..=wire.len() {
+            let mut dec = Decoder::new();
+            let mut at = 0;
+            let mut found = [None; 3];
+            let mut count = 0;
+            for src in [&wire[..cut], &wire[..]] {
+                while let Some(header) = dec.decode_slice(src, &mut at).unwrap() {
+                    let body = &src[at - header.length as usize..at];
+                    found[count] = Some((header.command, body));
+                    count += 1;
+                }
+            }
+            assert_eq!(at, wire.len(), "cut at {cut}");
+            assert!(!dec.is_mid_frame(&wire[at..]), "cut at {cut}");
+            assert_eq!(
+                found,
+                [
+                    Some((Command::MESSAGE, &b"abc"[..])),
+                    Some((Command::HEARTBEAT, &b""[..])),
+                    None
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_slice_checks_the_header_before_the_body_arrives() {
+        let mut dec = Decoder::builder().max_body(4).build().decoder().clone();
+        let mut at = 0;
+        let err = dec
+            .decode_slice(b"GO\x01\x01\x00\x00\x00\x05", &mut at)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BodyTooLarge {
+                    length: 5,
+                    limit: 4
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(at, 0);
+        let err = dec.decode_slice(b"HTTP/1.1", &mut at).unwrap_err();
+        assert!(matches!(err, Error::BadMagic { found: 0x4854 }), "{err:?}");
+        // An error type for `?` and `Box<dyn Error>` with or without std.
+        let err: &dyn core::error::Error = &err;
+        assert!(err.source().is_none());
     }
 }

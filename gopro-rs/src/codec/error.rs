@@ -49,7 +49,9 @@ pub enum Error {
         /// Bytes the buffer had room for.
         capacity: usize,
     },
-    /// The underlying transport failed (only from IO adapters, never from the sans-IO codec).
+    /// The underlying transport failed (only from IO adapters, never from the sans-IO codec;
+    /// feature `std`).
+    #[cfg(feature = "std")]
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,6 +67,7 @@ impl Error {
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::UnexpectedEof { .. } => "unexpected_eof",
             Error::BufferTooSmall { .. } => "buffer_too_small",
+            #[cfg(feature = "std")]
             Error::Io(_) => "io",
         }
     }

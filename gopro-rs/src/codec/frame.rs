@@ -1,5 +1,8 @@
 //! A whole frame: header fields and body.
 
+use alloc::borrow::Cow;
+use alloc::string::String;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Command, Error, Header, HEADER_LEN, VERSION};
@@ -93,7 +96,7 @@ impl Frame {
     }
 
     /// The body as UTF-8 text, lossily (ERROR and GOAWAY reasons are UTF-8).
-    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+    pub fn body_text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
     }
 }

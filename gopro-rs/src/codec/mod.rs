@@ -16,6 +16,7 @@ mod command;
 mod decoder;
 mod encoder;
 mod error;
+#[cfg(feature = "alloc")]
 mod frame;
 mod header;
 #[cfg(feature = "runtime")]
@@ -26,5 +27,6 @@ pub use command::Command;
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use error::Error;
+#[cfg(feature = "alloc")]
 pub use frame::Frame;
 pub use header::{Header, DEFAULT_MAX_BODY, HEADER_LEN, MAGIC, VERSION};

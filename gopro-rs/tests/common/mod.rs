@@ -4,5 +4,6 @@
 pub mod pki;
 #[cfg(feature = "cli")]
 pub mod process;
+#[cfg(feature = "runtime")]
 pub mod server;
 pub mod vectors;
