@@ -9,7 +9,12 @@
 #      CPython's ssl (scripts/lib/tls_heartbeat.py), over TLS 1.2 and 1.3;
 #   3. each of those clients refuses the wrong CA, the expired and the
 #      wrong-host certificates, and the mTLS server refuses them without a
-#      client certificate or with other-client's.
+#      client certificate or with other-client's;
+#   4. the same foreign clients (s_client, CPython ssl, Go crypto/tls)
+#      against `gopro serve --tls-cert` ($GOPRO_BIN), gopro's client against
+#      the Go TLS server, plaintext on TLS and TLS on plaintext, garbage and a
+#      1-byte-a-second handshake, and SIGHUP reloads (a bad file keeps the
+#      certificate in use).
 # Needs openssl (installed by tls-certs.sh when missing), python3 and go.
 # Usage: scripts/test-tls-certs.sh
 set -euo pipefail
@@ -179,6 +184,126 @@ expect_fail "mTLS server refuses python without a certificate" "certificate requ
 expect_fail "mTLS server refuses python with other-client.pem" "FAIL: .*TLS error" \
   py "$p_mtls" --ca "$pki/ca.pem" --cert "$pki/other-client.pem" --key "$pki/other-client.key"
 expect_fail "python reports a plain GoPro server" "FAIL: .*(TLS error|closed|reset)" py "$p_plain" --ca "$pki/ca.pem"
+
+echo "== gopro serve as the TLS server, its foreign clients: openssl s_client, CPython ssl, Go crypto/tls"
+gopro=${GOPRO_BIN:-target/release/gopro}
+[ -x "$gopro" ] || { echo "test-tls-certs: $gopro is not built" >&2; exit 1; }
+# gopro_serve NAME ARGS...: starts gopro serve, sets $port to its port.
+gopro_serve() {
+  local name=$1 i
+  shift
+  GOPRO_LOG=info "$gopro" serve --listen 127.0.0.1:0 "$@" >/dev/null 2>"$tmp/$name.log" &
+  pids+=($!)
+  for i in $(seq 200); do
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.log")
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  echo "test-tls-certs: gopro serve ($name) did not start:" >&2
+  cat "$tmp/$name.log" >&2
+  exit 1
+}
+gtls() { echo --tls-cert "$pki/$1.pem" --tls-key "$pki/$1.key"; }
+# shellcheck disable=SC2046 # word splitting of gtls is intended
+{
+  gopro_serve g-server $(gtls server); g_server=$port
+  gopro_serve g-mtls $(gtls server) --tls-client-ca "$pki/ca.pem"; g_mtls=$port
+  gopro_serve g-expired $(gtls expired); g_expired=$port
+  gopro_serve g-wrong $(gtls wrong-host); g_wrong=$port
+  gopro_serve g-slow $(gtls server) --tls-handshake-timeout 1s; g_slow=$port
+  gopro_serve g-plain; g_plain=$port
+}
+expect_ok "s_client: HEARTBEAT echoed by gopro over TLS 1.3" s_client "$g_server" "$pki/ca.pem" localhost -tls1_3
+expect_ok "s_client: HEARTBEAT echoed by gopro over TLS 1.2" s_client "$g_server" "$pki/ca.pem" localhost -tls1_2
+expect_ok "s_client: HEARTBEAT echoed by gopro, mTLS" \
+  s_client "$g_mtls" "$pki/ca.pem" localhost -cert "$pki/client.pem" -key "$pki/client.key"
+expect_fail "s_client: gopro's mTLS refuses no certificate" "certificate required|0 of 8 reply bytes" \
+  s_client "$g_mtls" "$pki/ca.pem" localhost
+expect_fail "s_client: gopro's mTLS refuses other-client.pem" "unknown ca|bad certificate|0 of 8 reply bytes" \
+  s_client "$g_mtls" "$pki/ca.pem" localhost -cert "$pki/other-client.pem" -key "$pki/other-client.key"
+expect_fail "s_client refuses gopro's expired.pem" "certificate has expired" \
+  s_client "$g_expired" "$pki/ca.pem" localhost
+expect_fail "s_client refuses gopro's wrong-host.pem" "hostname mismatch" \
+  s_client "$g_wrong" "$pki/ca.pem" localhost
+expect_ok "python ssl: HEARTBEAT and MESSAGE by gopro over TLS 1.3" py "$g_server" --ca "$pki/ca.pem" --tls-version 1.3
+expect_ok "python ssl: HEARTBEAT and MESSAGE by gopro over TLS 1.2, by name" \
+  py "$g_server" --ca "$pki/ca.pem" --server-name localhost --tls-version 1.2
+expect_ok "python ssl: gopro mTLS" py "$g_mtls" --ca "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key"
+expect_fail "python ssl: gopro's mTLS refuses no certificate" "FAIL" py "$g_mtls" --ca "$pki/ca.pem"
+expect_fail "python ssl refuses gopro's expired.pem" "certificate has expired" py "$g_expired" --ca "$pki/ca.pem"
+expect_ok "Go client (crypto/tls) against gopro, all scenarios" \
+  "$tmp/bin/client" -scenario all -addr $h:$g_server "${ca[@]}"
+expect_ok "Go client (crypto/tls) against gopro, mTLS" \
+  client -addr $h:$g_mtls "${ca[@]}" -tls-cert "$pki/client.pem" -tls-key "$pki/client.key"
+expect_ok "gopro send --tls-ca against the Go TLS server" \
+  "$gopro" send --addr $h:$p_server --tls-ca "$pki/ca.pem" hello
+expect_ok "gopro send with a client certificate against the Go mTLS server" \
+  "$gopro" send --addr $h:$p_mtls --tls-ca "$pki/ca.pem" --tls-cert "$pki/client.pem" --tls-key "$pki/client.key" hi
+expect_fail "gopro send refuses the Go server's expired.pem" "certificate expired" \
+  "$gopro" send --addr $h:$p_expired --tls-ca "$pki/ca.pem" x
+expect_fail "gopro send: plaintext on gopro's TLS port is told so" "this port requires TLS" \
+  "$gopro" send --addr $h:$g_server x
+expect_fail "gopro send --tls on a plaintext port: the handshake fails" "TLS handshake" \
+  "$gopro" send --addr $h:$g_plain --tls-ca "$pki/ca.pem" x
+expect_ok "gopro logs the TLS client on its plaintext port" grep -q "TLS client on a plaintext port" "$tmp/g-plain.log"
+expect_ok "gopro logs the plaintext client on its TLS port" grep -q "plaintext GoPro client on a TLS port" "$tmp/g-server.log"
+# Garbage instead of a ClientHello, and a ClientHello one byte a second:
+# both closed (the second at the 1 s handshake deadline) while others are served.
+expect_ok "garbage and a 1-byte-a-second handshake are closed; others served meanwhile" python3 - "$g_slow" "$pki/ca.pem" <<'PY'
+import socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+garbage = socket.create_connection(("127.0.0.1", port), timeout=3)
+garbage.sendall(b"\x00\x01 not a hello")
+try:
+    # Closed at once: an end of stream, or a reset for the unread bytes.
+    assert garbage.recv(100) == b"", "garbage was answered"
+except ConnectionResetError:
+    pass
+slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+start = time.monotonic()
+hello = bytes.fromhex("16030100a5010000a10303")
+closed_after = None
+for b in hello * 3:
+    try:
+        slow.sendall(bytes([b]))
+    except OSError:
+        closed_after = time.monotonic() - start
+        break
+    # Meanwhile a real client is served.
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(bytes.fromhex("474f010000000000"))
+            assert tls.recv(8) == bytes.fromhex("474f010000000000")
+    time.sleep(0.25)
+    slow.settimeout(0.01)
+    try:
+        if slow.recv(1) == b"":
+            closed_after = time.monotonic() - start
+            break
+    except socket.timeout:
+        pass
+    except OSError:
+        closed_after = time.monotonic() - start
+        break
+assert closed_after is not None, "the trickling handshake was never closed"
+assert 0.8 <= closed_after <= 3.0, f"closed after {closed_after:.2f} s, not at the 1 s deadline"
+print(f"trickling handshake closed after {closed_after:.2f} s")
+PY
+expect_ok "gopro logs the late handshake" grep -q "TLS handshake not finished in time" "$tmp/g-slow.log"
+# SIGHUP reloads the certificate files; a bad file keeps the one in use.
+cp "$pki/server.pem" "$tmp/reload.pem"; cp "$pki/server.key" "$tmp/reload.key"
+gopro_serve g-reload --tls-cert "$tmp/reload.pem" --tls-key "$tmp/reload.key"; g_reload=$port
+g_reload_pid=${pids[-1]}
+echo "not a certificate" >"$tmp/reload.pem"
+kill -HUP "$g_reload_pid"; sleep 0.5
+expect_ok "a failed SIGHUP reload is logged and the old certificate stays" \
+  bash -c 'grep -q "TLS certificate not reloaded" "$1" && python3 scripts/lib/tls_heartbeat.py 127.0.0.1 "$2" --ca "$3"' \
+  _ "$tmp/g-reload.log" "$g_reload" "$pki/ca.pem"
+cp "$pki/wrong-host.pem" "$tmp/reload.pem"; cp "$pki/wrong-host.key" "$tmp/reload.key"
+kill -HUP "$g_reload_pid"; sleep 0.5
+expect_fail "after SIGHUP the new certificate (wrong-host.pem) is served" "not valid for 'localhost'" \
+  py "$g_reload" --ca "$pki/ca.pem" --server-name localhost
 
 if [ "$failures" -ne 0 ]; then
   echo "test-tls-certs: $failures check(s) failed" >&2
