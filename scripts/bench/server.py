@@ -4,6 +4,8 @@ server pinned to one core and the load generator to the other, and reports
 server CPU time per reply (from /proc/PID/stat) and resident memory.
 
 Usage: scripts/bench-server.sh [--duration 3s] [--idle 10000] [--stalled 1000]
+       scripts/bench-server.sh --tls [--rounds 4]   (TLS: gopro against itself
+       in plaintext and against Go's crypto/tls server, per reply and per handshake)
 """
 
 import argparse
@@ -89,12 +91,12 @@ class Server:
             self.proc.kill()
 
 
-def load(server, command, conns, pipeline, size, duration):
+def load(server, command, conns, pipeline, size, duration, extra=()):
     before = server.cpu_seconds()
     out = subprocess.run(
         ["taskset", "-c", LOAD_CPU, GOPRO, "bench", "--addr", server.addr, "--conns", str(conns),
          "--pipeline", str(pipeline), "--size", str(size), "--duration", duration,
-         "--command", command, "--json", "--threads", "1"],
+         "--command", command, "--json", "--threads", "1", *extra],
         capture_output=True, text=True, check=False,
     )
     cpu = server.cpu_seconds() - before
@@ -102,6 +104,7 @@ def load(server, command, conns, pipeline, size, duration):
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     report = json.loads(out.stdout)
     report["cpu_ns_per_reply"] = cpu * 1e9 / max(report["replies"], 1)
+    report["cpu_us_per_connection"] = cpu * 1e6 / max(report.get("connections", 1), 1)
     return report
 
 
@@ -135,7 +138,13 @@ def main():
                    help="then alternate gopro and the byte-echo at 50x64 this many times, "
                         "and report the median of the per-round ratios (steadier than one run)")
     p.add_argument("--only-rounds", action="store_true", help="skip the full table")
+    p.add_argument("--tls", action="store_true",
+                   help="TLS: gopro plaintext, gopro TLS and Go crypto/tls, per reply at 50x64 "
+                        "and per full handshake, alternating for --rounds rounds (default 3)")
     args = p.parse_args()
+    if args.tls:
+        tls_rounds(args)
+        return
     if args.only_rounds:
         rounds(args)
         return
@@ -225,6 +234,72 @@ def rounds(args):
     for command, values in ratios.items():
         print(f"50x64 32B {command}: median gopro / byte-echo over {len(values)} rounds: "
               f"{statistics.median(values):.2f}x (from {min(values):.2f}x to {max(values):.2f}x)")
+
+
+def tls_rounds(args):
+    """Server CPU per reply over TLS at 50x64 against gopro's plaintext figure
+    and Go's crypto/tls server, and per full handshake against Go's."""
+    import tempfile
+    pki = tempfile.mkdtemp(prefix="gopro-bench-tls-")
+    subprocess.run([os.path.join(ROOT, "scripts/tls-certs.sh"), pki], check=True,
+                   stdout=subprocess.DEVNULL)
+    cert, key, ca = (os.path.join(pki, f) for f in ("server.pem", "server.key", "ca.pem"))
+    SERVERS["gopro TLS"] = SERVERS["gopro"] + ["--tls-cert", cert, "--tls-key", key]
+    SERVERS["Go crypto/tls"] = [GO_SERVER, "-addr", "127.0.0.1:0", "-tuned", "-quiet",
+                                "-tls-cert", cert, "-tls-key", key]
+    tls = ["--tls-ca", ca]
+    # Each connection closes after one reply and the next makes a full
+    # handshake (no resumption): the server's CPU per connection is that
+    # of a handshake, plus one small round trip.
+    handshake = ["--reconnect-every", "1", "--tls-no-resumption"]
+    names = ["gopro", "gopro TLS", "Go crypto/tls"]
+    runs = {n: {"heartbeat": [], "message": [], "handshake": []} for n in names}
+
+    def run(name):
+        server = Server(name)
+        extra = tls if name != "gopro" else []
+        try:
+            load(server, "heartbeat", 50, 64, 32, "1s", extra)
+            time.sleep(0.5)
+            for command in ("heartbeat", "message"):
+                r = load(server, command, 50, 64, 32, args.duration, extra)
+                runs[name][command].append(r.get("cpu_ns_per_reply"))
+                print(f"{name:14} 50x64 32B {command:9} " + (
+                    f"{r['replies_per_sec']:>9.0f}/s  cpu {r['cpu_ns_per_reply']:6.0f} ns/reply"
+                    if "error" not in r else r["error"]), flush=True)
+            if name != "gopro":
+                r = load(server, "heartbeat", 4, 1, 32, args.duration, extra + handshake)
+                runs[name]["handshake"].append(r.get("cpu_us_per_connection"))
+                print(f"{name:14} full handshakes   " + (
+                    f"{r['connections']:>9} conns  cpu {r['cpu_us_per_connection']:6.0f} us/handshake"
+                    if "error" not in r else r["error"]), flush=True)
+        finally:
+            server.stop()
+
+    for i in range(args.rounds or 3):
+        order = names if i % 2 == 0 else list(reversed(names))
+        for name in order:
+            run(name)
+
+    def ratio(a, b, key):
+        pairs = [x / y for x, y in zip(runs[a][key], runs[b][key]) if x and y]
+        if not pairs:
+            return "–"
+        return f"{statistics.median(pairs):.2f}× ({min(pairs):.2f}–{max(pairs):.2f})"
+
+    print("\n| server CPU, median of per-round ratios | heartbeat | message |")
+    print("|---|---:|---:|")
+    print(f"| gopro TLS / gopro plaintext, per reply at 50×64 (target ≤ 1.5×) | "
+          f"{ratio('gopro TLS', 'gopro', 'heartbeat')} | {ratio('gopro TLS', 'gopro', 'message')} |")
+    print(f"| gopro TLS / Go crypto/tls, per reply at 50×64 (target ≤ 0.7×) | "
+          f"{ratio('gopro TLS', 'Go crypto/tls', 'heartbeat')} | {ratio('gopro TLS', 'Go crypto/tls', 'message')} |")
+    print(f"| gopro TLS / Go crypto/tls, per full handshake (target ≤ 0.8×) | "
+          f"{ratio('gopro TLS', 'Go crypto/tls', 'handshake')} | |")
+    med = lambda v: statistics.median([x for x in v if x]) if any(v) else float("nan")
+    for name in names:
+        r = runs[name]
+        print(f"{name}: median {med(r['heartbeat']):.0f} / {med(r['message']):.0f} ns per reply"
+              + (f", {med(r['handshake']):.0f} us per handshake" if r["handshake"] else ""))
 
 
 def report(results, args):

@@ -27,6 +27,7 @@ pub struct ClientTls {
     roots: Arc<RootCertStore>,
     identity: Option<Identity>,
     server_name: Option<ServerName<'static>>,
+    resumption: bool,
     config: Arc<rustls::ClientConfig>,
 }
 
@@ -69,11 +70,12 @@ impl ClientTls {
 
     fn with_roots(roots: RootCertStore) -> Result<ClientTls, TlsError> {
         let roots = Arc::new(roots);
-        let config = build(&roots, None)?;
+        let config = build(&roots, None, true)?;
         Ok(ClientTls {
             roots,
             identity: None,
             server_name: None,
+            resumption: true,
             config,
         })
     }
@@ -98,7 +100,7 @@ impl ClientTls {
             cert.certificates("certificate")?,
             Arc::new(key.private_key()?),
         );
-        self.config = build(&self.roots, Some(&identity))?;
+        self.config = build(&self.roots, Some(&identity), self.resumption)?;
         self.identity = Some(identity);
         Ok(self)
     }
@@ -107,6 +109,15 @@ impl ClientTls {
     /// whatever address is connected to.
     pub fn server_name(mut self, name: &str) -> Result<ClientTls, TlsError> {
         self.server_name = Some(parse_name(name)?);
+        Ok(self)
+    }
+
+    /// Whether reconnections resume the TLS session (on by default: an
+    /// abbreviated handshake costs both sides less). Off, every connection
+    /// makes a full handshake, e.g. to measure what one costs a server.
+    pub fn resumption(mut self, on: bool) -> Result<ClientTls, TlsError> {
+        self.resumption = on;
+        self.config = build(&self.roots, self.identity.as_ref(), on)?;
         Ok(self)
     }
 
@@ -144,12 +155,13 @@ fn parse_name(name: &str) -> Result<ServerName<'static>, TlsError> {
 fn build(
     roots: &Arc<RootCertStore>,
     identity: Option<&Identity>,
+    resumption: bool,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(roots.clone());
-    let config = match identity {
+    let mut config = match identity {
         None => builder.with_no_client_auth(),
         Some((chain, key)) => builder
             .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -157,6 +169,9 @@ fn build(
                 reason: e.to_string(),
             })?,
     };
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct ClientTlsArgs {
     /// [default: the host of --addr]; implies --tls.
     #[arg(long, value_name = "NAME")]
     tls_server_name: Option<String>,
+    /// Make a full TLS handshake on every connection (no session resumption).
+    #[arg(long)]
+    tls_no_resumption: bool,
 }
 
 impl ClientTlsArgs {
@@ -46,6 +49,9 @@ impl ClientTlsArgs {
         }
         if let Some(name) = &self.tls_server_name {
             tls = tls.server_name(name)?;
+        }
+        if self.tls_no_resumption {
+            tls = tls.resumption(false)?;
         }
         Ok(Some(tls))
     }
