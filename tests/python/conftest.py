@@ -19,6 +19,20 @@ GO_BIN = Path(os.environ.get("GOPRO_GO_BIN", ROOT / "interop" / "go" / "bin"))
 LISTENING = re.compile(r"listening on (\S+:\d+)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With GOPRO_INSTALLED_IN set (scripts/test-python.sh sets it to the
+    site-packages of the venv it installed the wheel into), refuse to test
+    any other copy of gopro, such as python/gopro of the source tree."""
+    installed_in = os.environ.get("GOPRO_INSTALLED_IN")
+    if not installed_in:
+        return
+    site = Path(installed_in).resolve()
+    for module in (gopro, gopro._gopro):
+        origin = Path(module.__file__ or "").resolve()
+        if not origin.is_relative_to(site):
+            raise pytest.UsageError(f"{module.__name__} is imported from {origin}, not {site}")
+
+
 class Process:
     """A server process whose stderr is drained (and kept) by a thread."""
 
