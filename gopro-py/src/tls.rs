@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
 use crate::errors::{kind, tls_config_err, TLS_CONFIG_ERROR};
+use crate::util::quoted;
 
 /// A path as Python gave it (str or os.PathLike), for `repr` and the
 /// properties.
@@ -123,16 +124,17 @@ impl TlsConfig {
         self.server_name.as_deref()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let q = |path: &std::path::Path| quoted(py, &shown(path));
         let mut parts = vec![match &self.ca_file {
-            Some(ca) => format!("ca_file={:?}", shown(ca)),
+            Some(ca) => format!("ca_file={}", q(ca)),
             None => "ca_file=None".to_string(),
         }];
         if let Some(cert) = &self.cert_file {
-            parts.push(format!("cert_file={:?}", shown(cert)));
+            parts.push(format!("cert_file={}", q(cert)));
         }
         if let Some(name) = &self.server_name {
-            parts.push(format!("server_name={name:?}"));
+            parts.push(format!("server_name={}", quoted(py, name)));
         }
         format!("gopro.TlsConfig({})", parts.join(", "))
     }
@@ -262,14 +264,15 @@ impl TlsServerConfig {
         self.client_auth
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let q = |path: &std::path::Path| quoted(py, &shown(path));
         let mut text = format!(
-            "gopro.TlsServerConfig({:?}, {:?}",
-            shown(&self.cert_file),
-            shown(&self.key_file)
+            "gopro.TlsServerConfig({}, {}",
+            q(&self.cert_file),
+            q(&self.key_file)
         );
         if let Some(ca) = &self.client_ca_file {
-            text += &format!(", {:?}, client_auth={:?}", shown(ca), self.client_auth);
+            text += &format!(", {}, client_auth={}", q(ca), quoted(py, self.client_auth));
         }
         text + ")"
     }

@@ -16,6 +16,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3_async_runtimes::TaskLocals;
 
+use crate::util::quoted;
+
 type CoreInfo = gopro::server::ConnectionInfo;
 
 /// The `ContextVar` coroutine handlers read the connection from.
@@ -160,15 +162,15 @@ impl ConnectionInfo {
         self.strings(py, |c| &c.emails)
     }
 
-    fn __repr__(&self) -> String {
-        let mut text = format!("ConnectionInfo(peer={:?}", self.peer());
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let mut text = format!("ConnectionInfo(peer={}", quoted(py, &self.peer()));
         if let Some(tls) = &self.0.tls {
-            text += &format!(", tls_version={:?}", tls.version);
+            text += &format!(", tls_version={}", quoted(py, tls.version));
             if let Some(name) = &tls.server_name {
-                text += &format!(", server_name={name:?}");
+                text += &format!(", server_name={}", quoted(py, name));
             }
             if let Some(client) = &tls.client {
-                text += &format!(", client_subject={:?}", client.subject);
+                text += &format!(", client_subject={}", quoted(py, &client.subject));
             }
         }
         text + ")"
