@@ -44,7 +44,7 @@ impl Output for Connected {
 /// Cancelling a request (`task.cancel()`, `asyncio.wait_for`) never hands
 /// its reply to another caller: the reply is discarded when it comes.
 /// `addr` may be a list of addresses, and `reconnect=True` connects again
-/// after the connection is lost, as for `Client`:
+/// after the connection is lost, and `tls` speaks TLS, as for `Client`:
 ///
 /// ```python
 /// client = await gopro.AsyncClient.connect(

@@ -66,6 +66,13 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
 /// A call that times out raises `Timeout` (a `TimeoutError`) and leaves the connection
 /// to the other callers. At most `max_in_flight` requests and
 /// `max_queued_bytes` bytes are in flight; more callers wait.
+///
+/// `tls`: a `gopro.TlsConfig` (or `True`, the system's roots) to speak TLS;
+/// a handshake that fails raises `TlsError` (a `ConnectError`):
+///
+/// ```python
+/// client = gopro.Client("10.0.0.5:8888", tls=gopro.TlsConfig(ca_file="ca.pem"))
+/// ```
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Client {
     slot: Slot,
