@@ -43,6 +43,9 @@ pub(crate) const MAX_LOGIN_FAILURES: u32 = gopro::server::DEFAULT_MAX_LOGIN_FAIL
 pub(crate) const MAX_BUFFERED_REPLIES: usize = gopro::server::DEFAULT_MAX_BUFFERED_REPLIES;
 /// A server's memory budget, in bytes.
 pub(crate) const MEMORY_BUDGET: usize = gopro::server::DEFAULT_MEMORY_BUDGET;
+/// A server's time allowed for a TLS handshake, in seconds.
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: f64 =
+    gopro::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs_f64();
 
 /// Whether a server raises its open-files soft limit to the hard limit.
 pub(crate) const RAISE_NOFILE_LIMIT: bool = gopro::server::DEFAULT_RAISE_NOFILE_LIMIT;
@@ -71,5 +74,10 @@ pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("max_buffered_replies", MAX_BUFFERED_REPLIES)?;
     dict.set_item("memory_budget", MEMORY_BUDGET)?;
     dict.set_item("raise_nofile_limit", RAISE_NOFILE_LIMIT)?;
+    dict.set_item("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)?;
+    dict.set_item(
+        "client_auth",
+        crate::tls::client_auth_name(gopro::tls::ClientAuth::default()),
+    )?;
     Ok(dict)
 }

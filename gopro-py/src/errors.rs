@@ -7,6 +7,7 @@
 use gopro::client::ClientError;
 use gopro::server::ServerError;
 use gopro::settings::ConfigError;
+use gopro::tls::TlsError;
 use pyo3::exceptions::{
     PyConnectionError, PyException, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
@@ -106,6 +107,8 @@ exceptions! {
         => "The connection was lost (reset, closed by the server, no reply within the timeout) after the request was written: it may have been handled, so it is not sent again. `.reason` says what happened.";
     CONNECT_ERROR: "ConnectError"
         => "The connection could not be made.";
+    TLS_ERROR: "TlsError"
+        => "The TLS handshake failed: the server's certificate is not trusted or names another host, the server refused the client's certificate, or the server does not speak TLS. Nothing was sent. `.reason` is what the TLS stack said.";
     TIMEOUT: "Timeout"
         => "No answer within the time allowed. The connection stays open: the request may still be handled, and its reply is discarded when it comes.";
     UNEXPECTED_REPLY: "UnexpectedReply"
@@ -118,6 +121,8 @@ exceptions! {
         => "A setting was refused; `.setting` names it and the message says why.";
     BIND_ERROR: "BindError"
         => "The server cannot listen on the address.";
+    TLS_CONFIG_ERROR: "TlsConfigError"
+        => "A TLS setting was refused: a certificate, key or CA file that cannot be read or parsed (the message names the file), a key that does not fit its certificate, no system roots, an invalid server name. `.setting` is \"tls\".";
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -161,6 +166,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     let closed = CONNECTION_CLOSED.get(py).clone();
     CONNECTION_LOST.make(py, &[closed])?;
+    // A failed handshake is a failed connection; a refused TLS file is a
+    // refused setting.
+    TLS_ERROR.make(py, &[CONNECT_ERROR.get(py).clone()])?;
+    TLS_CONFIG_ERROR.make(py, &[CONFIG_ERROR.get(py).clone()])?;
     for exc in ALL {
         m.add(exc.name, exc.get(py))?;
     }
@@ -204,6 +213,12 @@ pub(crate) fn config_err(py: Python<'_>, e: &ConfigError) -> PyErr {
     CONFIG_ERROR.err(py, &e.to_string(), &[("setting", kind(py, e.setting()))])
 }
 
+/// A refused TLS setting as `TlsConfigError` (a `ConfigError` whose
+/// `.setting` is `tls`): the core's message names the file or the setting.
+pub(crate) fn tls_config_err(py: Python<'_>, e: &TlsError) -> PyErr {
+    TLS_CONFIG_ERROR.err(py, &e.to_string(), &[("setting", kind(py, "tls"))])
+}
+
 /// A client error as the exception class that says what happened: the one
 /// place client errors become exceptions (the README's error table).
 pub(crate) fn client_err(py: Python<'_>, e: ClientError) -> PyErr {
@@ -211,6 +226,9 @@ pub(crate) fn client_err(py: Python<'_>, e: ClientError) -> PyErr {
     let text = |s: &str| kind(py, s);
     match e {
         ClientError::Connect { .. } => CONNECT_ERROR.err(py, &message, &[]),
+        ClientError::Tls { reason, .. } => {
+            TLS_ERROR.err(py, &message, &[("reason", text(&reason))])
+        }
         ClientError::Timeout { .. } => TIMEOUT.err(py, &message, &[]),
         ClientError::Closed { unanswered } => {
             CONNECTION_CLOSED.err(py, &message, &[("unanswered", int(py, unanswered))])
@@ -266,6 +284,7 @@ pub(crate) fn server_err(py: Python<'_>, e: ServerError) -> PyErr {
     match &e {
         ServerError::Config(config) => config_err(py, config),
         ServerError::Bind { .. } => BIND_ERROR.err(py, &e.to_string(), &[]),
+        ServerError::Tls(tls) => tls_config_err(py, tls),
         ServerError::BlockingInRuntime => blocking_err(py),
         _ => PyOSError::new_err(e.to_string()),
     }
@@ -298,6 +317,7 @@ pub(crate) fn _error_samples(py: Python<'_>) -> Vec<(&'static str, Py<PyAny>)> {
                 AnyError::Codec(e) => frame_err(py, &e),
                 AnyError::Client(e) => client_err(py, e),
                 AnyError::Server(e) => server_err(py, e),
+                AnyError::Tls(e) => tls_config_err(py, &e),
             };
             (rust, err.into_value(py).into_any())
         })

@@ -12,6 +12,7 @@ mod codec;
 mod defaults;
 mod errors;
 mod server;
+mod tls;
 mod util;
 mod wakeup;
 
@@ -48,5 +49,9 @@ fn gopro_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::AsyncClient>()?;
     m.add_class::<client::ClientStats>()?;
     m.add_class::<server::Server>()?;
+    m.add_class::<server::ConnectionInfo>()?;
+    m.add_function(wrap_pyfunction!(server::current_connection, m)?)?;
+    m.add_class::<tls::TlsConfig>()?;
+    m.add_class::<tls::TlsServerConfig>()?;
     Ok(())
 }

@@ -73,3 +73,11 @@ pub(crate) fn seconds(what: &str, value: f64) -> PyResult<Duration> {
         ))
     })
 }
+
+/// `text` quoted as Python's `repr` quotes a str, for `__repr__`s.
+pub(crate) fn quoted(py: Python<'_>, text: &str) -> String {
+    pyo3::types::PyString::new(py, text)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{text:?}"))
+}

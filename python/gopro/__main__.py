@@ -52,15 +52,16 @@ def serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         grace=args.grace,
     )
-    server.start()
     log = logging.getLogger("gopro.server")
-    log.info("listening on %s", server.local_addr)
 
     def on_sigterm(signum: int, frame: object) -> None:
         log.info("SIGTERM: shutting down")
         server.shutdown()
 
+    # Before "listening on": whoever waits for that line may send SIGTERM next.
     signal.signal(signal.SIGTERM, on_sigterm)
+    server.start()
+    log.info("listening on %s", server.local_addr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

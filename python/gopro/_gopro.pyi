@@ -1,10 +1,11 @@
 """Type stubs of the native module gopro._gopro (checked by mypy.stubtest)."""
 
 import enum
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from typing_extensions import final
 
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
+    "ConnectionInfo",
     "ConnectionLost",
     "Decoder",
     "Frame",
@@ -41,10 +43,15 @@ __all__ = [
     "Server",
     "ServerError",
     "Timeout",
+    "TlsConfig",
+    "TlsConfigError",
+    "TlsError",
+    "TlsServerConfig",
     "UnexpectedEof",
     "UnexpectedReply",
     "UnsupportedVersion",
     "__version__",
+    "current_connection",
     "decode",
     "encode",
 ]
@@ -65,6 +72,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _CommandLike = Union["Command", int]
 _Request = Union["Frame", tuple[_CommandLike, Buffer]]
 _Reply = Union[Buffer, str, "Frame", None]
+_Path = Union[str, "os.PathLike[str]"]
 
 class Command(enum.IntEnum):
     HEARTBEAT = 0
@@ -101,6 +109,9 @@ class ConnectionLost(ConnectionClosed):
     reason: str
 
 class ConnectError(GoproError, ConnectionError): ...
+
+class TlsError(ConnectError):
+    reason: str
 class Timeout(GoproError, TimeoutError): ...
 
 class UnexpectedReply(GoproError):
@@ -117,6 +128,83 @@ class ConfigError(GoproError, ValueError):
     setting: str
 
 class BindError(GoproError, OSError): ...
+class TlsConfigError(ConfigError): ...
+
+@final
+class TlsConfig:
+    """A client's TLS settings: the CA file (None: the system's roots), an
+    optional client certificate and key, and the name the server's
+    certificate must carry. The files are read here (TlsConfigError)."""
+
+    def __new__(
+        cls,
+        ca_file: _Path | None = None,
+        cert_file: _Path | None = None,
+        key_file: _Path | None = None,
+        server_name: str | None = None,
+    ) -> TlsConfig: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def key_file(self) -> str | None: ...
+    @property
+    def server_name(self) -> str | None: ...
+
+@final
+class TlsServerConfig:
+    """A server's TLS settings: its certificate and key, and optionally the
+    CA client certificates must chain to. The files are read here
+    (TlsConfigError); Server.reload_tls() reads them again."""
+
+    def __new__(
+        cls,
+        cert_file: _Path,
+        key_file: _Path,
+        client_ca_file: _Path | None = None,
+        *,
+        client_auth: Literal["required", "optional"] = "required",
+    ) -> TlsServerConfig: ...
+    @property
+    def cert_file(self) -> str: ...
+    @property
+    def key_file(self) -> str: ...
+    @property
+    def client_ca_file(self) -> str | None: ...
+    @property
+    def client_auth(self) -> Literal["required", "optional"]: ...
+
+@final
+class ConnectionInfo:
+    """The connection a handler or authenticator serves (current_connection())."""
+
+    @property
+    def peer(self) -> str: ...
+    @property
+    def local(self) -> str | None: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def tls_version(self) -> str | None: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def client_subject(self) -> str | None: ...
+    @property
+    def client_common_name(self) -> str | None: ...
+    @property
+    def client_dns_names(self) -> tuple[str, ...]: ...
+    @property
+    def client_ip_addresses(self) -> tuple[str, ...]: ...
+    @property
+    def client_uris(self) -> tuple[str, ...]: ...
+    @property
+    def client_emails(self) -> tuple[str, ...]: ...
+
+def current_connection() -> ConnectionInfo:
+    """The connection being served, inside a handler or the authenticator
+    (a coroutine's too); RuntimeError anywhere else."""
 
 @final
 class Frame:
@@ -184,6 +272,7 @@ class Client:
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 2.0,
         repeatable: Iterable[_CommandLike] | None = None,
+        tls: TlsConfig | bool | None = None,
     ) -> Client: ...
     def request(self, command: _CommandLike, body: Buffer | None = None) -> Frame: ...
     def heartbeat(self) -> None: ...
@@ -224,6 +313,7 @@ class AsyncClient:
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 2.0,
         repeatable: Iterable[_CommandLike] | None = None,
+        tls: TlsConfig | bool | None = None,
     ) -> Awaitable[AsyncClient]: ...
     def request(
         self, command: _CommandLike, body: Buffer | None = None
@@ -263,6 +353,8 @@ class Server:
         max_buffered_replies: int = 1048576,
         memory_budget: int = 268435456,
         raise_nofile_limit: bool = True,
+        tls: TlsServerConfig | None = None,
+        tls_handshake_timeout: float = 10.0,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""
@@ -272,8 +364,10 @@ class Server:
     def shutdown(self) -> None: ...
     def wait(self, timeout: float | None = None) -> bool: ...
     def stats(self) -> dict[str, Any]:
-        """Counters: connections, connections_accepted, frames_in, frames_out,
-        bytes_buffered, memory_budget, and errors (a dict of counts by kind)."""
+        """Counters: connections, connections_accepted, tls_handshakes,
+        frames_in, frames_out, bytes_buffered, memory_budget, and errors (a
+        dict of counts by kind, tls among them)."""
+    def reload_tls(self) -> None: ...
     @property
     def running(self) -> bool: ...
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def run(code: str, addr: str, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_all_examples_are_tested() -> None:
-    assert len(blocks()) == 4
+    assert len(blocks()) == 5
 
 
 def test_frames_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,7 +43,7 @@ def test_frames_example(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_sync_client_example(rust_server: Process, capsys: pytest.CaptureFixture[str]) -> None:
-    out = run(find("gopro.Client("), rust_server.addr, capsys)
+    out = run(find("client.heartbeat()"), rust_server.addr, capsys)
     assert "MESSAGE b'Server says: Hello TCP World!'" in out
     assert "server said: unknown command: 42" in out
 
@@ -50,6 +51,20 @@ def test_sync_client_example(rust_server: Process, capsys: pytest.CaptureFixture
 def test_async_client_example(rust_server: Process, capsys: pytest.CaptureFixture[str]) -> None:
     out = run(find("AsyncClient.connect"), rust_server.addr, capsys)
     assert "b'Server says: hi'" in out
+
+
+def test_tls_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The example's files, made as its last sentence says, in its folder.
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tls-certs.sh"), str(tmp_path)],
+        check=True, capture_output=True, timeout=120,
+    )
+    monkeypatch.chdir(tmp_path)
+    out = run(find("gopro.TlsServerConfig("), "127.0.0.1:0", capsys)
+    assert "b'device-42 over TLSv1.3'" in out
+    assert "refused: invalid peer certificate: UnknownIssuer" in out
 
 
 def test_server_example(tmp_path: Path) -> None:

@@ -474,7 +474,10 @@ def test_memory_budget_and_stats() -> None:
     assert stats["connections_accepted"] == 7
     assert stats["frames_in"] == stats["frames_out"] == 37
     assert stats["errors"]["protocol"] == 0
-    assert set(stats["errors"]) == {"busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io"}
+    assert set(stats["errors"]) == {
+        "busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io", "tls"
+    }
+    assert stats["tls_handshakes"] == stats["errors"]["tls"] == 0  # a plaintext port
     # Still readable after the server stopped.
     assert server.stats()["frames_in"] == 37
 

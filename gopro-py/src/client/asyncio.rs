@@ -44,7 +44,7 @@ impl Output for Connected {
 /// Cancelling a request (`task.cancel()`, `asyncio.wait_for`) never hands
 /// its reply to another caller: the reply is discarded when it comes.
 /// `addr` may be a list of addresses, and `reconnect=True` connects again
-/// after the connection is lost, as for `Client`:
+/// after the connection is lost, and `tls` speaks TLS, as for `Client`:
 ///
 /// ```python
 /// client = await gopro.AsyncClient.connect(
@@ -59,8 +59,8 @@ pub(crate) struct AsyncClient {
 impl AsyncClient {
     /// Connects; returns an awaitable of the client.
     #[staticmethod]
-    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None),
-        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None)")]
+    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None, tls = None),
+        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None, tls=None)")]
     #[allow(clippy::too_many_arguments)]
     fn connect<'py>(
         py: Python<'py>,
@@ -76,6 +76,7 @@ impl AsyncClient {
         reconnect_delay: f64,
         reconnect_max_delay: f64,
         repeatable: Option<Bound<'py, PyAny>>,
+        tls: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = Options {
             timeout,
@@ -89,6 +90,7 @@ impl AsyncClient {
             reconnect_delay,
             reconnect_max_delay,
             repeatable,
+            tls: crate::tls::client_tls(py, tls.as_ref())?,
         };
         let addrs = match addr {
             Some(addr) => addresses(addr)?,

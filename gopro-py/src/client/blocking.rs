@@ -66,6 +66,13 @@ fn block<T: Output>(py: Python<'_>, mut fut: BoxFut<T>) -> PyResult<Py<PyAny>> {
 /// A call that times out raises `Timeout` (a `TimeoutError`) and leaves the connection
 /// to the other callers. At most `max_in_flight` requests and
 /// `max_queued_bytes` bytes are in flight; more callers wait.
+///
+/// `tls`: a `gopro.TlsConfig` (or `True`, the system's roots) to speak TLS;
+/// a handshake that fails raises `TlsError` (a `ConnectError`):
+///
+/// ```python
+/// client = gopro.Client("10.0.0.5:8888", tls=gopro.TlsConfig(ca_file="ca.pem"))
+/// ```
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Client {
     slot: Slot,
@@ -75,8 +82,8 @@ pub(crate) struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None),
-        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None)")]
+    #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None, tls = None),
+        text_signature = "(addr='127.0.0.1:8888', timeout=30.0, *, connect_timeout=10.0, max_body=10485760, keep_alive=None, reconnect=False, login=None, max_in_flight=1024, max_queued_bytes=16777216, reconnect_delay=0.1, reconnect_max_delay=2.0, repeatable=None, tls=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
         py: Python<'py>,
@@ -92,6 +99,7 @@ impl Client {
         reconnect_delay: f64,
         reconnect_max_delay: f64,
         repeatable: Option<Bound<'py, PyAny>>,
+        tls: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Client> {
         let options = Options {
             timeout,
@@ -105,6 +113,7 @@ impl Client {
             reconnect_delay,
             reconnect_max_delay,
             repeatable,
+            tls: crate::tls::client_tls(py, tls.as_ref())?,
         };
         let addrs = match addr {
             Some(addr) => addresses(addr)?,

@@ -59,6 +59,9 @@ pub(super) struct Options<'py> {
     pub(super) reconnect_delay: f64,
     pub(super) reconnect_max_delay: f64,
     pub(super) repeatable: Option<Bound<'py, PyAny>>,
+    /// Made from the `tls` argument when the call was made, so that a bad
+    /// argument raises there.
+    pub(super) tls: Option<gopro::tls::ClientTls>,
 }
 
 impl Options<'_> {
@@ -79,6 +82,9 @@ impl Options<'_> {
         }
         if let Some(login) = &self.login {
             builder = builder.login(credentials_bytes(login)?);
+        }
+        if let Some(tls) = &self.tls {
+            builder = builder.tls(tls.clone());
         }
         if let Some(commands) = &self.repeatable {
             for command in commands.try_iter()? {

@@ -163,6 +163,7 @@ fn call<T>(
         Ok(true) => {
             match ctx
                 .locals(py)
+                .and_then(|locals| super::info::with_connection(py, locals))
                 .and_then(|locals| pyo3_async_runtimes::into_future_with_locals(&locals, ret))
             {
                 Ok(fut) => Step::Wait(Box::pin(fut)),

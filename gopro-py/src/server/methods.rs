@@ -59,13 +59,15 @@ impl Server {
         max_buffered_replies = defaults::MAX_BUFFERED_REPLIES,
         memory_budget = defaults::MEMORY_BUDGET,
         raise_nofile_limit = defaults::RAISE_NOFILE_LIMIT,
+        tls = None,
+        tls_handshake_timeout = defaults::TLS_HANDSHAKE_TIMEOUT,
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
     // checks them against `_DEFAULTS`, made from the same constants.
     text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
-        raise_nofile_limit=True)")]
+        raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -80,7 +82,10 @@ impl Server {
         max_buffered_replies: usize,
         memory_budget: usize,
         raise_nofile_limit: bool,
+        tls: Option<&Bound<'_, PyAny>>,
+        tls_handshake_timeout: f64,
     ) -> PyResult<Server> {
+        let tls = crate::tls::server_tls(tls)?;
         let base = gopro::server::Server::builder()
             .listen(listen)
             .read_timeout(seconds("read_timeout", read_timeout)?)
@@ -92,12 +97,18 @@ impl Server {
             .max_login_failures(max_login_failures)
             .max_buffered_replies(max_buffered_replies)
             .memory_budget(memory_budget)
-            .raise_nofile_limit(raise_nofile_limit);
+            .raise_nofile_limit(raise_nofile_limit)
+            .tls_handshake_timeout(seconds("tls_handshake_timeout", tls_handshake_timeout)?);
+        let base = match &tls {
+            Some(tls) => base.tls(tls.clone()),
+            None => base,
+        };
         // The core's rules, checked now rather than at start.
         base.validate().map_err(|e| config_err(py, &e))?;
         Ok(Server {
             listen: listen.to_string(),
             base,
+            tls,
             state: Mutex::new(State {
                 handlers: Vec::new(),
                 authenticator: None,
@@ -249,18 +260,35 @@ impl Server {
             ("handler", e.handler),
             ("login", e.login),
             ("io", e.io),
+            ("tls", e.tls),
         ] {
             errors.set_item(key, value)?;
         }
         let dict = PyDict::new(py);
         dict.set_item("connections", s.connections)?;
         dict.set_item("connections_accepted", s.connections_accepted)?;
+        dict.set_item("tls_handshakes", s.tls_handshakes)?;
         dict.set_item("frames_in", s.frames_in)?;
         dict.set_item("frames_out", s.frames_out)?;
         dict.set_item("bytes_buffered", s.bytes_buffered)?;
         dict.set_item("memory_budget", s.memory_budget)?;
         dict.set_item("errors", errors)?;
         Ok(dict)
+    }
+
+    /// Reads the certificate and key files of the server's
+    /// `TlsServerConfig` again and uses them for the next handshakes
+    /// (connections already open keep theirs). A file that cannot be read
+    /// or parsed raises `TlsConfigError` and the certificate in use stays.
+    /// Callable whether the server runs or not, from any thread or handler.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(tls) = &self.tls else {
+            return Err(PyRuntimeError::new_err(
+                "the server has no TLS: give Server(tls=gopro.TlsServerConfig(...))",
+            ));
+        };
+        py.detach(|| tls.reload())
+            .map_err(|e| crate::errors::tls_config_err(py, &e))
     }
 
     /// The port the server listens on.

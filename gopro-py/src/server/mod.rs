@@ -12,10 +12,12 @@
 //! - `handlers`: a Python handler called for a frame (the hot path) and
 //!   the LOGIN check, their results as replies, their exceptions logged;
 //! - `loop_thread`: where coroutine handlers run (`gopro._loop`);
+//! - `info`: `current_connection()`, for handlers and the authenticator;
 //! - `lifecycle`: binding on the server's thread, starting, stopping;
 //! - `methods`: the Python surface (`#[pymethods]`).
 
 mod handlers;
+mod info;
 mod lifecycle;
 mod loop_thread;
 mod methods;
@@ -26,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use gopro::server::{ServerBuilder, ShutdownHandle, StatsHandle};
 use pyo3::prelude::*;
 use tokio::sync::watch;
+
+pub(crate) use info::{current_connection, ConnectionInfo};
 
 /// A server that has been started: how to stop it and when it has stopped.
 struct Running {
@@ -57,10 +61,13 @@ struct State {
 ///
 /// `Server(listen, *, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
-/// max_buffered_replies, memory_budget, raise_nofile_limit)`: the settings
-/// of the core's `ServerBuilder`, with its defaults (times in seconds;
-/// `grace=0` stops at once). `raise_nofile_limit`: whether binding raises
-/// the open-files soft limit to the hard limit. Refused settings raise
+/// max_buffered_replies, memory_budget, raise_nofile_limit, tls,
+/// tls_handshake_timeout)`: the settings of the core's `ServerBuilder`,
+/// with its defaults (times in seconds; `grace=0` stops at once).
+/// `raise_nofile_limit`: whether binding raises the open-files soft limit
+/// to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks TLS
+/// only (a plaintext client is told so in an ERROR and closed);
+/// `tls_handshake_timeout` bounds each handshake. Refused settings raise
 /// `ConfigError` from the constructor (the core's rules).
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {
@@ -68,5 +75,8 @@ pub(crate) struct Server {
     listen: String,
     /// The settings; each start clones it and adds the Python handlers.
     base: ServerBuilder,
+    /// The TLS settings in `base`, kept to reload the certificate: clones
+    /// share it.
+    tls: Option<gopro::tls::ServerTls>,
     state: Mutex<State>,
 }
