@@ -59,7 +59,7 @@ class Server:
             env=env,
             text=True,
         )
-        stream = self.proc.stderr if name == "gopro" else self.proc.stdout
+        stream = self.proc.stderr if name.startswith("gopro") else self.proc.stdout
         while True:
             line = stream.readline()
             if not line:
