@@ -118,6 +118,11 @@
 #define GOPRO_DEFAULT_MEMORY_BUDGET 268435456
 
 /**
+ * The server's default time a TLS client has to finish its handshake (ms).
+ */
+#define GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000
+
+/**
  * The client's default time allowed to connect (ms).
  */
 #define GOPRO_DEFAULT_CONNECT_TIMEOUT_MS 10000
@@ -265,7 +270,52 @@ typedef enum gopro_status {
    * (`gopro_client_config_set_reconnect`) takes new requests.
    */
   GOPRO_STATUS_CONNECTION_LOST = 22,
+  /**
+   * The TLS handshake failed: the server's certificate is not trusted,
+   * has expired or names another host, the server refused the client's
+   * certificate (or its lack of one), or the server does not speak TLS.
+   * Nothing was sent.
+   */
+  GOPRO_STATUS_TLS_HANDSHAKE = 23,
+  /**
+   * A TLS setting was refused: a certificate, key or CA that cannot be
+   * read or parsed (the file is named in the message), a key that does
+   * not belong to its certificate, an invalid server name, a server
+   * without a certificate, or a reload that failed (the certificate in
+   * use stays).
+   */
+  GOPRO_STATUS_TLS_CONFIG = 24,
+  /**
+   * A `gopro_connection_*` call made outside a server callback: there is
+   * no connection to describe.
+   */
+  GOPRO_STATUS_NOT_IN_CALLBACK = 25,
 } gopro_status;
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Whether a server with a CA (`gopro_tls_config_set_ca_file` or
+ * `_set_ca_pem`) requires client certificates; for
+ * `gopro_tls_config_set_client_auth`.
+ */
+typedef enum gopro_tls_client_auth {
+#if defined(GOPRO_RUNTIME)
+  /**
+   * A client without a certificate chained to the CA is refused during
+   * the handshake (the default).
+   */
+  GOPRO_TLS_CLIENT_AUTH_REQUIRED = 0,
+#endif
+#if defined(GOPRO_RUNTIME)
+  /**
+   * A client may come without a certificate; one that shows a
+   * certificate must chain to the CA. Handlers tell which it was with
+   * `gopro_connection_client_subject`.
+   */
+  GOPRO_TLS_CLIENT_AUTH_OPTIONAL = 1,
+#endif
+} gopro_tls_client_auth;
+#endif
 
 #if defined(GOPRO_RUNTIME)
 /**
@@ -336,6 +386,16 @@ typedef struct gopro_server gopro_server;
  * a time.
  */
 typedef struct gopro_server_config gopro_server_config;
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * TLS settings for a client or a server, made by `gopro_tls_config_new`
+ * and freed by `gopro_tls_config_free`. The client and server configs
+ * given it take what they need, so it may be freed, changed or reused
+ * afterwards. One thread at a time.
+ */
+typedef struct gopro_tls_config gopro_tls_config;
 #endif
 
 /**
@@ -478,6 +538,16 @@ typedef struct gopro_stats {
    * Reads or writes that failed (resets and the like).
    */
   uint64_t errors_io;
+  /**
+   * TLS handshakes completed (a TLS server). Added after the first
+   * version of the struct, as is every field below.
+   */
+  uint64_t tls_handshakes;
+  /**
+   * Connections to a TLS server closed before their handshake finished:
+   * failed or late handshakes, plaintext clients, garbage.
+   */
+  uint64_t errors_tls;
 } gopro_stats;
 #endif
 
@@ -1007,6 +1077,22 @@ enum gopro_status gopro_client_config_add_repeatable(struct gopro_client_config 
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * Speaks TLS on every connection (reconnections included) with the
+ * settings of `tls`: the server's certificate must chain to its CA (or,
+ * without one, to the system's roots) and name the host connected to (or
+ * its server name); its certificate and key, if set, are shown to servers
+ * that ask for one. The handshake counts in the connect timeout; a failed
+ * one makes `gopro_client_connect_with` return
+ * `GOPRO_STATUS_TLS_HANDSHAKE`. The settings are copied (the CA and
+ * certificate files read again now), so `tls` may be freed afterwards:
+ * `GOPRO_STATUS_TLS_CONFIG` if they cannot be used, the config unchanged.
+ */
+enum gopro_status gopro_client_config_set_tls(struct gopro_client_config *config,
+                                              const struct gopro_tls_config *tls);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Adds a server address (`"host:port"`, NUL-terminated, copied). The
  * client connects to the first that answers, and on reconnecting tries the
  * next ones in turn (failover without a balancer). Host names are resolved
@@ -1063,6 +1149,63 @@ enum gopro_status gopro_client_submit(const struct gopro_client *client,
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * From inside a handler or authenticator: copies the address of the peer
+ * of the connection it serves (`"127.0.0.1:50000"`, `"[::1]:50000"`) into
+ * `buf` as a NUL-terminated string, and its length (without the NUL) into
+ * `*out_len`. The same rules serve every `gopro_connection_*` call:
+ *
+ * - with `buf` NULL and `cap` 0 only `*out_len` is written, to size a
+ *   buffer; a `cap` under the length plus one gives
+ *   `GOPRO_STATUS_BUFFER_TOO_SMALL` and writes nothing;
+ * - a value the connection does not have is the empty string;
+ * - outside a server callback (the callback's thread, during the call)
+ *   they return `GOPRO_STATUS_NOT_IN_CALLBACK`.
+ */
+enum gopro_status gopro_connection_peer(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The server's address of the connection (`"127.0.0.1:9000"`).
+ */
+enum gopro_status gopro_connection_local(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The connection's TLS version, `"TLSv1.3"` or `"TLSv1.2"`; empty for a
+ * plaintext connection.
+ */
+enum gopro_status gopro_connection_tls_version(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The server name the TLS client asked for (SNI); empty if it sent none
+ * (clients connecting to an IP address do not) or without TLS.
+ */
+enum gopro_status gopro_connection_tls_server_name(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The subject of the client's certificate (verified against the server's
+ * CA), e.g. `"CN=device-42, O=Acme"`; empty when the client showed none.
+ */
+enum gopro_status gopro_connection_client_subject(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The common name (CN) of the client certificate's subject, e.g.
+ * `"device-42"`: what tells devices apart without a password. Empty when
+ * the client showed no certificate or its subject has no CN.
+ */
+enum gopro_status gopro_connection_client_common_name(char *buf, size_t cap, size_t *out_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Starts a server listening on `addr` (`"host:port"`, NUL-terminated; port
  * 0 picks a free port, see `gopro_server_port`) with the settings in
  * `config` (NULL for the defaults), serving in the background on the
@@ -1107,6 +1250,36 @@ enum gopro_status gopro_server_port(const struct gopro_server *server, uint16_t 
 enum gopro_status gopro_server_stats(const struct gopro_server *server,
                                      struct gopro_stats *out,
                                      size_t out_size);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Reads the certificate and key files of the server's TLS settings
+ * (`gopro_tls_config_set_cert_files`) again and uses them for the next
+ * handshakes; connections already open keep theirs. Call it when the
+ * files were replaced (a renewed certificate). On failure the certificate
+ * in use stays and `GOPRO_STATUS_TLS_CONFIG` is returned with the reason
+ * (a file that cannot be read, a key that does not fit), as it is for a
+ * server without TLS or whose certificate was given as PEM bytes (use
+ * `gopro_server_reload_tls_pem`). Thread-safe; may be called from a
+ * callback.
+ */
+enum gopro_status gopro_server_reload_tls(const struct gopro_server *server);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Uses the certificate chain `cert`/`cert_len` and key `key`/`key_len`
+ * (PEM bytes, copied) for the server's next handshakes, whether it
+ * started with files or bytes (a later `gopro_server_reload_tls` reads
+ * the files again). On failure the certificate in use stays and
+ * `GOPRO_STATUS_TLS_CONFIG` is returned with the reason. Thread-safe.
+ */
+enum gopro_status gopro_server_reload_tls_pem(const struct gopro_server *server,
+                                              const uint8_t *cert,
+                                              size_t cert_len,
+                                              const uint8_t *key,
+                                              size_t key_len);
 #endif
 
 #if defined(GOPRO_RUNTIME)
@@ -1245,6 +1418,34 @@ enum gopro_status gopro_server_config_set_raise_nofile_limit(struct gopro_server
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * Speaks TLS on every connection with the settings of `tls`: its
+ * certificate and key (required: else `GOPRO_STATUS_TLS_CONFIG`) are the
+ * server's; its CA, if set, is the CA client certificates must chain to,
+ * required or optional as `gopro_tls_config_set_client_auth` says. A
+ * client must finish its handshake within the TLS handshake timeout; a
+ * plaintext GoPro client gets an ERROR `this port requires TLS` and is
+ * closed. The settings are copied (the files read again now), so `tls`
+ * may be freed afterwards; a refused one leaves the config as it was.
+ * Handlers learn who a client certificate names with
+ * `gopro_connection_client_common_name` and
+ * `gopro_connection_client_subject`.
+ */
+enum gopro_status gopro_server_config_set_tls(struct gopro_server_config *config,
+                                              const struct gopro_tls_config *tls);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * How long a TLS client has to finish its handshake, in milliseconds
+ * (more than 0; default `GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS`); one
+ * that is late is closed and counted in `errors_tls`.
+ */
+enum gopro_status gopro_server_config_set_tls_handshake_timeout(struct gopro_server_config *config,
+                                                                uint64_t ms);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Routes request frames with command `command` to `handler`, called with
  * `user_data` (see `gopro_handler_fn` for the threads it runs on). Commands
  * 16–255 are the application's; HEARTBEAT (0) and MESSAGE (1) may be
@@ -1275,6 +1476,95 @@ enum gopro_status gopro_server_config_set_authenticator(struct gopro_server_conf
  * not affected.
  */
 void gopro_server_config_free(struct gopro_server_config *config);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Creates empty TLS settings: no CA (a client then trusts the system's
+ * roots; a server asks for no client certificate), no certificate, the
+ * server name taken from the address connected to, client certificates
+ * required once a server has a CA. The caller frees it with
+ * `gopro_tls_config_free`.
+ */
+enum gopro_status gopro_tls_config_new(struct gopro_tls_config **out);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * The CA certificates (PEM file `path`, NUL-terminated) to trust: for a
+ * client, the only roots its servers' certificates may chain to (instead
+ * of the system's); for a server, the CA client certificates must chain to
+ * (see `gopro_tls_config_set_client_auth`). The file is read now:
+ * `GOPRO_STATUS_TLS_CONFIG` if it cannot be read or holds no usable CA
+ * certificate, the settings unchanged. Replaces a CA set before.
+ */
+enum gopro_status gopro_tls_config_set_ca_file(struct gopro_tls_config *config, const char *path);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * As `gopro_tls_config_set_ca_file`, from the PEM bytes `pem`/`len`
+ * (copied).
+ */
+enum gopro_status gopro_tls_config_set_ca_pem(struct gopro_tls_config *config,
+                                              const uint8_t *pem,
+                                              size_t len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * A certificate chain (PEM file `cert_path`, leaf first) and its private
+ * key (PEM file `key_path`): a server's certificate, or a client's
+ * certificate for mutual TLS. Both are read now: `GOPRO_STATUS_TLS_CONFIG`
+ * if one cannot be read or parsed, or if the key does not belong to the
+ * certificate, the settings unchanged. A server given these settings reads
+ * the files again on `gopro_server_reload_tls`. Replaces a certificate set
+ * before.
+ */
+enum gopro_status gopro_tls_config_set_cert_files(struct gopro_tls_config *config,
+                                                  const char *cert_path,
+                                                  const char *key_path);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * As `gopro_tls_config_set_cert_files`, from PEM bytes (both copied).
+ */
+enum gopro_status gopro_tls_config_set_cert_pem(struct gopro_tls_config *config,
+                                                const uint8_t *cert,
+                                                size_t cert_len,
+                                                const uint8_t *key,
+                                                size_t key_len);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * For a client: the name (NUL-terminated, a DNS name or an IP address)
+ * the server's certificate must carry, and the SNI sent, whatever address
+ * is connected to. Without it, the host of each address is checked.
+ * `GOPRO_STATUS_TLS_CONFIG` for a name that is neither. Servers ignore it.
+ */
+enum gopro_status gopro_tls_config_set_server_name(struct gopro_tls_config *config,
+                                                   const char *name);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * For a server with a CA: whether client certificates are required
+ * (`GOPRO_TLS_CLIENT_AUTH_REQUIRED`, the default) or optional
+ * (`GOPRO_TLS_CLIENT_AUTH_OPTIONAL`). `mode` is an `int` so that any
+ * number is safe to pass: others give `GOPRO_STATUS_INVALID_ARGUMENT`.
+ * Without a CA no client certificate is asked for; clients ignore it.
+ */
+enum gopro_status gopro_tls_config_set_client_auth(struct gopro_tls_config *config, int mode);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Frees TLS settings. NULL is ignored. Configs, clients and servers given
+ * them are not affected.
+ */
+void gopro_tls_config_free(struct gopro_tls_config *config);
 #endif
 
 #ifdef __cplusplus

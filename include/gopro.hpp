@@ -267,6 +267,101 @@ class Outcome {
   std::optional<Error> error_;
 };
 
+/* Whether a TLS server with a CA requires client certificates. */
+enum class ClientAuth : int {
+  Required = GOPRO_TLS_CLIENT_AUTH_REQUIRED,
+  Optional = GOPRO_TLS_CLIENT_AUTH_OPTIONAL,
+};
+
+/* TLS settings for a ClientConfig or a ServerConfig (gopro_tls_config):
+ * a CA (a client's only roots, else the system's; a server's CA for client
+ * certificates), a certificate and key (a server's, or a client's for
+ * mutual TLS), a server name (clients), the client-auth mode (servers).
+ * Each setter has the library read and check what it is given at once and
+ * throws Error (GOPRO_STATUS_TLS_CONFIG, naming the file) if it is refused;
+ * the configs given it copy it, so it may go away afterwards. */
+class TlsConfig {
+ public:
+  TlsConfig() {
+    gopro_tls_config *raw = nullptr;
+    detail::check(gopro_tls_config_new(&raw));
+    config_.reset(raw);
+  }
+
+  /* The CA certificates in a PEM file. */
+  TlsConfig &ca_file(const std::string &path) {
+    detail::check(gopro_tls_config_set_ca_file(config_.get(), path.c_str()));
+    return *this;
+  }
+  TlsConfig &ca_pem(std::string_view pem) {
+    detail::check(gopro_tls_config_set_ca_pem(config_.get(), detail::bytes(pem), pem.size()));
+    return *this;
+  }
+  /* A certificate chain (leaf first) and its key, in PEM files. */
+  TlsConfig &cert_files(const std::string &cert, const std::string &key) {
+    detail::check(gopro_tls_config_set_cert_files(config_.get(), cert.c_str(), key.c_str()));
+    return *this;
+  }
+  TlsConfig &cert_pem(std::string_view cert, std::string_view key) {
+    detail::check(gopro_tls_config_set_cert_pem(config_.get(), detail::bytes(cert), cert.size(),
+                                                detail::bytes(key), key.size()));
+    return *this;
+  }
+  /* The name the server's certificate must carry (and the SNI sent). */
+  TlsConfig &server_name(const std::string &name) {
+    detail::check(gopro_tls_config_set_server_name(config_.get(), name.c_str()));
+    return *this;
+  }
+  TlsConfig &client_auth(ClientAuth mode) {
+    detail::check(gopro_tls_config_set_client_auth(config_.get(), static_cast<int>(mode)));
+    return *this;
+  }
+
+  const gopro_tls_config *handle() const noexcept { return config_.get(); }
+
+ private:
+  detail::Handle<gopro_tls_config, gopro_tls_config_free> config_;
+};
+
+/* Inside a handler or authenticator: the connection it serves. A value the
+ * connection lacks is empty (tls_version without TLS, the client's names
+ * without a client certificate). Outside a callback, throws Error
+ * GOPRO_STATUS_NOT_IN_CALLBACK. */
+struct ConnectionInfo {
+  std::string peer;                /* "127.0.0.1:50000" */
+  std::string local;               /* the server's address */
+  std::string tls_version;         /* "TLSv1.3", "TLSv1.2" or empty */
+  std::string tls_server_name;     /* the SNI the client sent */
+  std::string client_subject;      /* "CN=device-42, O=Acme" */
+  std::string client_common_name;  /* "device-42" */
+};
+
+namespace detail {
+
+using ConnectionGetter = gopro_status (*)(char *, std::size_t, std::size_t *);
+
+inline std::string connection_value(ConnectionGetter get) {
+  std::size_t len = 0;
+  check(get(nullptr, 0, &len));
+  std::string value(len + 1, '\0');
+  check(get(value.data(), value.size(), &len));
+  value.resize(len);
+  return value;
+}
+
+}  // namespace detail
+
+inline ConnectionInfo connection_info() {
+  ConnectionInfo info;
+  info.peer = detail::connection_value(gopro_connection_peer);
+  info.local = detail::connection_value(gopro_connection_local);
+  info.tls_version = detail::connection_value(gopro_connection_tls_version);
+  info.tls_server_name = detail::connection_value(gopro_connection_tls_server_name);
+  info.client_subject = detail::connection_value(gopro_connection_client_subject);
+  info.client_common_name = detail::connection_value(gopro_connection_client_common_name);
+  return info;
+}
+
 /* Client settings, with the library's defaults until set. Each setter
  * hands the value to the library at once and throws Error
  * (GOPRO_STATUS_INVALID_ARGUMENT) if it is refused. */
@@ -330,6 +425,12 @@ class ClientConfig {
   /* Requests of `command` may be sent again after a lost connection. */
   ClientConfig &repeatable(std::uint8_t command) {
     detail::check(gopro_client_config_add_repeatable(config_.get(), command));
+    return *this;
+  }
+  /* TLS on every connection; a failed handshake makes Client::connect
+   * throw GOPRO_STATUS_TLS_HANDSHAKE. */
+  ClientConfig &tls(const TlsConfig &tls) {
+    detail::check(gopro_client_config_set_tls(config_.get(), tls.handle()));
     return *this;
   }
 
@@ -610,6 +711,15 @@ class ServerConfig {
     detail::check(gopro_server_config_set_raise_nofile_limit(config_.get(), raise));
     return *this;
   }
+  /* TLS on every connection; `tls` needs a certificate and key. */
+  ServerConfig &tls(const TlsConfig &tls) {
+    detail::check(gopro_server_config_set_tls(config_.get(), tls.handle()));
+    return *this;
+  }
+  ServerConfig &tls_handshake_timeout(std::chrono::milliseconds d) {
+    detail::check(gopro_server_config_set_tls_handshake_timeout(config_.get(), detail::millis(d)));
+    return *this;
+  }
 
   const gopro_server_config *handle() const noexcept { return config_.get(); }
 
@@ -672,6 +782,15 @@ class Server {
     ServerStats stats{};
     detail::check(gopro_server_stats(server_.get(), &stats, sizeof stats));
     return stats;
+  }
+
+  /* Reads the certificate and key files again, for new connections; on
+   * failure throws GOPRO_STATUS_TLS_CONFIG and the old certificate stays. */
+  void reload_tls() const { detail::check(gopro_server_reload_tls(server_.get())); }
+  /* Uses this certificate chain and key (PEM) for new connections. */
+  void reload_tls_pem(std::string_view cert, std::string_view key) const {
+    detail::check(gopro_server_reload_tls_pem(server_.get(), detail::bytes(cert), cert.size(),
+                                              detail::bytes(key), key.size()));
   }
 
   /* Stops gracefully and waits: no handler runs after it returns. Stopping

@@ -2,6 +2,8 @@
 # Tests of the C ABI (gopro-c): header freshness, C and C++ tests (gopro.h
 # and the C++ API gopro.hpp) against the real library, under ASan+UBSan and
 # Valgrind, the codec-only build, and the install for pkg-config and CMake.
+# The TLS tests use certificates made by scripts/tls-certs.sh and the Go
+# peer's TLS server ($GOPRO_GO_BIN, else interop/go/bin, built if missing).
 # Installs what it needs first.
 # Usage: scripts/test-c.sh   (run by scripts/test.sh after target/release/gopro is built)
 set -euo pipefail
@@ -23,6 +25,7 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
 command -v cmake >/dev/null || missing+=(cmake)
+command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]}"
   apt-get update && apt-get install -y "${missing[@]}"
@@ -38,6 +41,16 @@ cleanup() {
   for pid in ${proxy_pids[@]+"${proxy_pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+
+step "TLS test certificates, the Go TLS server"
+certs="$out/tls"
+scripts/tls-certs.sh "$certs"
+mkdir -p "$out/tls-work"
+go_bin="${GOPRO_GO_BIN:-$root/interop/go/bin}"
+if [ ! -x "$go_bin/server" ]; then
+  (cd interop/go && go build -o bin/ ./cmd/...)
+  go_bin="$root/interop/go/bin"
+fi
 
 step "include/gopro.h is what cbindgen $CBINDGEN_VERSION generates"
 cbindgen --quiet --crate gopro-c --output "$out/gopro.h"
@@ -57,8 +70,8 @@ fi
 
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
-c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults)
-cpp_tests=(test_cpp test_hpp)
+c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults test_tls)
+cpp_tests=(test_cpp test_hpp test_hpp_tls)
 src="$root/gopro-c/tests/c"
 
 step "codec-only build (no runtime): the codec tests linked against it"
@@ -150,6 +163,8 @@ run_all() {
   "$@" "$out/test_server$suffix"
   "$@" "$out/test_cpp$suffix"
   "$@" "$out/test_hpp$suffix" "$gopro"
+  "$@" "$out/test_tls$suffix" "$gopro" "$go_bin/server" "$certs" "$root/scripts/lib" "$out/tls-work"
+  "$@" "$out/test_hpp_tls$suffix" "$certs" "$out/tls-work"
 }
 
 step "C and C++ tests"
@@ -190,7 +205,7 @@ step "every status reached on purpose"
 # connection, and PANIC (19) a bug: neither can be provoked from outside.
 # INVALID_STATE (18) is no longer returned (NOTHING_IN_FLIGHT and
 # BLOCKING_IN_RUNTIME took its two cases).
-for s in $(seq 1 22); do
+for s in $(seq 1 25); do
   case "$s" in 16|18|19) continue ;; esac
   grep -qx "$s" "$out/statuses.log" || { echo "status $s was never reached" >&2; exit 1; }
 done

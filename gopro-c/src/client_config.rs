@@ -12,6 +12,7 @@ use gopro::settings::ClientSetting;
 use crate::client::gopro_client;
 use crate::ffi;
 use crate::status::gopro_status;
+use crate::tls::gopro_tls_config;
 
 /// Settings are in milliseconds in C.
 fn ms(ms: u64) -> Duration {
@@ -190,6 +191,30 @@ pub unsafe extern "C" fn gopro_client_config_add_repeatable(
     command: u8,
 ) -> gopro_status {
     set(config, ClientSetting::Repeatable, |b| b.repeatable(command))
+}
+
+/// Speaks TLS on every connection (reconnections included) with the
+/// settings of `tls`: the server's certificate must chain to its CA (or,
+/// without one, to the system's roots) and name the host connected to (or
+/// its server name); its certificate and key, if set, are shown to servers
+/// that ask for one. The handshake counts in the connect timeout; a failed
+/// one makes `gopro_client_connect_with` return
+/// `GOPRO_STATUS_TLS_HANDSHAKE`. The settings are copied (the CA and
+/// certificate files read again now), so `tls` may be freed afterwards:
+/// `GOPRO_STATUS_TLS_CONFIG` if they cannot be used, the config unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_client_config_set_tls(
+    config: *mut gopro_client_config,
+    tls: *const gopro_tls_config,
+) -> gopro_status {
+    ffi_boundary!({
+        let c = unsafe { ffi::handle_mut(config, "config") }?;
+        let tls = unsafe { ffi::handle(tls, "tls") }?.client()?;
+        let next = c.builder.clone().tls(tls);
+        next.check(ClientSetting::Tls)?;
+        c.builder = next;
+        Ok(())
+    })
 }
 
 /// Adds a server address (`"host:port"`, NUL-terminated, copied). The

@@ -27,6 +27,8 @@ pub const GOPRO_DEFAULT_MAX_LOGIN_FAILURES: u32 = 3;
 pub const GOPRO_DEFAULT_MAX_BUFFERED_REPLIES: usize = 1048576;
 /// The server's default memory budget: 256 MiB.
 pub const GOPRO_DEFAULT_MEMORY_BUDGET: usize = 268435456;
+/// The server's default time a TLS client has to finish its handshake (ms).
+pub const GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10000;
 
 /// The client's default time allowed to connect (ms).
 pub const GOPRO_DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10000;
@@ -60,6 +62,10 @@ const _: () = {
     assert!(GOPRO_DEFAULT_MAX_BUFFERED_REPLIES == server::DEFAULT_MAX_BUFFERED_REPLIES);
     assert!(GOPRO_DEFAULT_MEMORY_BUDGET == server::DEFAULT_MEMORY_BUDGET);
     assert!(GOPRO_DEFAULT_RAISE_NOFILE_LIMIT == server::DEFAULT_RAISE_NOFILE_LIMIT);
+    assert!(
+        GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS as u128
+            == server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_millis()
+    );
     assert!(
         GOPRO_DEFAULT_CONNECT_TIMEOUT_MS as u128 == client::DEFAULT_CONNECT_TIMEOUT.as_millis()
     );

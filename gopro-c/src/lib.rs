@@ -44,9 +44,13 @@ mod client_config;
 #[cfg(feature = "runtime")]
 mod completion;
 #[cfg(feature = "runtime")]
+mod connection;
+#[cfg(feature = "runtime")]
 mod server;
 #[cfg(feature = "runtime")]
 mod server_config;
+#[cfg(feature = "runtime")]
+mod tls;
 
 pub use decoder::*;
 pub use defaults::*;
@@ -62,9 +66,13 @@ pub use client_config::*;
 #[cfg(feature = "runtime")]
 pub use completion::*;
 #[cfg(feature = "runtime")]
+pub use connection::*;
+#[cfg(feature = "runtime")]
 pub use server::*;
 #[cfg(feature = "runtime")]
 pub use server_config::*;
+#[cfg(feature = "runtime")]
+pub use tls::*;
 
 use std::ffi::c_char;
 

@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use std::sync::Mutex;
 
 use gopro::server::{Server, StatsHandle};
+use gopro::tls::ServerTls;
 
 use crate::callback::check_not_in_callback;
 use crate::ffi;
@@ -19,6 +20,9 @@ pub struct gopro_server {
     inner: Mutex<Option<gopro::blocking::Server>>,
     port: u16,
     stats: StatsHandle,
+    /// The TLS settings it serves with (sharing their certificate), for
+    /// `gopro_server_reload_tls`.
+    tls: Option<ServerTls>,
 }
 
 /// A server's counters at one moment, filled in by `gopro_server_stats`.
@@ -58,6 +62,12 @@ pub struct gopro_stats {
     pub errors_login: u64,
     /// Reads or writes that failed (resets and the like).
     pub errors_io: u64,
+    /// TLS handshakes completed (a TLS server). Added after the first
+    /// version of the struct, as is every field below.
+    pub tls_handshakes: u64,
+    /// Connections to a TLS server closed before their handshake finished:
+    /// failed or late handshakes, plaintext clients, garbage.
+    pub errors_tls: u64,
 }
 
 impl From<gopro::server::Stats> for gopro_stats {
@@ -77,6 +87,8 @@ impl From<gopro::server::Stats> for gopro_stats {
             errors_handler: e.handler,
             errors_login: e.login,
             errors_io: e.io,
+            tls_handshakes: s.tls_handshakes,
+            errors_tls: e.tls,
         }
     }
 }
@@ -106,6 +118,7 @@ pub unsafe extern "C" fn gopro_server_start(
         let builder = config
             .map_or_else(Server::builder, |c| c.builder.clone())
             .listen(addr);
+        let tls = config.and_then(|c| c.tls.clone());
         let server = gopro::blocking::Server::start(builder).map_err(Fail::from)?;
         let port = server.local_addr().port();
         let stats = server.stats();
@@ -113,6 +126,7 @@ pub unsafe extern "C" fn gopro_server_start(
             inner: Mutex::new(Some(server)),
             port,
             stats,
+            tls,
         }));
         Ok(())
     })
@@ -174,6 +188,46 @@ fn write_sized(stats: &gopro_stats, out: &mut [u8]) -> Result<(), Fail> {
     ffi::write_prefix(stats, STATS_V1_SIZE, out)
 }
 
+/// Reads the certificate and key files of the server's TLS settings
+/// (`gopro_tls_config_set_cert_files`) again and uses them for the next
+/// handshakes; connections already open keep theirs. Call it when the
+/// files were replaced (a renewed certificate). On failure the certificate
+/// in use stays and `GOPRO_STATUS_TLS_CONFIG` is returned with the reason
+/// (a file that cannot be read, a key that does not fit), as it is for a
+/// server without TLS or whose certificate was given as PEM bytes (use
+/// `gopro_server_reload_tls_pem`). Thread-safe; may be called from a
+/// callback.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_reload_tls(server: *const gopro_server) -> gopro_status {
+    ffi_boundary!({
+        let s = unsafe { ffi::handle(server, "server") }?;
+        s.tls()?.reload()?;
+        Ok(())
+    })
+}
+
+/// Uses the certificate chain `cert`/`cert_len` and key `key`/`key_len`
+/// (PEM bytes, copied) for the server's next handshakes, whether it
+/// started with files or bytes (a later `gopro_server_reload_tls` reads
+/// the files again). On failure the certificate in use stays and
+/// `GOPRO_STATUS_TLS_CONFIG` is returned with the reason. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_reload_tls_pem(
+    server: *const gopro_server,
+    cert: *const u8,
+    cert_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> gopro_status {
+    ffi_boundary!({
+        let s = unsafe { ffi::handle(server, "server") }?;
+        let cert = unsafe { ffi::bytes(cert, cert_len, "cert") }?;
+        let key = unsafe { ffi::bytes(key, key_len, "key") }?;
+        s.tls()?.reload_pem(cert, key)?;
+        Ok(())
+    })
+}
+
 /// Stops the server gracefully (SPEC §6) and waits until it has stopped: it
 /// stops accepting, lets connections finish the frames they have received
 /// and send their replies, sends GOAWAY and closes them; connections still
@@ -204,6 +258,15 @@ pub unsafe extern "C" fn gopro_server_free(server: *mut gopro_server) {
 }
 
 impl gopro_server {
+    fn tls(&self) -> Result<&ServerTls, Fail> {
+        self.tls.as_ref().ok_or_else(|| {
+            Fail::new(
+                gopro_status::TlsConfig,
+                "the server was started without TLS (gopro_server_config_set_tls)",
+            )
+        })
+    }
+
     fn stop(&self) {
         let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(server) = taken {

@@ -7,10 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use gopro::server::{Server, ServerBuilder};
 use gopro::settings::ServerSetting;
+use gopro::tls::ServerTls;
 
 use crate::callback::{gopro_authenticate_fn, gopro_handler_fn, Callback};
 use crate::ffi;
 use crate::status::{gopro_status, Fail};
+use crate::tls::gopro_tls_config;
 
 /// Server settings, made by `gopro_server_config_new` and freed by
 /// `gopro_server_config_free`; `gopro_server_start` copies them, so a config
@@ -18,6 +20,9 @@ use crate::status::{gopro_status, Fail};
 /// a time.
 pub struct gopro_server_config {
     pub(crate) builder: ServerBuilder,
+    /// The TLS settings given to the builder too: the server keeps this
+    /// clone (which shares the certificate) to reload it.
+    pub(crate) tls: Option<ServerTls>,
 }
 
 /// Creates server settings with the defaults of the Rust `ServerBuilder`
@@ -40,6 +45,7 @@ pub unsafe extern "C" fn gopro_server_config_new(
         let out = ffi::out(out, "out")?;
         out.write(ffi::into_handle(gopro_server_config {
             builder: Server::builder(),
+            tls: None,
         }));
         Ok(())
     })
@@ -170,6 +176,46 @@ pub unsafe extern "C" fn gopro_server_config_set_raise_nofile_limit(
 ) -> gopro_status {
     set(config, Some(ServerSetting::RaiseNofileLimit), |b| {
         Ok(b.raise_nofile_limit(raise))
+    })
+}
+
+/// Speaks TLS on every connection with the settings of `tls`: its
+/// certificate and key (required: else `GOPRO_STATUS_TLS_CONFIG`) are the
+/// server's; its CA, if set, is the CA client certificates must chain to,
+/// required or optional as `gopro_tls_config_set_client_auth` says. A
+/// client must finish its handshake within the TLS handshake timeout; a
+/// plaintext GoPro client gets an ERROR `this port requires TLS` and is
+/// closed. The settings are copied (the files read again now), so `tls`
+/// may be freed afterwards; a refused one leaves the config as it was.
+/// Handlers learn who a client certificate names with
+/// `gopro_connection_client_common_name` and
+/// `gopro_connection_client_subject`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_tls(
+    config: *mut gopro_server_config,
+    tls: *const gopro_tls_config,
+) -> gopro_status {
+    ffi_boundary!({
+        let c = unsafe { ffi::handle_mut(config, "config") }?;
+        let tls = unsafe { ffi::handle(tls, "tls") }?.server()?;
+        let next = c.builder.clone().tls(tls.clone());
+        next.check(ServerSetting::Tls)?;
+        c.builder = next;
+        c.tls = Some(tls);
+        Ok(())
+    })
+}
+
+/// How long a TLS client has to finish its handshake, in milliseconds
+/// (more than 0; default `GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS`); one
+/// that is late is closed and counted in `errors_tls`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_tls_handshake_timeout(
+    config: *mut gopro_server_config,
+    ms: u64,
+) -> gopro_status {
+    set(config, Some(ServerSetting::TlsHandshakeTimeout), |b| {
+        Ok(b.tls_handshake_timeout(Duration::from_millis(ms)))
     })
 }
 

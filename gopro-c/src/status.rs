@@ -72,6 +72,20 @@ pub enum gopro_status {
     /// so it was not sent again. A client that reconnects
     /// (`gopro_client_config_set_reconnect`) takes new requests.
     ConnectionLost = 22,
+    /// The TLS handshake failed: the server's certificate is not trusted,
+    /// has expired or names another host, the server refused the client's
+    /// certificate (or its lack of one), or the server does not speak TLS.
+    /// Nothing was sent.
+    TlsHandshake = 23,
+    /// A TLS setting was refused: a certificate, key or CA that cannot be
+    /// read or parsed (the file is named in the message), a key that does
+    /// not belong to its certificate, an invalid server name, a server
+    /// without a certificate, or a reload that failed (the certificate in
+    /// use stays).
+    TlsConfig = 24,
+    /// A `gopro_connection_*` call made outside a server callback: there is
+    /// no connection to describe.
+    NotInCallback = 25,
 }
 
 impl gopro_status {
@@ -104,6 +118,11 @@ impl gopro_status {
             gopro_status::ConnectionLost => {
                 "the connection was lost after the request was written: it may have been handled\0"
             }
+            gopro_status::TlsHandshake => "the TLS handshake failed\0",
+            gopro_status::TlsConfig => "a TLS setting was refused\0",
+            gopro_status::NotInCallback => {
+                "not called from a server callback: there is no connection\0"
+            }
         }
     }
 
@@ -135,6 +154,9 @@ impl gopro_status {
             20 => gopro_status::NothingInFlight,
             21 => gopro_status::BlockingInRuntime,
             22 => gopro_status::ConnectionLost,
+            23 => gopro_status::TlsHandshake,
+            24 => gopro_status::TlsConfig,
+            25 => gopro_status::NotInCallback,
             _ => return None,
         })
     }
@@ -282,6 +304,7 @@ impl From<gopro::client::ClientError> for Fail {
         use gopro::client::ClientError as E;
         let status = match &e {
             E::Connect { .. } => gopro_status::ConnectFailed,
+            E::Tls { .. } => gopro_status::TlsHandshake,
             E::Timeout { .. } => gopro_status::Timeout,
             E::Closed { .. } => gopro_status::Closed,
             E::Lost { .. } => gopro_status::ConnectionLost,
@@ -315,11 +338,20 @@ impl From<gopro::server::ServerError> for Fail {
         let status = match &e {
             E::Config(_) => gopro_status::InvalidArgument,
             E::Bind { .. } => gopro_status::BindFailed,
+            E::Tls(_) => gopro_status::TlsConfig,
             E::BlockingInRuntime => gopro_status::BlockingInRuntime,
             E::Runtime(_) => gopro_status::IoError,
             _ => gopro_status::IoError,
         };
         Fail::new(status, e.to_string())
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl From<gopro::tls::TlsError> for Fail {
+    fn from(e: gopro::tls::TlsError) -> Fail {
+        // Every kind is a refused setting, which the message tells apart.
+        Fail::new(gopro_status::TlsConfig, e.to_string())
     }
 }
 
@@ -353,6 +385,7 @@ mod tests {
                 AnyError::Codec(e) => Fail::from(e),
                 AnyError::Client(e) => Fail::from(e),
                 AnyError::Server(e) => Fail::from(e),
+                AnyError::Tls(e) => Fail::from(e),
             };
             assert_eq!(c_name(fail.status), c, "{rust}");
             assert!(!fail.message().is_empty(), "{rust}");

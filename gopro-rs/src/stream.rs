@@ -34,6 +34,11 @@ struct Tls {
 /// The socket as `std::io` traits for rustls, without waiting: a socket
 /// with nothing to give or no room says `WouldBlock`, and tokio clears
 /// its readiness.
+///
+/// Writes go one buffer at a time (`write_vectored` is left to its default,
+/// which writes the first): a vectored write on a socket is `writev`, which
+/// raises SIGPIPE when the peer has gone, killing a host program that has
+/// not ignored the signal (a C program), while `send` passes `MSG_NOSIGNAL`.
 struct Raw<'a>(&'a TcpStream);
 
 impl io::Read for Raw<'_> {
@@ -45,10 +50,6 @@ impl io::Read for Raw<'_> {
 impl io::Write for Raw<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.try_write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

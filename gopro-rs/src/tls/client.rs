@@ -121,6 +121,13 @@ impl ClientTls {
         Ok(self)
     }
 
+    /// Checks a name as [`server_name`](Self::server_name) would, for a
+    /// binding that takes the name before it has the roots to build a
+    /// `ClientTls` with.
+    pub fn check_server_name(name: &str) -> Result<(), TlsError> {
+        parse_name(name).map(|_| ())
+    }
+
     pub(crate) fn config(&self) -> Arc<rustls::ClientConfig> {
         self.config.clone()
     }
