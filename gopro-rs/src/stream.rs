@@ -26,9 +26,12 @@ pub(crate) struct Stream {
 
 struct Tls {
     conn: rustls::Connection,
-    /// rustls may hold decrypted bytes not handed out yet: the stream is
-    /// then readable whatever the socket says.
-    plaintext: bool,
+    /// Decrypted bytes rustls holds, not handed out yet: while there are
+    /// any the stream is readable whatever the socket says.
+    plaintext: usize,
+    /// A TLS error met after some bytes were handed out: reported by the
+    /// next read, to which the stream is readable at once.
+    failed: Option<rustls::Error>,
 }
 
 /// The socket as `std::io` traits for rustls, without waiting: a socket
@@ -63,12 +66,18 @@ impl Stream {
     }
 
     pub(crate) fn tls(tcp: TcpStream, conn: impl Into<rustls::Connection>) -> Stream {
+        let mut conn = conn.into();
+        // The handshake may have left application data decrypted (an error
+        // here comes back at the first read).
+        let plaintext = conn
+            .process_new_packets()
+            .map_or(0, |state| state.plaintext_bytes_to_read());
         Stream {
             tcp,
             tls: Some(Box::new(Tls {
-                conn: conn.into(),
-                // The handshake may have left application data decrypted.
-                plaintext: true,
+                conn,
+                plaintext,
+                failed: None,
             })),
         }
     }
@@ -90,7 +99,7 @@ impl Stream {
     #[inline]
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.tls {
-            Some(tls) if tls.plaintext => Poll::Ready(Ok(())),
+            Some(tls) if tls.plaintext > 0 || tls.failed.is_some() => Poll::Ready(Ok(())),
             _ => self.tcp.poll_read_ready(cx),
         }
     }
@@ -291,51 +300,68 @@ impl Transport for Stream {
 }
 
 impl Tls {
-    /// Hands out decrypted bytes; reads and decrypts more when there are none.
+    /// Hands out decrypted bytes, reading and decrypting more while there
+    /// is room, until the socket has no more: one call drains the socket
+    /// as a plain read does, so that a batch of frames is handled at once.
     fn read(&mut self, tcp: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
         let room = limit.min(buf.capacity() - buf.len());
         if room == 0 {
             // As a plain socket does: no room reads nothing.
             return Ok(0);
         }
+        if let Some(e) = self.failed.take() {
+            return Err(self.fail(tcp, e));
+        }
+        let mut total = 0;
         loop {
-            if self.plaintext {
+            if self.plaintext > 0 {
                 let start = buf.len();
-                buf.put_bytes(0, room);
+                let want = self.plaintext.min(room - total);
+                buf.put_bytes(0, want);
                 let result = self.conn.reader().read(&mut buf[start..]);
                 let n = *result.as_ref().unwrap_or(&0);
                 buf.truncate(start + n);
-                match result {
-                    // Either the peer's close_notify or a whole read.
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext = false,
-                    // The peer closed TCP without close_notify: frames carry
-                    // their own lengths, so a cut inside one is still
-                    // detected; the end is the end.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                    Err(e) => return Err(e),
+                result?;
+                total += n;
+                self.plaintext -= n;
+                if total == room || n == 0 {
+                    return Ok(total);
                 }
             }
+            // Whatever ends the reading now (nothing more, the end, an
+            // error) is seen again by the next call once `total` is handed out.
             match self.conn.read_tls(&mut Raw(tcp)) {
-                Ok(0) => return Ok(0),
+                Ok(0) => return Ok(total),
                 Ok(_) => {
-                    let state = self.conn.process_new_packets().map_err(|e| {
-                        // Tell the peer why (the alert rustls queued).
-                        let _ = self.flush(tcp);
-                        io::Error::new(io::ErrorKind::InvalidData, e)
-                    })?;
-                    if state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 {
-                        return Ok(0);
-                    }
+                    let state = match self.conn.process_new_packets() {
+                        Ok(state) => state,
+                        Err(e) if total > 0 => {
+                            self.failed = Some(e);
+                            return Ok(total);
+                        }
+                        Err(e) => return Err(self.fail(tcp, e)),
+                    };
+                    self.plaintext = state.plaintext_bytes_to_read();
                     // Key updates and session tickets have replies to send.
                     if self.conn.wants_write() {
                         let _ = self.flush(tcp);
                     }
-                    self.plaintext = true;
+                    if state.peer_has_closed() && self.plaintext == 0 {
+                        // close_notify: the end, once `total` is handed out.
+                        return Ok(total);
+                    }
                 }
+                Err(_) if total > 0 => return Ok(total),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The TLS session failed: tells the peer why (the alert rustls
+    /// queued), and gives the error to the reader.
+    fn fail(&mut self, tcp: &TcpStream, e: rustls::Error) -> io::Error {
+        let _ = self.flush(tcp);
+        io::Error::new(io::ErrorKind::InvalidData, e)
     }
 
     /// Encrypts what rustls takes of `data` and writes what the socket

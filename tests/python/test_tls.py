@@ -323,11 +323,13 @@ def test_mtls_required_refuses_a_client_without_certificate(certs: Path) -> None
     with tls_server(certs, tls=tls) as server:
         # TLS 1.3: the client's side of the handshake is over before the
         # server checks the client's certificate, so the refusal (an alert,
-        # then the close) comes to the first call.
+        # then the close) comes to the first call, and to every later one.
         for refused in [ca(certs), identity(certs, "other-client")]:
             with gopro.Client(server.local_addr, timeout=5, tls=refused) as client:
-                with pytest.raises(gopro.ConnectionClosed):
+                with pytest.raises(gopro.TlsError):
                     client.request(16, b"x")
+                with pytest.raises(gopro.TlsError):
+                    client.heartbeat()
         with gopro.Client(server.local_addr, timeout=5, tls=identity(certs)) as client:
             assert client.request(17).body == b"device-42"
         assert server.stats()["errors"]["tls"] >= 2

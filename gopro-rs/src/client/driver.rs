@@ -43,6 +43,12 @@ pub(super) enum Msg {
 pub(super) enum Ended {
     Closed,
     GoAway(String),
+    /// The server ended the TLS session (e.g. it refused the client's
+    /// certificate, which TLS 1.3 tells only after the handshake).
+    Tls {
+        addr: Box<str>,
+        reason: Box<str>,
+    },
     /// The server sent bytes that are not GoPro.
     Protocol(Arc<crate::Error>),
 }
@@ -56,6 +62,10 @@ impl Ended {
                 unanswered: 0,
             },
             Ended::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
+            Ended::Tls { addr, reason } => ClientError::Tls {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 }
@@ -195,6 +205,21 @@ enum End {
     Lost(String),
     /// The server's bytes are not GoPro: its requests in flight get the error.
     Protocol(crate::Error),
+    /// The TLS session failed (an alert from the server, or bytes that are
+    /// not TLS): nothing sent on it was handled.
+    Tls(String),
+}
+
+/// How a failed read or write ends the connection: a TLS error (rustls'
+/// error inside the I/O error) or a lost connection.
+fn io_end(what: &str, e: std::io::Error) -> End {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => End::Tls(tls.to_string()),
+        None => End::Lost(format!("{what} failed: {e}")),
+    }
 }
 
 pub(super) struct Driver {
@@ -213,6 +238,10 @@ pub(super) struct Driver {
     /// The deadlines of the requests the task times out (see
     /// `Reply::timed_by_task`), oldest first.
     deadlines: VecDeque<(Instant, Position)>,
+    /// Whether the connection has brought a reply: a TLS failure before
+    /// the first one means the session never worked (a refused client
+    /// certificate), after it the connection was lost.
+    answered: bool,
 }
 
 impl Driver {
@@ -235,6 +264,7 @@ impl Driver {
             timer: Box::pin(sleep_until(tokio::time::Instant::now())),
             armed: None,
             deadlines: VecDeque::new(),
+            answered: false,
         }
     }
 
@@ -247,6 +277,7 @@ impl Driver {
             .map(|(first, max)| Backoff::new(first, max));
         loop {
             let again = self.pipeline.start_connection(Instant::now());
+            self.answered = false;
             if self.pipeline.config().login.is_none() {
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));
@@ -262,6 +293,11 @@ impl Driver {
             let end = match self.events() {
                 Some(end) => end,
                 None => self.serve(&mut stream).await,
+            };
+            // A session that worked and then failed lost its connection.
+            let end = match end {
+                End::Tls(reason) if self.answered => End::Lost(reason),
+                end => end,
             };
             drop(stream);
             let reason = match end {
@@ -281,6 +317,10 @@ impl Driver {
                     warn!(addr = %self.settings.addrs[index], error = %e, "gopro client: invalid bytes from the server");
                     format!("invalid bytes from the server: {e}")
                 }
+                End::Tls(ref reason) => {
+                    warn!(addr = %self.settings.addrs[index], reason, "gopro client: TLS session failed");
+                    reason.clone()
+                }
             };
             let reconnect = backoff.is_some() && !self.orphaned;
             if !reconnect && matches!(end, End::GoAway(_)) {
@@ -296,6 +336,10 @@ impl Driver {
             let ended = (!reconnect).then(|| match &end {
                 End::GoAway(reason) => Ended::GoAway(reason.clone()),
                 End::Protocol(e) => Ended::Protocol(Arc::new(copy_codec_error(e))),
+                End::Tls(reason) => Ended::Tls {
+                    addr: self.settings.addrs[index].as_str().into(),
+                    reason: reason.as_str().into(),
+                },
                 _ => Ended::Closed,
             });
             // Ended for good: said before any caller hears of it, so that
@@ -303,9 +347,11 @@ impl Driver {
             if let Some(ended) = &ended {
                 self.state.end(ended.clone());
             }
+            let addr = Arc::clone(&self.settings.addrs);
             let cause = match &end {
                 End::GoAway(reason) => Cause::GoAway(reason),
                 End::Protocol(e) => Cause::Protocol(e),
+                End::Tls(reason) => Cause::Tls(&addr[index], reason),
                 _ => Cause::Lost(&reason),
             };
             self.fail(&failed, cause);
@@ -368,13 +414,21 @@ impl Driver {
         unanswered: usize,
     ) {
         let error = match (fate, cause) {
-            (Fate::MayHaveBeenHandled, cause) => {
+            // The server ended the TLS session: it handled nothing sent on
+            // it after that (a refused client certificate ends it before
+            // any request is read).
+            (_, Cause::Tls(addr, reason)) => ClientError::Tls {
+                addr: addr.into(),
+                reason: reason.into(),
+            },
+            (Fate::MayHaveBeenHandled, Cause::Protocol(e)) => {
                 self.state.lost.fetch_add(1, Ordering::Relaxed);
-                match cause {
-                    Cause::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
-                    Cause::Lost(reason) | Cause::GoAway(reason) => ClientError::Lost {
-                        reason: reason.to_string(),
-                    },
+                ClientError::Protocol(copy_codec_error(e))
+            }
+            (Fate::MayHaveBeenHandled, Cause::Lost(reason) | Cause::GoAway(reason)) => {
+                self.state.lost.fetch_add(1, Ordering::Relaxed);
+                ClientError::Lost {
+                    reason: reason.to_string(),
                 }
             }
             (Fate::NotHandled, Cause::GoAway(reason)) => ClientError::GoAway {
@@ -413,6 +467,7 @@ impl Driver {
         while let Some(event) = self.pipeline.poll_event(now) {
             match event {
                 Event::Reply { position, frame } => {
+                    self.answered = true;
                     self.state.replies.fetch_add(1, Ordering::Relaxed);
                     self.give(position, reply_result(frame));
                 }
@@ -501,12 +556,12 @@ impl Driver {
                 Ok(n) => self.pipeline.wrote(n, Instant::now()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(End::Lost(format!("write failed: {e}"))),
+                Err(e) => return Err(io_end("write", e)),
             }
         }
         // Over TLS, encrypted bytes may wait in rustls for the socket.
         if let Err(e) = stream.flush_now() {
-            return Err(End::Lost(format!("write failed: {e}")));
+            return Err(io_end("write", e));
         }
         if !self.flushes.is_empty() {
             let written = self.pipeline.bytes_written();
@@ -538,7 +593,7 @@ impl Driver {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Some(End::Lost(format!("read failed: {e}"))),
+                Err(e) => return Some(io_end("read", e)),
             }
         }
     }
@@ -633,7 +688,7 @@ impl Driver {
                 biased;
                 ready = stream.readable() => {
                     if let Err(e) = ready {
-                        return End::Lost(format!("read failed: {e}"));
+                        return io_end("read", e);
                     }
                     if let Some(end) = self.read_now(stream) {
                         return end;
@@ -649,7 +704,7 @@ impl Driver {
                 },
                 ready = stream.writable(), if wants_write => {
                     if let Err(e) = ready {
-                        return End::Lost(format!("write failed: {e}"));
+                        return io_end("write", e);
                     }
                 }
                 () = &mut self.timer, if self.armed.is_some() => {
@@ -759,6 +814,8 @@ enum Cause<'a> {
     GoAway(&'a str),
     Lost(&'a str),
     Protocol(&'a crate::Error),
+    /// The address and what rustls said.
+    Tls(&'a str, &'a str),
 }
 
 /// The codec's error again, for each request it fails.
@@ -794,6 +851,10 @@ fn clone_error(e: &ClientError) -> ClientError {
             unanswered: *unanswered,
         },
         ClientError::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
+        ClientError::Tls { addr, reason } => ClientError::Tls {
+            addr: addr.clone(),
+            reason: reason.clone(),
+        },
         _ => ClientError::Closed { unanswered: 0 },
     }
 }
