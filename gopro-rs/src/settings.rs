@@ -53,6 +53,15 @@ pub enum ConfigError {
         /// The command asked for.
         command: Command,
     },
+    /// A value that is not of the setting's form (e.g. a network that is
+    /// not a CIDR).
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong, and what to write instead.
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -60,9 +69,9 @@ impl ConfigError {
     /// [`ClientSetting::name`].
     pub fn setting(&self) -> &'static str {
         match self {
-            ConfigError::ZeroDuration { setting } | ConfigError::TooSmall { setting, .. } => {
-                setting
-            }
+            ConfigError::ZeroDuration { setting }
+            | ConfigError::TooSmall { setting, .. }
+            | ConfigError::Invalid { setting, .. } => setting,
             ConfigError::MemoryBudgetTooSmall { .. } => ServerSetting::MemoryBudget.name(),
             ConfigError::NotHandleable { .. } => ServerSetting::Handler.name(),
         }
@@ -168,6 +177,8 @@ settings! {
         Tls = "tls" => DefaultValue::Off,
         /// [`tls_handshake_timeout`](crate::server::ServerBuilder::tls_handshake_timeout)
         TlsHandshakeTimeout = "tls_handshake_timeout" => DefaultValue::Duration(crate::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        /// [`proxy_protocol`](crate::server::ServerBuilder::proxy_protocol)
+        ProxyProtocol = "proxy_protocol" => DefaultValue::Off,
     }
 }
 

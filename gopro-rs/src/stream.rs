@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 /// A connection's socket, with TLS when the connection has it.
 pub(crate) struct Stream {
     tcp: TcpStream,
+    /// The client's address when a PROXY header gave it (the socket's
+    /// peer is then the balancer).
+    peer: Option<std::net::SocketAddr>,
     /// Boxed: a rustls connection is large, and plaintext connections
     /// should not carry its size.
     tls: Option<Box<Tls>>,
@@ -62,7 +65,22 @@ impl io::Write for Raw<'_> {
 
 impl Stream {
     pub(crate) fn plain(tcp: TcpStream) -> Stream {
-        Stream { tcp, tls: None }
+        Stream {
+            tcp,
+            peer: None,
+            tls: None,
+        }
+    }
+
+    /// The stream, with `peer` as the client's address.
+    pub(crate) fn with_peer(mut self, peer: std::net::SocketAddr) -> Stream {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The client's address: the PROXY header's, else the socket's peer.
+    pub(crate) fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.peer.map_or_else(|| self.tcp.peer_addr(), Ok)
     }
 
     pub(crate) fn tls(tcp: TcpStream, conn: impl Into<rustls::Connection>) -> Stream {
@@ -74,6 +92,7 @@ impl Stream {
             .map_or(0, |state| state.plaintext_bytes_to_read());
         Stream {
             tcp,
+            peer: None,
             tls: Some(Box::new(Tls {
                 conn,
                 plaintext,
@@ -212,6 +231,8 @@ fn read_plain(tcp: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::Result<u
 pub(crate) trait Transport: Send + Sync + 'static {
     /// The socket under the stream.
     fn tcp(&self) -> &TcpStream;
+    /// The client's address, for the log.
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr>;
     /// See [`Stream::poll_read_ready`].
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// See [`Stream::read_buf`].
@@ -232,6 +253,10 @@ pub(crate) trait Transport: Send + Sync + 'static {
 impl Transport for TcpStream {
     fn tcp(&self) -> &TcpStream {
         self
+    }
+
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        TcpStream::peer_addr(self)
     }
 
     #[inline]
@@ -269,6 +294,10 @@ impl Transport for TcpStream {
 impl Transport for Stream {
     fn tcp(&self) -> &TcpStream {
         Stream::tcp(self)
+    }
+
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        Stream::peer_addr(self)
     }
 
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -62,6 +62,10 @@ pub(crate) struct Config {
     pub tls: Option<ServerTls>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub tls_handshake_timeout: Duration,
+    /// The trusted proxies, as given, when connections start with a PROXY
+    /// header; their networks, parsed by bind.
+    pub proxy_protocol: Option<Vec<String>>,
+    pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
     /// The first handler refused by [`ServerBuilder::handler`], reported by
@@ -83,6 +87,12 @@ impl Config {
     /// only code the application plugs in reads it.
     pub(crate) fn tells_connections(&self) -> bool {
         self.authenticator.is_some() || self.handlers.iter().any(Option::is_some)
+    }
+
+    /// Whether a connection can be served on the bare socket, as it is
+    /// accepted: no TLS, no PROXY header, nobody asking who it is.
+    pub(crate) fn bare(&self) -> bool {
+        self.tls_config.is_none() && self.trusted_proxies.is_none() && !self.tells_connections()
     }
 }
 
@@ -139,6 +149,8 @@ impl ServerBuilder {
                 tls: None,
                 tls_config: None,
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                proxy_protocol: None,
+                trusted_proxies: None,
                 handlers: vec![None; 256],
                 batch_scope: None,
                 invalid: None,
@@ -251,6 +263,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs behind a balancer that speaks the PROXY protocol (v1 or v2, as
+    /// HAProxy's `send-proxy-v2` and nginx's `proxy_protocol on`): only
+    /// `trusted` addresses or networks (`10.0.0.0/8`, `127.0.0.1`) may
+    /// connect, and each of their connections must start with a PROXY
+    /// header within the read timeout, before TLS and frames. The client's
+    /// address it gives replaces the balancer's in the log and in
+    /// [`ConnectionInfo`](super::ConnectionInfo); a v2 LOCAL header (a
+    /// health check) keeps the balancer's. Anybody else is refused, so
+    /// that nobody can claim an address.
+    pub fn proxy_protocol<S: Into<String>>(mut self, trusted: impl IntoIterator<Item = S>) -> Self {
+        self.config.proxy_protocol = Some(trusted.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Routes frames with command `code` to `handler`. Codes 16–255 are the
     /// application's; HEARTBEAT and MESSAGE may be overridden. LOGIN goes to
     /// the authenticator, and ERROR, GOAWAY and the reserved codes 5–15
@@ -309,6 +335,10 @@ impl ServerBuilder {
                 Ok(())
             }
             ServerSetting::Handler => c.invalid.clone().map_or(Ok(()), Err),
+            ServerSetting::ProxyProtocol => match &c.proxy_protocol {
+                Some(trusted) => super::proxy::parse_trusted(trusted).map(|_| ()),
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -325,6 +355,9 @@ impl ServerBuilder {
         self.validate()?;
         if let Some(tls) = &self.config.tls {
             self.config.tls_config = Some(tls.server_config()?);
+        }
+        if let Some(trusted) = &self.config.proxy_protocol {
+            self.config.trusted_proxies = Some(super::proxy::parse_trusted(trusted)?.into());
         }
         Server::bind(self.config).await
     }

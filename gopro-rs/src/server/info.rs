@@ -5,8 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
 use crate::tls::PeerIdentity;
 
 /// A connection, as its handlers and authenticator see it; read it with
@@ -14,9 +12,11 @@ use crate::tls::PeerIdentity;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
-    /// The peer's address.
+    /// The client's address (behind a balancer speaking the PROXY
+    /// protocol, the one its header gave).
     pub peer: SocketAddr,
-    /// The server's address for this connection.
+    /// The address the client connected to (behind a balancer, the one
+    /// the header gave).
     pub local: Option<SocketAddr>,
     /// The TLS session, on a TLS port.
     pub tls: Option<TlsInfo>,
@@ -49,7 +49,7 @@ impl ConnectionInfo {
     }
 
     pub(crate) fn of(
-        tcp: &TcpStream,
+        local: Option<SocketAddr>,
         tls: Option<&rustls::ServerConnection>,
         peer: SocketAddr,
     ) -> ConnectionInfo {
@@ -65,11 +65,7 @@ impl ConnectionInfo {
                 .and_then(|chain| chain.first())
                 .and_then(|leaf| PeerIdentity::from_der(leaf)),
         });
-        ConnectionInfo {
-            peer,
-            local: tcp.local_addr().ok(),
-            tls,
-        }
+        ConnectionInfo { peer, local, tls }
     }
 
     /// Runs a connection's future with `self` as [`current`](Self::current).

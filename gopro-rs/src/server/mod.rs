@@ -15,12 +15,14 @@
 //! frame in order, and writes all their replies in one write before reading
 //! again (SPEC §4). A connection holds no buffer while it waits for bytes.
 
+mod accept;
 mod budget;
 mod config;
 mod connection;
 mod handler;
 mod info;
 mod pool;
+mod proxy;
 mod stats;
 mod tls;
 
@@ -226,7 +228,7 @@ impl Server {
             counters.open.fetch_add(1, Ordering::Relaxed);
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             let guard = ActiveGuard(config.shared.clone());
-            if config.tls_config.is_none() && !config.tells_connections() {
+            if config.bare() {
                 // The plain echo server: nothing but the connection's own
                 // future in the task.
                 let connection = Connection::new(stream, peer, config.clone());
@@ -238,15 +240,7 @@ impl Server {
                 let config = config.clone();
                 tracker.spawn(async move {
                     let _guard = guard;
-                    if config.tls_config.is_none() {
-                        let info = Arc::new(ConnectionInfo::of(&stream, None, peer));
-                        let connection = Connection::new(stream, peer, config);
-                        info.scope(connection.run()).await;
-                    } else if let Some(stream) = tls::handshake(stream, peer, &config).await {
-                        let info = ConnectionInfo::of(stream.tcp(), stream.server_tls(), peer);
-                        let connection = Connection::new(stream, peer, config);
-                        Arc::new(info).scope(connection.run()).await;
-                    }
+                    accept::serve(stream, peer, config).await;
                 });
             }
         }

@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     pub io: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls: AtomicU64,
+    pub proxy_ok: AtomicU64,
+    pub proxy_refused: AtomicU64,
 }
 
 impl Counters {
@@ -82,8 +84,10 @@ impl StatsHandle {
                 login: get(&c.login),
                 io: get(&c.io),
                 tls: get(&c.tls),
+                proxy: get(&c.proxy_refused),
             },
             tls_handshakes: get(&c.tls_handshakes),
+            proxy_headers: get(&c.proxy_ok),
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// TLS handshakes completed (on a TLS port).
     pub tls_handshakes: u64,
+    /// PROXY headers accepted (with the PROXY protocol on).
+    pub proxy_headers: u64,
 }
 
 /// Errors a server met, by kind.
@@ -138,6 +144,9 @@ pub struct ErrorCounts {
     /// Connections to a TLS port closed before their handshake finished:
     /// failed or late handshakes, plaintext clients, garbage.
     pub tls: u64,
+    /// Connections refused for the PROXY protocol: from an untrusted
+    /// address, without a valid header, or not in time.
+    pub proxy: u64,
 }
 
 impl fmt::Display for Stats {
@@ -146,7 +155,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections={} accepted={} frames_in={} frames_out={} bytes_buffered={} memory_budget={} \
-             tls_handshakes={} errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={} tls={}",
+             tls_handshakes={} proxy_headers={} errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={} tls={} proxy={}",
             self.connections,
             self.connections_accepted,
             self.frames_in,
@@ -154,6 +163,7 @@ impl fmt::Display for Stats {
             self.bytes_buffered,
             self.memory_budget,
             self.tls_handshakes,
+            self.proxy_headers,
             e.busy,
             e.protocol,
             e.read_timeout,
@@ -161,7 +171,8 @@ impl fmt::Display for Stats {
             e.handler,
             e.login,
             e.io,
-            e.tls
+            e.tls,
+            e.proxy
         )
     }
 }

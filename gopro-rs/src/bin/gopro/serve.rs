@@ -49,6 +49,18 @@ pub(crate) struct ServeArgs {
     threads: Option<usize>,
     #[command(flatten)]
     tls: crate::tls::ServerTlsArgs,
+    /// Connections come through a balancer that sends a PROXY header (v1
+    /// or v2) first; only --trusted-proxies may connect.
+    #[arg(long, requires = "trusted_proxies")]
+    proxy_protocol: bool,
+    /// The balancers' addresses or networks, e.g. 10.0.0.0/8,127.0.0.1.
+    #[arg(
+        long,
+        value_name = "CIDR[,CIDR...]",
+        value_delimiter = ',',
+        requires = "proxy_protocol"
+    )]
+    trusted_proxies: Vec<String>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -73,6 +85,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 .tls(tls.clone())
                 .tls_handshake_timeout(args.tls.tls_handshake_timeout);
             tokio::spawn(reload_on_sighup(tls.clone()));
+        }
+        if args.proxy_protocol {
+            builder = builder.proxy_protocol(args.trusted_proxies);
         }
         let server = builder
             .listen(args.listen)

@@ -28,12 +28,12 @@ impl<T: Transport> Connection<T> {
         if matches!(error, Error::BadMagic { found: TLS_RECORD }) {
             // A TLS record header (0x16 0x03): a TLS client on a plaintext
             // port, who could not read an ERROR frame.
-            warn!(peer = %Peer(self.stream.tcp()), "TLS client on a plaintext port: closing");
+            warn!(peer = %Peer(&self.stream), "TLS client on a plaintext port: closing");
             self.count_error(|c| &c.protocol);
             self.linger().await;
             return Flow::Close;
         }
-        warn!(peer = %Peer(self.stream.tcp()), "protocol error: {error}");
+        warn!(peer = %Peer(&self.stream), "protocol error: {error}");
         self.count_error(|c| &c.protocol);
         self.push_error(&error.to_string());
         self.sent(1);
@@ -80,7 +80,7 @@ impl<T: Transport> Connection<T> {
         self.count_error(|c| &c.read_timeout);
         let mid_frame = self.rbuf.is_some() || self.decoder.pending_header().is_some();
         if mid_frame {
-            info!(peer = %Peer(self.stream.tcp()), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
+            info!(peer = %Peer(&self.stream), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
             self.push_error(&format!(
                 "read timeout: no whole frame within {:?}",
                 self.config.read_timeout
@@ -88,7 +88,7 @@ impl<T: Transport> Connection<T> {
             self.sent(1);
             let _ = self.close_after_flush().await;
         } else {
-            debug!(peer = %Peer(self.stream.tcp()), "idle past the read timeout: closing");
+            debug!(peer = %Peer(&self.stream), "idle past the read timeout: closing");
         }
     }
 

@@ -72,9 +72,9 @@ enum Flow {
 }
 
 /// The peer's address, looked up only when a log line is written.
-struct Peer<'a>(&'a tokio::net::TcpStream);
+struct Peer<'a, T>(&'a T);
 
-impl fmt::Display for Peer<'_> {
+impl<T: Transport> fmt::Display for Peer<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.peer_addr() {
             Ok(addr) => addr.fmt(f),
@@ -180,7 +180,7 @@ impl<T: Transport> Connection<T> {
                     break;
                 }
                 Event::Readable(Err(e)) => {
-                    debug!(peer = %Peer(self.stream.tcp()), "connection failed: {e}");
+                    debug!(peer = %Peer(&self.stream), "connection failed: {e}");
                     self.count_error(|c| &c.io);
                     break;
                 }
@@ -196,7 +196,7 @@ impl<T: Transport> Connection<T> {
             }
         }
         self.release_buffers();
-        info!(peer = %Peer(self.stream.tcp()), "connection closed");
+        info!(peer = %Peer(&self.stream), "connection closed");
     }
 
     /// End of the time allowed for the next whole frame.

@@ -55,7 +55,7 @@ impl<T: Transport> Connection<T> {
             Ok(Read { len: 0, .. }) => {
                 if self.decoder.is_mid_frame(&buf) {
                     if let Err(e) = self.decoder.decode_eof(&mut buf) {
-                        info!(peer = %Peer(self.stream.tcp()), "peer closed mid-frame: {e}");
+                        info!(peer = %Peer(&self.stream), "peer closed mid-frame: {e}");
                     }
                 }
                 buf.clear();
@@ -69,7 +69,7 @@ impl<T: Transport> Connection<T> {
                 return Step::Continue;
             }
             Err(e) => {
-                debug!(peer = %Peer(self.stream.tcp()), "read failed: {e}");
+                debug!(peer = %Peer(&self.stream), "read failed: {e}");
                 self.count_error(|c| &c.io);
                 buf.clear();
                 pool::give(buf);
@@ -115,7 +115,7 @@ impl<T: Transport> Connection<T> {
                     .decoder
                     .skip_run(buf, &mut at, Command::HEARTBEAT, room);
                 if run > 0 {
-                    debug!(peer = %Peer(self.stream.tcp()), count = run, "HEARTBEAT frames");
+                    debug!(peer = %Peer(&self.stream), count = run, "HEARTBEAT frames");
                     handled += run;
                     inline += run;
                     if echo.end != start {
@@ -134,7 +134,7 @@ impl<T: Transport> Connection<T> {
             };
             handled += 1;
             let length = header.length as usize;
-            debug!(peer = %Peer(self.stream.tcp()), command = %header.command, length, "frame");
+            debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
             self.push_echo(buf, &mut echo);
             if self.handle_inline(header.command, &buf[at - length..at]) {
                 // Every built-in command handled inline gets one reply.

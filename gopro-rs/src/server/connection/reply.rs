@@ -93,7 +93,7 @@ impl<T: Transport> Connection<T> {
     }
 
     pub(super) fn push_error(&mut self, reason: &str) {
-        debug!(peer = %Peer(self.stream.tcp()), "ERROR {reason}");
+        debug!(peer = %Peer(&self.stream), "ERROR {reason}");
         // Reasons are short; cut one that is not, on a character boundary.
         let mut end = reason.len().min(self.config.max_body).min(4096);
         while !reason.is_char_boundary(end) {

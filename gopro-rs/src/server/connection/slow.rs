@@ -47,12 +47,12 @@ impl<T: Transport> Connection<T> {
             match slow {
                 Slow::Error(e) => break self.protocol_error(e).await,
                 Slow::Io(e) => {
-                    debug!(peer = %Peer(self.stream.tcp()), "write failed: {e}");
+                    debug!(peer = %Peer(&self.stream), "write failed: {e}");
                     self.count_error(|c| &c.io);
                     break Flow::Close;
                 }
                 Slow::Budget(more) => {
-                    debug!(peer = %Peer(self.stream.tcp()), more, "waiting for the memory budget");
+                    debug!(peer = %Peer(&self.stream), more, "waiting for the memory budget");
                     let shared = self.config.shared.clone();
                     let shutdown = self.config.shutdown.clone();
                     tokio::select! {
@@ -154,7 +154,7 @@ impl<T: Transport> Connection<T> {
                 self.logged_in = true;
                 self.login_failures = 0;
                 self.decoder.set_max_body(self.config.max_body);
-                info!(peer = %Peer(self.stream.tcp()), "logged in");
+                info!(peer = %Peer(&self.stream), "logged in");
                 self.push_parts(Command::LOGIN, b"OK", &[]);
                 Flow::Continue
             }
@@ -162,7 +162,7 @@ impl<T: Transport> Connection<T> {
                 self.count_error(|c| &c.login);
                 self.login_failures += 1;
                 let max = self.config.max_login_failures;
-                warn!(peer = %Peer(self.stream.tcp()), failures = self.login_failures, "login failed: {reason}");
+                warn!(peer = %Peer(&self.stream), failures = self.login_failures, "login failed: {reason}");
                 if self.login_failures >= max {
                     self.push_error(&format!(
                         "login failed: {reason}; {max} failed logins in a row, closing"

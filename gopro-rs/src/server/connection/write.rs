@@ -28,12 +28,12 @@ impl<T: Transport> Connection<T> {
         match result {
             Ok(()) => Flow::Continue,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                warn!(peer = %Peer(self.stream.tcp()), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
+                warn!(peer = %Peer(&self.stream), timeout = ?self.config.write_timeout, "peer is not reading its replies: closing");
                 self.count_error(|c| &c.write_timeout);
                 Flow::Close
             }
             Err(e) => {
-                debug!(peer = %Peer(self.stream.tcp()), "write failed: {e}");
+                debug!(peer = %Peer(&self.stream), "write failed: {e}");
                 self.count_error(|c| &c.io);
                 Flow::Close
             }
