@@ -357,3 +357,58 @@ fn serve_logs_its_stats_on_sigusr1() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Out of file descriptors, the server backs off (up to 1 s) and warns
+/// once with a count, instead of once every 50 ms; it accepts again when
+/// descriptors are freed.
+#[test]
+fn accept_failures_back_off_and_are_reported_with_a_count() {
+    let mut command = Command::new("sh");
+    // A hard limit the server cannot raise: a few descriptors for the
+    // runtime and the listener, then accept fails with EMFILE.
+    command.args([
+        "-c",
+        &format!(
+            "ulimit -n 24 && exec {} serve --listen 127.0.0.1:0",
+            gopro_bin().display()
+        ),
+    ]);
+    let server = common::process::spawn_listening(command, false);
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(s) = std::net::TcpStream::connect(server.addr) {
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let lines = server.log_lines();
+    let failures: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "one report, not one per retry: {lines:#?}"
+    );
+    assert!(failures[0].contains("Too many open files"), "{lines:#?}");
+    // Freed descriptors: it serves again.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, _, _) = gopro(&["ping", "--addr", &server.addr.to_string(), "--count", "1"]);
+        if ok {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("accepting again after")),
+        "no recovery line"
+    );
+}

@@ -16,6 +16,7 @@
 //! again (SPEC §4). A connection holds no buffer while it waits for bytes.
 
 mod accept;
+mod accept_errors;
 mod budget;
 mod config;
 mod connection;
@@ -30,7 +31,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use std::{fmt, io};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -205,6 +205,7 @@ impl Server {
         let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
         let counters = &config.shared.counters;
+        let mut accept_errors = accept_errors::AcceptErrors::new();
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -212,11 +213,17 @@ impl Server {
                 accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accept_errors.succeeded();
+                    accepted
+                }
                 Err(e) => {
                     // Out of file descriptors or memory: back off instead of spinning.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let wait = accept_errors.failed(&e);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.cancelled() => break,
+                    }
                     continue;
                 }
             };
