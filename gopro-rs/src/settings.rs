@@ -168,6 +168,8 @@ settings! {
         Tls = "tls" => DefaultValue::Off,
         /// [`tls_handshake_timeout`](crate::server::ServerBuilder::tls_handshake_timeout)
         TlsHandshakeTimeout = "tls_handshake_timeout" => DefaultValue::Duration(crate::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        /// [`metrics_listen`](crate::server::ServerBuilder::metrics_listen)
+        MetricsListen = "metrics_listen" => DefaultValue::Off,
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub tls: Option<ServerTls>,
     pub tls_config: Option<Arc<rustls::ServerConfig>>,
     pub tls_handshake_timeout: Duration,
+    /// Where to serve the Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<String>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
     /// The first handler refused by [`ServerBuilder::handler`], reported by
@@ -101,6 +103,7 @@ impl Config {
 /// | [`max_buffered_replies`](Self::max_buffered_replies) | 1 MiB of replies before they are written out |
 /// | [`memory_budget`](Self::memory_budget) | 256 MiB for frames and replies, all connections together |
 /// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
+/// | [`metrics_listen`](Self::metrics_listen) | none: no metrics endpoint |
 ///
 /// A builder can be cloned to start several servers with the same settings
 /// and handlers; each bound server has its own shutdown.
@@ -139,6 +142,7 @@ impl ServerBuilder {
                 tls: None,
                 tls_config: None,
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                metrics_listen: None,
                 handlers: vec![None; 256],
                 batch_scope: None,
                 invalid: None,
@@ -248,6 +252,15 @@ impl ServerBuilder {
     /// one that trickles its ClientHello is closed at the deadline.
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves the server's counters in the Prometheus text format at
+    /// `http://ADDR/metrics` (`host:port`; port 0 picks a free port, see
+    /// [`Server::metrics_addr`]), on a port of its own, from bind until
+    /// the server has stopped. Off by default.
+    pub fn metrics_listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.metrics_listen = Some(addr.into());
         self
     }
 
