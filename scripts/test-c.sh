@@ -57,7 +57,8 @@ fi
 
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
-c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults)
+c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults
+  test_metrics)
 cpp_tests=(test_cpp test_hpp)
 src="$root/gopro-c/tests/c"
 
@@ -148,6 +149,7 @@ run_all() {
   "$@" "$out/test_restart$suffix" "$gopro"
   "$@" "$out/test_faults$suffix" "${fault_args[@]}"
   "$@" "$out/test_server$suffix"
+  "$@" "$out/test_metrics$suffix"
   "$@" "$out/test_cpp$suffix"
   "$@" "$out/test_hpp$suffix" "$gopro"
 }
