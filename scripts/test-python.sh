@@ -11,7 +11,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q . pytest pytest-timeout pytest-asyncio mypy typing_extensions ruff
+"$venv/bin/python" -m pip install -q . pytest pytest-timeout pytest-asyncio mypy typing_extensions ruff prometheus_client
 
 export GOPRO_BIN="${GOPRO_BIN:-$root/target/release/gopro}"
 export GOPRO_GO_BIN="${GOPRO_GO_BIN:-$root/interop/go/bin}"

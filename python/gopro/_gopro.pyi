@@ -263,6 +263,7 @@ class Server:
         max_buffered_replies: int = 1048576,
         memory_budget: int = 268435456,
         raise_nofile_limit: bool = True,
+        metrics_listen: str | None = None,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""
@@ -280,6 +281,9 @@ class Server:
     def local_addr(self) -> str: ...
     @property
     def port(self) -> int: ...
+    @property
+    def metrics_addr(self) -> str | None:
+        """Where the metrics are served ("host:port"), None without metrics_listen."""
     @property
     def listen(self) -> str: ...
     def __enter__(self) -> Server: ...

@@ -49,6 +49,8 @@ struct State {
     authenticator: Option<Arc<Py<PyAny>>>,
     phase: Phase,
     local_addr: Option<SocketAddr>,
+    /// Where the last start serves its metrics, with `metrics_listen`.
+    metrics_addr: Option<SocketAddr>,
     /// The counters of the last server started; readable after it stops.
     stats: Option<StatsHandle>,
 }
@@ -57,10 +59,11 @@ struct State {
 ///
 /// `Server(listen, *, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
-/// max_buffered_replies, memory_budget, raise_nofile_limit)`: the settings
-/// of the core's `ServerBuilder`, with its defaults (times in seconds;
-/// `grace=0` stops at once). `raise_nofile_limit`: whether binding raises
-/// the open-files soft limit to the hard limit. Refused settings raise
+/// max_buffered_replies, memory_budget, raise_nofile_limit, metrics_listen)`:
+/// the settings of the core's `ServerBuilder`, with its defaults (times in
+/// seconds; `grace=0` stops at once). `raise_nofile_limit`: whether binding
+/// raises the open-files soft limit to the hard limit. `metrics_listen`:
+/// "host:port" to serve Prometheus metrics on at `/metrics`. Refused settings raise
 /// `ConfigError` from the constructor (the core's rules).
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {
