@@ -1232,6 +1232,16 @@ enum gopro_status gopro_server_port(const struct gopro_server *server, uint16_t 
 
 #if defined(GOPRO_RUNTIME)
 /**
+ * Stores the port the server's metrics are served on
+ * (`http://HOST:PORT/metrics`, see `gopro_server_config_set_metrics_listen`)
+ * in `*out_port`: the one chosen when listening on port 0, and 0 when the
+ * server serves no metrics. `GOPRO_STATUS_CLOSED` once stopped.
+ */
+enum gopro_status gopro_server_metrics_port(const struct gopro_server *server, uint16_t *out_port);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
  * Stores the server's counters now in `*out`: connections, frames, bytes
  * held against the memory budget, and errors by kind. Frames are counted
  * once per batch a connection handles, so a batch in progress is not
@@ -1468,6 +1478,19 @@ enum gopro_status gopro_server_config_set_handler(struct gopro_server_config *co
 enum gopro_status gopro_server_config_set_authenticator(struct gopro_server_config *config,
                                                         gopro_authenticate_fn authenticate,
                                                         void *user_data);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Serves the server's counters in the Prometheus text format at
+ * `http://ADDR/metrics`, on a port of its own, while the server runs (off
+ * by default). `addr` is `"host:port"`, NUL-terminated, and copied; port 0
+ * picks a free port, which `gopro_server_metrics_port` tells. An address
+ * that cannot be bound makes `gopro_server_start` fail with
+ * `GOPRO_STATUS_BIND_FAILED`.
+ */
+enum gopro_status gopro_server_config_set_metrics_listen(struct gopro_server_config *config,
+                                                         const char *addr);
 #endif
 
 #if defined(GOPRO_RUNTIME)

@@ -69,7 +69,7 @@ tpy=("${test_env[@]}" "$test_venv/bin/python")
 
 "${tpy[@]}" -m pip install -q --upgrade pip
 "${tpy[@]}" -m pip install -q "${wheels[0]}" pytest pytest-timeout pytest-asyncio mypy \
-  typing_extensions ruff
+  typing_extensions ruff prometheus_client
 site=$("${tpy[@]}" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')
 # conftest.py refuses to run unless gopro and its native module come from here.
 export GOPRO_INSTALLED_IN="$site"

@@ -19,6 +19,8 @@ use crate::status::{gopro_status, Fail};
 pub struct gopro_server {
     inner: Mutex<Option<gopro::blocking::Server>>,
     port: u16,
+    /// The metrics port, 0 without `gopro_server_config_set_metrics_listen`.
+    metrics_port: u16,
     stats: StatsHandle,
     /// The TLS settings it serves with (sharing their certificate), for
     /// `gopro_server_reload_tls`.
@@ -121,10 +123,12 @@ pub unsafe extern "C" fn gopro_server_start(
         let tls = config.and_then(|c| c.tls.clone());
         let server = gopro::blocking::Server::start(builder).map_err(Fail::from)?;
         let port = server.local_addr().port();
+        let metrics_port = server.metrics_addr().map_or(0, |a| a.port());
         let stats = server.stats();
         out.write(ffi::into_handle(gopro_server {
             inner: Mutex::new(Some(server)),
             port,
+            metrics_port,
             stats,
             tls,
         }));
@@ -146,6 +150,26 @@ pub unsafe extern "C" fn gopro_server_port(
                 return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
             }
             Ok(s.port)
+        })
+    })
+}
+
+/// Stores the port the server's metrics are served on
+/// (`http://HOST:PORT/metrics`, see `gopro_server_config_set_metrics_listen`)
+/// in `*out_port`: the one chosen when listening on port 0, and 0 when the
+/// server serves no metrics. `GOPRO_STATUS_CLOSED` once stopped.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_metrics_port(
+    server: *const gopro_server,
+    out_port: *mut u16,
+) -> gopro_status {
+    ffi_boundary!({
+        let s = unsafe { ffi::handle(server, "server") }?;
+        ffi::get(out_port, "out_port", || {
+            if s.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
+            }
+            Ok(s.metrics_port)
         })
     })
 }

@@ -1,7 +1,7 @@
 //! Server settings: `gopro_server_config_*`, over the core's
 //! `ServerBuilder`.
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -253,6 +253,23 @@ pub unsafe extern "C" fn gopro_server_config_set_authenticator(
         Ok(b.authenticator(move |credentials: Bytes| {
             std::future::ready(callback.call(&credentials))
         }))
+    })
+}
+
+/// Serves the server's counters in the Prometheus text format at
+/// `http://ADDR/metrics`, on a port of its own, while the server runs (off
+/// by default). `addr` is `"host:port"`, NUL-terminated, and copied; port 0
+/// picks a free port, which `gopro_server_metrics_port` tells. An address
+/// that cannot be bound makes `gopro_server_start` fail with
+/// `GOPRO_STATUS_BIND_FAILED`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_metrics_listen(
+    config: *mut gopro_server_config,
+    addr: *const c_char,
+) -> gopro_status {
+    set(config, Some(ServerSetting::MetricsListen), |b| {
+        let addr = unsafe { ffi::str(addr, "addr") }?;
+        Ok(b.metrics_listen(addr))
     })
 }
 

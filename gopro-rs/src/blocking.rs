@@ -196,6 +196,7 @@ impl Client {
 /// A [`crate::server::Server`] running on the shared runtime.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     stats: StatsHandle,
     done: std::sync::mpsc::Receiver<()>,
@@ -209,6 +210,7 @@ impl Server {
         }
         let server = runtime().block_on(builder.bind())?;
         let local_addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let handle = server.shutdown_handle();
         let stats = server.stats();
         let (tx, done) = std::sync::mpsc::channel();
@@ -218,6 +220,7 @@ impl Server {
         });
         Ok(Server {
             local_addr,
+            metrics_addr,
             handle,
             stats,
             done,
@@ -227,6 +230,11 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address its metrics are served on, with `metrics_listen`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that stops it from any thread.

@@ -179,6 +179,8 @@ settings! {
         TlsHandshakeTimeout = "tls_handshake_timeout" => DefaultValue::Duration(crate::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT),
         /// [`proxy_protocol`](crate::server::ServerBuilder::proxy_protocol)
         ProxyProtocol = "proxy_protocol" => DefaultValue::Off,
+        /// [`metrics_listen`](crate::server::ServerBuilder::metrics_listen)
+        MetricsListen = "metrics_listen" => DefaultValue::Off,
     }
 }
 

@@ -203,7 +203,7 @@ async fn the_stats_count_headers_and_refusals() {
     bad.write_all(b"HELLO THERE WORLD\r\n").await.unwrap();
     refused(bad).await;
     let s = stats.snapshot();
-    assert_eq!((s.proxy_headers, s.errors.proxy), (1, 1), "{s:?}");
+    assert_eq!((s.proxy_headers, s.proxy_refused), (1, 1), "{s:?}");
     handle.shutdown();
     task.await.unwrap();
 }

@@ -355,6 +355,7 @@ class Server:
         raise_nofile_limit: bool = True,
         tls: TlsServerConfig | None = None,
         tls_handshake_timeout: float = 10.0,
+        metrics_listen: str | None = None,
     ) -> Server: ...
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""
@@ -374,6 +375,9 @@ class Server:
     def local_addr(self) -> str: ...
     @property
     def port(self) -> int: ...
+    @property
+    def metrics_addr(self) -> str | None:
+        """Where the metrics are served ("host:port"), None without metrics_listen."""
     @property
     def listen(self) -> str: ...
     def __enter__(self) -> Server: ...

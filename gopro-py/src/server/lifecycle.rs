@@ -24,6 +24,7 @@ use super::{Phase, Running, Server, State};
 /// A server bound on its own thread.
 struct Started {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     stats: StatsHandle,
     done: watch::Receiver<bool>,
@@ -62,6 +63,7 @@ fn spawn_server(
                 let (stopped, done) = watch::channel(false);
                 let _ = tx.send(Ok(Started {
                     local_addr: server.local_addr(),
+                    metrics_addr: server.metrics_addr(),
                     handle: server.shutdown_handle(),
                     stats: server.stats(),
                     done,
@@ -143,6 +145,7 @@ impl Server {
     fn launch(&self, started: Started) {
         let Started {
             local_addr,
+            metrics_addr,
             handle,
             stats,
             done,
@@ -153,6 +156,7 @@ impl Server {
             handle.shutdown();
         }
         state.local_addr = Some(local_addr);
+        state.metrics_addr = metrics_addr;
         state.stats = Some(stats);
         state.phase = Phase::Running(Running { handle, done });
     }

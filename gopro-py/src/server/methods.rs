@@ -61,13 +61,14 @@ impl Server {
         raise_nofile_limit = defaults::RAISE_NOFILE_LIMIT,
         tls = None,
         tls_handshake_timeout = defaults::TLS_HANDSHAKE_TIMEOUT,
+        metrics_listen = None,
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
     // checks them against `_DEFAULTS`, made from the same constants.
     text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
-        raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0)")]
+        raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0, metrics_listen=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -84,6 +85,7 @@ impl Server {
         raise_nofile_limit: bool,
         tls: Option<&Bound<'_, PyAny>>,
         tls_handshake_timeout: f64,
+        metrics_listen: Option<&str>,
     ) -> PyResult<Server> {
         let tls = crate::tls::server_tls(tls)?;
         let base = gopro::server::Server::builder()
@@ -103,6 +105,10 @@ impl Server {
             Some(tls) => base.tls(tls.clone()),
             None => base,
         };
+        let base = match metrics_listen {
+            Some(addr) => base.metrics_listen(addr),
+            None => base,
+        };
         // The core's rules, checked now rather than at start.
         base.validate().map_err(|e| config_err(py, &e))?;
         Ok(Server {
@@ -114,6 +120,7 @@ impl Server {
                 authenticator: None,
                 phase: Phase::Idle,
                 local_addr: None,
+                metrics_addr: None,
                 stats: None,
             }),
         })
@@ -241,6 +248,14 @@ impl Server {
     #[getter]
     fn local_addr(&self, py: Python<'_>) -> PyResult<String> {
         Ok(self.bound_addr(py)?.to_string())
+    }
+
+    /// The address the metrics are served on, "host:port"
+    /// (`http://host:port/metrics`), or None without `metrics_listen`.
+    #[getter]
+    fn metrics_addr(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.bound_addr(py)?;
+        Ok(self.lock(py).metrics_addr.map(|a| a.to_string()))
     }
 
     /// The server's counters: connections open and accepted, frames in

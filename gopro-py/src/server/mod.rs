@@ -53,6 +53,8 @@ struct State {
     authenticator: Option<Arc<Py<PyAny>>>,
     phase: Phase,
     local_addr: Option<SocketAddr>,
+    /// Where the last start serves its metrics, with `metrics_listen`.
+    metrics_addr: Option<SocketAddr>,
     /// The counters of the last server started; readable after it stops.
     stats: Option<StatsHandle>,
 }
@@ -62,12 +64,13 @@ struct State {
 /// `Server(listen, *, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
 /// max_buffered_replies, memory_budget, raise_nofile_limit, tls,
-/// tls_handshake_timeout)`: the settings of the core's `ServerBuilder`,
-/// with its defaults (times in seconds; `grace=0` stops at once).
-/// `raise_nofile_limit`: whether binding raises the open-files soft limit
-/// to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks TLS
-/// only (a plaintext client is told so in an ERROR and closed);
-/// `tls_handshake_timeout` bounds each handshake. Refused settings raise
+/// tls_handshake_timeout, metrics_listen)`: the settings of the core's
+/// `ServerBuilder`, with its defaults (times in seconds; `grace=0` stops at
+/// once). `raise_nofile_limit`: whether binding raises the open-files soft
+/// limit to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks
+/// TLS only (a plaintext client is told so in an ERROR and closed);
+/// `tls_handshake_timeout` bounds each handshake. `metrics_listen`:
+/// "host:port" to serve Prometheus metrics on at `/metrics`. Refused settings raise
 /// `ConfigError` from the constructor (the core's rules).
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {

@@ -66,6 +66,8 @@ pub(crate) struct Config {
     /// header; their networks, parsed by bind.
     pub proxy_protocol: Option<Vec<String>>,
     pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
+    /// Where to serve the Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<String>,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
     /// The first handler refused by [`ServerBuilder::handler`], reported by
@@ -111,6 +113,7 @@ impl Config {
 /// | [`max_buffered_replies`](Self::max_buffered_replies) | 1 MiB of replies before they are written out |
 /// | [`memory_budget`](Self::memory_budget) | 256 MiB for frames and replies, all connections together |
 /// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
+/// | [`metrics_listen`](Self::metrics_listen) | none: no metrics endpoint |
 ///
 /// A builder can be cloned to start several servers with the same settings
 /// and handlers; each bound server has its own shutdown.
@@ -151,6 +154,7 @@ impl ServerBuilder {
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 proxy_protocol: None,
                 trusted_proxies: None,
+                metrics_listen: None,
                 handlers: vec![None; 256],
                 batch_scope: None,
                 invalid: None,
@@ -274,6 +278,15 @@ impl ServerBuilder {
     /// that nobody can claim an address.
     pub fn proxy_protocol<S: Into<String>>(mut self, trusted: impl IntoIterator<Item = S>) -> Self {
         self.config.proxy_protocol = Some(trusted.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serves the server's counters in the Prometheus text format at
+    /// `http://ADDR/metrics` (`host:port`; port 0 picks a free port, see
+    /// [`Server::metrics_addr`]), on a port of its own, from bind until
+    /// the server has stopped. Off by default.
+    pub fn metrics_listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.metrics_listen = Some(addr.into());
         self
     }
 

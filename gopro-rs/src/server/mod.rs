@@ -22,6 +22,7 @@ mod config;
 mod connection;
 mod handler;
 mod info;
+mod metrics;
 mod pool;
 mod proxy;
 mod stats;
@@ -46,7 +47,10 @@ pub use config::{
 };
 pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use info::{ConnectionInfo, TlsInfo};
-pub use stats::{ErrorCounts, Stats, StatsHandle};
+pub use metrics::METRICS_PATH;
+pub use stats::{
+    ByCommand, ErrorCounts, HandlerLatency, Stats, StatsHandle, LATENCY_BOUNDS, LATENCY_BUCKETS,
+};
 
 use crate::Frame;
 use config::Config;
@@ -115,6 +119,8 @@ pub struct Server {
     listener: TcpListener,
     config: Arc<Config>,
     local_addr: SocketAddr,
+    /// The metrics listener and its address, with `metrics_listen`.
+    metrics: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Server {
@@ -136,17 +142,39 @@ impl Server {
         };
         let listener = TcpListener::bind(&config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        let metrics = match &config.metrics_listen {
+            Some(addr) => {
+                let bind_err = |source| ServerError::Bind {
+                    addr: addr.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+                let bound = listener.local_addr().map_err(bind_err)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         info!("listening on {local_addr}");
+        if let Some((_, addr)) = &metrics {
+            info!("metrics on {}", metrics::url(*addr));
+        }
         Ok(Server {
             listener,
             config: Arc::new(config),
             local_addr,
+            metrics,
         })
     }
 
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the metrics are served on (`http://ADDR/metrics`), with
+    /// [`ServerBuilder::metrics_listen`]; useful after binding port 0.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// A handle that stops the server gracefully.
@@ -197,11 +225,20 @@ impl Server {
 
     /// Serves until a [`ShutdownHandle`] asks it to stop, then stops
     /// accepting, lets every connection finish (SPEC §6) and returns;
-    /// connections still busy after the grace period are closed.
+    /// connections still busy after the grace period are closed. The
+    /// metrics, if any, are served until it returns.
     pub async fn run(self) {
         let Server {
-            listener, config, ..
+            listener,
+            config,
+            metrics,
+            ..
         } = self;
+        // Stopped when run returns, or aborted if it is dropped.
+        let metrics = metrics.map(|(listener, _)| {
+            let registry = metrics::registry(StatsHandle(config.shared.clone()));
+            AbortOnDrop(tokio::spawn(metrics::serve(listener, registry)))
+        });
         let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
         let counters = &config.shared.counters;
@@ -266,7 +303,21 @@ impl Server {
             config.force.cancel();
             tracker.wait().await;
         }
+        if let Some(mut metrics) = metrics {
+            // Waited for, so that the port is closed once run returns.
+            metrics.0.abort();
+            let _ = (&mut metrics.0).await;
+        }
         info!("server stopped");
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -6,16 +6,71 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::budget::Budget;
+use crate::Command;
+
+/// The kinds of command frames are counted by, as the metrics label them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    Heartbeat,
+    Message,
+    Login,
+    Error,
+    Goaway,
+    /// Codes 5–15.
+    Reserved,
+    /// Codes 16–255.
+    Application,
+}
+
+/// How many [`Class`]es there are.
+pub(crate) const CLASSES: usize = 7;
+
+impl Class {
+    #[inline]
+    pub(crate) fn of(command: Command) -> Class {
+        match command.0 {
+            0 => Class::Heartbeat,
+            1 => Class::Message,
+            2 => Class::Login,
+            3 => Class::Error,
+            4 => Class::Goaway,
+            c if c < Command::FIRST_APPLICATION => Class::Reserved,
+            _ => Class::Application,
+        }
+    }
+}
+
+/// Frames counted by class in a connection's locals while it handles one
+/// batch, then added to the server's counters at once.
+#[derive(Default)]
+pub(crate) struct Tally([u64; CLASSES]);
+
+impl Tally {
+    #[inline]
+    pub(crate) fn add(&mut self, class: Class, n: u64) {
+        self.0[class as usize] += n;
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.iter().all(|&n| n == 0)
+    }
+}
 
 /// The counters every connection of one server adds to.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub open: AtomicUsize,
     pub accepted: AtomicU64,
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
+    /// Frames received and sent, by [`Class`].
+    pub frames_in: [AtomicU64; CLASSES],
+    pub frames_out: [AtomicU64; CLASSES],
+    /// GoPro bytes read and written (after TLS decryption, before encryption).
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
     pub busy: AtomicU64,
     pub protocol: AtomicU64,
     pub read_timeout: AtomicU64,
@@ -25,14 +80,90 @@ pub(crate) struct Counters {
     pub io: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls: AtomicU64,
+    /// PROXY protocol headers accepted, and connections refused for it.
     pub proxy_ok: AtomicU64,
     pub proxy_refused: AtomicU64,
+    /// How long application handlers took.
+    pub handler_latency: Latency,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds a batch's frames: one atomic add per class present.
+    #[inline]
+    pub(crate) fn add_tally(counters: &[AtomicU64; CLASSES], tally: &Tally) {
+        for (counter, &n) in counters.iter().zip(&tally.0) {
+            Counters::add(counter, n);
+        }
+    }
+
+    /// Counts one frame at once: for the slow path, which sends its
+    /// replies one by one.
+    pub(crate) fn add_one(counters: &[AtomicU64; CLASSES], class: Class) {
+        counters[class as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The upper bounds of the handler latency histogram's buckets; a last
+/// bucket takes what is longer.
+pub const LATENCY_BOUNDS: [Duration; 19] = {
+    const fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+    [
+        us(10),
+        us(25),
+        us(50),
+        us(100),
+        us(250),
+        us(500),
+        us(1_000),
+        us(2_500),
+        us(5_000),
+        us(10_000),
+        us(25_000),
+        us(50_000),
+        us(100_000),
+        us(250_000),
+        us(500_000),
+        us(1_000_000),
+        us(2_500_000),
+        us(5_000_000),
+        us(10_000_000),
+    ]
+};
+
+/// The number of buckets: one per bound, and one for longer.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS.len() + 1;
+
+/// A fixed-bucket histogram of atomics: recording one call is two relaxed
+/// adds, and only application handlers (which already cost a boxed future
+/// or a call into another language) are recorded.
+#[derive(Default)]
+pub(crate) struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    pub(crate) fn record(&self, took: Duration) {
+        let bucket = LATENCY_BOUNDS.partition_point(|&bound| bound < took);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HandlerLatency {
+        let buckets = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        HandlerLatency {
+            buckets,
+            count: buckets.iter().sum(),
+            sum: Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)),
         }
     }
 }
@@ -68,11 +199,17 @@ impl StatsHandle {
     pub fn snapshot(&self) -> Stats {
         let c = &self.0.counters;
         let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let frames_in = ByCommand::load(&c.frames_in);
+        let frames_out = ByCommand::load(&c.frames_out);
         Stats {
             connections: c.open.load(Ordering::Relaxed),
             connections_accepted: get(&c.accepted),
-            frames_in: get(&c.frames_in),
-            frames_out: get(&c.frames_out),
+            frames_in: frames_in.total(),
+            frames_out: frames_out.total(),
+            frames_in_by_command: frames_in,
+            frames_out_by_command: frames_out,
+            bytes_in: get(&c.bytes_in),
+            bytes_out: get(&c.bytes_out),
             bytes_buffered: self.0.budget.used(),
             memory_budget: self.0.budget.limit(),
             errors: ErrorCounts {
@@ -84,10 +221,11 @@ impl StatsHandle {
                 login: get(&c.login),
                 io: get(&c.io),
                 tls: get(&c.tls),
-                proxy: get(&c.proxy_refused),
             },
             tls_handshakes: get(&c.tls_handshakes),
             proxy_headers: get(&c.proxy_ok),
+            proxy_refused: get(&c.proxy_refused),
+            handler_latency: c.handler_latency.snapshot(),
         }
     }
 }
@@ -110,6 +248,14 @@ pub struct Stats {
     pub frames_in: u64,
     /// Frames sent (replies, ERROR and GOAWAY included).
     pub frames_out: u64,
+    /// Frames received, by command.
+    pub frames_in_by_command: ByCommand,
+    /// Frames sent, by command (GOAWAYs sent are `goaway`).
+    pub frames_out_by_command: ByCommand,
+    /// Bytes of frames read (after TLS decryption).
+    pub bytes_in: u64,
+    /// Bytes of frames written (before TLS encryption).
+    pub bytes_out: u64,
     /// Bytes held for frames and replies beyond each connection's pooled
     /// buffer: what the memory budget counts.
     pub bytes_buffered: usize,
@@ -117,10 +263,84 @@ pub struct Stats {
     pub memory_budget: usize,
     /// Errors, by kind.
     pub errors: ErrorCounts,
-    /// TLS handshakes completed (on a TLS port).
+    /// TLS handshakes completed (on a TLS port); the failed ones are
+    /// [`ErrorCounts::tls`].
     pub tls_handshakes: u64,
-    /// PROXY headers accepted (with the PROXY protocol on).
+    /// PROXY protocol headers accepted.
     pub proxy_headers: u64,
+    /// Connections refused by the PROXY protocol: from an address that is
+    /// not a trusted proxy, without a valid header, or not in time.
+    pub proxy_refused: u64,
+    /// How long application handlers (commands 16–255) took.
+    pub handler_latency: HandlerLatency,
+}
+
+/// Frames counted by the kind of their command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ByCommand {
+    /// HEARTBEAT (0).
+    pub heartbeat: u64,
+    /// MESSAGE (1).
+    pub message: u64,
+    /// LOGIN (2).
+    pub login: u64,
+    /// ERROR (3).
+    pub error: u64,
+    /// GOAWAY (4).
+    pub goaway: u64,
+    /// The reserved codes 5–15.
+    pub reserved: u64,
+    /// The application's codes 16–255.
+    pub application: u64,
+}
+
+impl ByCommand {
+    fn load(counters: &[AtomicU64; CLASSES]) -> ByCommand {
+        let get = |class: Class| counters[class as usize].load(Ordering::Relaxed);
+        ByCommand {
+            heartbeat: get(Class::Heartbeat),
+            message: get(Class::Message),
+            login: get(Class::Login),
+            error: get(Class::Error),
+            goaway: get(Class::Goaway),
+            reserved: get(Class::Reserved),
+            application: get(Class::Application),
+        }
+    }
+
+    /// Every frame counted.
+    pub fn total(&self) -> u64 {
+        self.labelled().iter().map(|(_, n)| n).sum()
+    }
+
+    /// The counts with the names the metrics label them with.
+    pub fn labelled(&self) -> [(&'static str, u64); CLASSES] {
+        [
+            ("heartbeat", self.heartbeat),
+            ("message", self.message),
+            ("login", self.login),
+            ("error", self.error),
+            ("goaway", self.goaway),
+            ("reserved", self.reserved),
+            ("application", self.application),
+        ]
+    }
+}
+
+/// How long application handlers took: a histogram over
+/// [`LATENCY_BOUNDS`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerLatency {
+    /// Calls per bucket (not cumulative): bucket `i` counts the calls that
+    /// took more than bound `i - 1` and at most bound `i`; the last, those
+    /// longer than every bound.
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Calls recorded.
+    pub count: u64,
+    /// Their time together.
+    pub sum: Duration,
 }
 
 /// Errors a server met, by kind.
@@ -144,9 +364,6 @@ pub struct ErrorCounts {
     /// Connections to a TLS port closed before their handshake finished:
     /// failed or late handshakes, plaintext clients, garbage.
     pub tls: u64,
-    /// Connections refused for the PROXY protocol: from an untrusted
-    /// address, without a valid header, or not in time.
-    pub proxy: u64,
 }
 
 impl fmt::Display for Stats {
@@ -155,7 +372,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections={} accepted={} frames_in={} frames_out={} bytes_buffered={} memory_budget={} \
-             tls_handshakes={} proxy_headers={} errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={} tls={} proxy={}",
+             tls_handshakes={} proxy_headers={} errors: busy={} protocol={} read_timeout={} write_timeout={} handler={} login={} io={} tls={} proxy_refused={}",
             self.connections,
             self.connections_accepted,
             self.frames_in,
@@ -172,7 +389,7 @@ impl fmt::Display for Stats {
             e.login,
             e.io,
             e.tls,
-            e.proxy
+            self.proxy_refused
         )
     }
 }

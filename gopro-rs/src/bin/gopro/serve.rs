@@ -44,6 +44,9 @@ pub(crate) struct ServeArgs {
     /// this often; they are always logged on SIGUSR1.
     #[arg(long, value_parser = crate::duration)]
     stats_every: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Worker threads [default: the CPUs this process may use; 1 runs on the current thread].
     #[arg(long)]
     threads: Option<usize>,
@@ -66,6 +69,9 @@ pub(crate) struct ServeArgs {
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(args.threads)?.block_on(async {
         let mut builder = Server::builder();
+        if let Some(addr) = args.metrics_listen {
+            builder = builder.metrics_listen(addr);
+        }
         if let Some(expected) = args.auth {
             let expected = bytes::Bytes::from(expected);
             builder = builder.authenticator(move |credentials: bytes::Bytes| {

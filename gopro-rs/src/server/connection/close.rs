@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use super::read::MIN_READ;
 use super::{Connection, Flow, Peer};
 use crate::server::pool;
+use crate::server::stats::Counters;
 use crate::stream::Transport;
 use crate::{Command, Error, HEADER_LEN};
 
@@ -35,8 +36,8 @@ impl<T: Transport> Connection<T> {
         }
         warn!(peer = %Peer(&self.stream), "protocol error: {error}");
         self.count_error(|c| &c.protocol);
-        self.push_error(&error.to_string());
-        self.sent(1);
+        let class = self.push_error(&error.to_string());
+        self.sent(class);
         self.close_after_flush().await
     }
 
@@ -81,11 +82,11 @@ impl<T: Transport> Connection<T> {
         let mid_frame = self.rbuf.is_some() || self.decoder.pending_header().is_some();
         if mid_frame {
             info!(peer = %Peer(&self.stream), timeout = ?self.config.read_timeout, "read timeout mid-frame: closing");
-            self.push_error(&format!(
+            let class = self.push_error(&format!(
                 "read timeout: no whole frame within {:?}",
                 self.config.read_timeout
             ));
-            self.sent(1);
+            self.sent(class);
             let _ = self.close_after_flush().await;
         } else {
             debug!(peer = %Peer(&self.stream), "idle past the read timeout: closing");
@@ -110,7 +111,12 @@ impl<T: Transport> Connection<T> {
                 buf.reserve(MIN_READ);
             }
             match self.stream.read_buf(&mut buf, usize::MAX) {
-                Ok(n) if n > 0 && buf.len() <= self.decoder.max_body() + HEADER_LEN => {}
+                Ok(n) if n > 0 => {
+                    Counters::add(&self.config.shared.counters.bytes_in, n as u64);
+                    if buf.len() > self.decoder.max_body() + HEADER_LEN {
+                        break;
+                    }
+                }
                 _ => break,
             }
         }
@@ -123,8 +129,8 @@ impl<T: Transport> Connection<T> {
             Err(slow) => self.slow_path(buf, slow).await,
         };
         if flow == Flow::Continue {
-            self.push_parts(Command::GOAWAY, b"server shutting down", &[]);
-            self.sent(1);
+            let class = self.push_parts(Command::GOAWAY, b"server shutting down", &[]);
+            self.sent(class);
             let _ = self.close_after_flush().await;
         }
     }

@@ -41,7 +41,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
 use super::config::Config;
-use super::stats::Counters;
+use super::stats::{Class, Counters};
 use crate::stream::Transport;
 use crate::{Codec, Decoder};
 use memory::Held;
@@ -204,11 +204,10 @@ impl<T: Transport> Connection<T> {
         self.config.epoch + Duration::from_nanos(self.deadline)
     }
 
-    /// Counts frames sent: once per batch for the replies made inline,
-    /// once per reply on the slow path.
-    #[inline]
-    fn sent(&self, n: u64) {
-        Counters::add(&self.config.shared.counters.frames_out, n);
+    /// Counts a frame sent on the slow path, which sends its replies one
+    /// by one; the synchronous path counts its replies once per batch.
+    fn sent(&self, class: Class) {
+        Counters::add_one(&self.config.shared.counters.frames_out, class);
     }
 
     fn count_error(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {

@@ -24,7 +24,7 @@ use super::slow::Slow;
 use super::{deadline_after, Connection, Peer, Step};
 use crate::server::handler::{BoxFuture, Inline, Reply};
 use crate::server::pool;
-use crate::server::stats::Counters;
+use crate::server::stats::{Class, Counters, Tally};
 use crate::stream::Transport;
 use crate::Command;
 
@@ -33,6 +33,10 @@ use crate::Command;
 /// path otherwise.
 pub(super) type Call =
     futures_util::future::CatchUnwind<AssertUnwindSafe<BoxFuture<Result<Reply, String>>>>;
+
+/// When an application handler's call started, for the latency histogram;
+/// `None` for the built-in commands' handlers, which are not timed.
+pub(super) type Started = Option<std::time::Instant>;
 
 /// Bodies up to this size are copied out of the read buffer for a handler
 /// called on the synchronous path; larger ones are split off it, on the slow
@@ -62,7 +66,10 @@ impl<T: Transport> Connection<T> {
                 pool::give(buf);
                 return Step::Close;
             }
-            Ok(Read { drained, .. }) => drained,
+            Ok(Read { len, drained }) => {
+                Counters::add(&self.config.shared.counters.bytes_in, len as u64);
+                drained
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more for now: the connection goes idle.
                 self.keep_or_return(buf, true);
@@ -96,8 +103,9 @@ impl<T: Transport> Connection<T> {
         // Frames are read in place through a cursor; the buffer is advanced
         // once, past everything handled.
         let mut at = 0;
-        let mut handled = 0;
-        let mut inline = 0;
+        // Frames by class, added to the server's counters once at the end.
+        let mut frames_in = Tally::default();
+        let mut frames_out = Tally::default();
         // A HEARTBEAT's reply is the frame itself: consecutive ones are
         // copied to the replies as one run, `echo`, when another reply or
         // the end of the batch comes.
@@ -116,8 +124,8 @@ impl<T: Transport> Connection<T> {
                     .skip_run(buf, &mut at, Command::HEARTBEAT, room);
                 if run > 0 {
                     debug!(peer = %Peer(&self.stream), count = run, "HEARTBEAT frames");
-                    handled += run;
-                    inline += run;
+                    frames_in.add(Class::Heartbeat, run);
+                    frames_out.add(Class::Heartbeat, run);
                     if echo.end != start {
                         self.push_echo(buf, &mut echo);
                         echo.start = start;
@@ -132,17 +140,20 @@ impl<T: Transport> Connection<T> {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(Slow::Error(e)),
             };
-            handled += 1;
+            frames_in.add(Class::of(header.command), 1);
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
             self.push_echo(buf, &mut echo);
-            if self.handle_inline(header.command, &buf[at - length..at]) {
+            if let Some(class) = self.handle_inline(header.command, &buf[at - length..at]) {
                 // Every built-in command handled inline gets one reply.
-                inline += 1;
+                frames_out.add(class, 1);
             } else if header.command != Command::LOGIN && length <= INLINE_CALL_BODY {
                 match self.call_now(header.command, &buf[at - length..at]) {
-                    Ok(replied) => inline += u64::from(replied),
-                    Err(call) => break Err(Slow::Call(Box::new((header.command, call)))),
+                    Ok(Some(class)) => frames_out.add(class, 1),
+                    Ok(None) => {}
+                    Err((call, started)) => {
+                        break Err(Slow::Call(Box::new((header.command, call, started))))
+                    }
                 }
             } else {
                 // Leave the body at the front of the buffer for the slow path.
@@ -160,9 +171,10 @@ impl<T: Transport> Connection<T> {
         };
         self.push_echo(buf, &mut echo);
         buf.advance(at);
-        if handled > 0 {
-            Counters::add(&self.config.shared.counters.frames_in, handled);
-            self.sent(inline);
+        if !frames_in.is_empty() {
+            let counters = &self.config.shared.counters;
+            Counters::add_tally(&counters.frames_in, &frames_in);
+            Counters::add_tally(&counters.frames_out, &frames_out);
             self.deadline = deadline_after(&self.config);
         }
         result
@@ -180,76 +192,89 @@ impl<T: Transport> Connection<T> {
         result
     }
 
-    /// Handles a frame that needs no waiting; `false` if it does (a LOGIN
-    /// with an authenticator, or an application handler).
-    pub(super) fn handle_inline(&mut self, command: Command, body: &[u8]) -> bool {
+    /// Handles a frame that needs no waiting, returning the class of its
+    /// reply; `None` if it needs waiting (a LOGIN with an authenticator, or
+    /// a handler).
+    pub(super) fn handle_inline(&mut self, command: Command, body: &[u8]) -> Option<Class> {
         if command == Command::LOGIN {
             if self.config.authenticator.is_some() {
-                return false;
+                return None;
             }
-            self.push_parts(Command::LOGIN, b"OK", &[]);
-            return true;
+            return Some(self.push_parts(Command::LOGIN, b"OK", &[]));
         }
         if !self.logged_in && command != Command::HEARTBEAT {
-            self.push_error("not authenticated");
-            return true;
+            return Some(self.push_error("not authenticated"));
         }
         if self.config.handlers[command.0 as usize].is_some() {
-            return false;
+            return None;
         }
-        match command {
+        Some(match command {
             Command::HEARTBEAT => self.push_parts(command, &[], body),
             Command::MESSAGE => self.push_message(body),
             _ => self.push_error(&format!("unknown command: {}", command.0)),
-        }
-        true
+        })
     }
 
-    /// Calls the application handler for `command` and polls its future
-    /// once: `Ok` (with whether a reply was added) if it finished, else the
-    /// call to await.
-    pub(super) fn call_now(&mut self, command: Command, body: &[u8]) -> Result<bool, Call> {
+    /// Calls the handler for `command` and polls its future once: `Ok`
+    /// (with the class of the reply added, if any) if it finished, else
+    /// the call to await.
+    pub(super) fn call_now(
+        &mut self,
+        command: Command,
+        body: &[u8],
+    ) -> Result<Option<Class>, (Call, Started)> {
         let Some(handler) = &self.config.handlers[command.0 as usize] else {
-            return Ok(false);
+            return Ok(None);
         };
+        let started = start_timer(command);
         let mut call =
             match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call_inline(command, body)))
             {
-                Ok(Inline::Done(outcome)) => return Ok(self.replied(command, Ok(outcome))),
+                Ok(Inline::Done(outcome)) => {
+                    return Ok(self.replied(command, Ok(outcome), started))
+                }
                 Ok(Inline::Wait(fut)) => AssertUnwindSafe(fut).catch_unwind(),
-                Err(panic) => return Ok(self.replied(command, Err(panic))),
+                Err(panic) => return Ok(self.replied(command, Err(panic), started)),
             };
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut call).poll(&mut cx) {
-            Poll::Ready(outcome) => Ok(self.replied(command, outcome)),
-            Poll::Pending => Err(call),
+            Poll::Ready(outcome) => Ok(self.replied(command, outcome, started)),
+            Poll::Pending => Err((call, started)),
         }
     }
 
     /// Adds what a handler's call came to: its reply, or an ERROR for a
-    /// failure or a panic. `true` if a frame was added.
+    /// failure or a panic. Returns the class of the frame added, if any,
+    /// and records the call's time if it was `started` on a timer.
     pub(super) fn replied(
         &mut self,
         command: Command,
         outcome: std::thread::Result<Result<Reply, String>>,
-    ) -> bool {
+        started: Started,
+    ) -> Option<Class> {
+        if let Some(started) = started {
+            let took = started.elapsed();
+            self.config.shared.counters.handler_latency.record(took);
+        }
         match outcome {
-            Ok(Ok(Reply::None)) => false,
-            Ok(Ok(reply)) => {
-                self.push_reply(command, reply);
-                true
-            }
+            Ok(Ok(reply)) => self.push_reply(command, reply),
             Ok(Err(reason)) => {
                 self.count_error(|c| &c.handler);
-                self.push_error(&reason);
-                true
+                Some(self.push_error(&reason))
             }
             Err(_) => {
                 warn!(%command, "handler panicked");
                 self.count_error(|c| &c.handler);
-                self.push_error(&format!("handler for command {} panicked", command.0));
-                true
+                Some(self.push_error(&format!("handler for command {} panicked", command.0)))
             }
         }
     }
+}
+
+/// Starts timing a handler call: application commands only, so that the
+/// built-in commands' handlers (HEARTBEAT and MESSAGE overridden) do not
+/// pay for reading the clock.
+#[inline]
+pub(super) fn start_timer(command: Command) -> Started {
+    command.is_application().then(std::time::Instant::now)
 }

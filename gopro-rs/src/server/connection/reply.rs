@@ -12,6 +12,7 @@ use tracing::debug;
 use super::{Connection, Peer, MESSAGE_PREFIX};
 use crate::server::handler::Reply;
 use crate::server::pool;
+use crate::server::stats::Class;
 use crate::stream::Transport;
 use crate::{Command, Encoder, HEADER_LEN, VERSION};
 
@@ -43,9 +44,10 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Adds a reply made of `prefix` and `body`, without building a frame;
-    /// replies over the body limit become ERROR (SPEC §2).
+    /// replies over the body limit become ERROR (SPEC §2). Returns the
+    /// class of the frame added, for the counters.
     #[inline]
-    pub(super) fn push_parts(&mut self, command: Command, prefix: &[u8], body: &[u8]) {
+    pub(super) fn push_parts(&mut self, command: Command, prefix: &[u8], body: &[u8]) -> Class {
         let encoder = self.encoder();
         let out = self.out();
         out.reserve(HEADER_LEN + prefix.len() + body.len());
@@ -55,12 +57,13 @@ impl<T: Transport> Connection<T> {
         if self.wbuf.capacity() > pool::BUFFER_SIZE {
             self.charge_replies();
         }
+        Class::of(command)
     }
 
     /// The MESSAGE reply, `"Server says: "` + body: header and prefix are
     /// put together on the stack and copied as one piece.
     #[inline]
-    pub(super) fn push_message(&mut self, body: &[u8]) {
+    pub(super) fn push_message(&mut self, body: &[u8]) -> Class {
         const PREFIXED: usize = HEADER_LEN + MESSAGE_PREFIX.len();
         let length = MESSAGE_PREFIX.len() + body.len();
         let Ok(header) = self.encoder().header(VERSION, Command::MESSAGE, length) else {
@@ -76,29 +79,34 @@ impl<T: Transport> Connection<T> {
         if self.wbuf.capacity() > pool::BUFFER_SIZE {
             self.charge_replies();
         }
+        Class::Message
     }
 
-    pub(super) fn push_reply(&mut self, command: Command, reply: Reply) {
+    /// Adds a handler's reply; `None` if it sends nothing.
+    pub(super) fn push_reply(&mut self, command: Command, reply: Reply) -> Option<Class> {
         match reply {
-            Reply::None => {}
-            Reply::Body(body) => self.push_parts(command, &[], &body),
+            Reply::None => None,
+            Reply::Body(body) => Some(self.push_parts(command, &[], &body)),
             Reply::Frame(frame) => {
                 let encoder = self.encoder();
-                match encoder.encode(&frame, self.out()) {
-                    Ok(()) => self.charge_replies(),
+                Some(match encoder.encode(&frame, self.out()) {
+                    Ok(()) => {
+                        self.charge_replies();
+                        Class::of(frame.command)
+                    }
                     Err(e) => self.push_error(&format!("reply not sent: {e}")),
-                }
+                })
             }
         }
     }
 
-    pub(super) fn push_error(&mut self, reason: &str) {
+    pub(super) fn push_error(&mut self, reason: &str) -> Class {
         debug!(peer = %Peer(&self.stream), "ERROR {reason}");
         // Reasons are short; cut one that is not, on a character boundary.
         let mut end = reason.len().min(self.config.max_body).min(4096);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        self.push_parts(Command::ERROR, &[], &reason.as_bytes()[..end]);
+        self.push_parts(Command::ERROR, &[], &reason.as_bytes()[..end])
     }
 }

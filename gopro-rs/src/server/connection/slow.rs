@@ -13,10 +13,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tracing::{debug, info, warn};
 
-use super::process::Call;
+use super::process::{start_timer, Call, Started};
 use super::{deadline_after, Connection, Flow, Peer};
 use crate::server::handler::BoxFuture;
 use crate::server::pool;
+use crate::server::stats::Class;
 use crate::stream::Transport;
 use crate::{Command, Error, Header};
 
@@ -27,7 +28,7 @@ pub(super) enum Slow {
     Frame(Header),
     /// A handler called for the frame just decoded has to wait. (Boxed:
     /// a `Slow` is part of every connection's future.)
-    Call(Box<(Command, Call)>),
+    Call(Box<(Command, Call, Started)>),
     /// The socket did not take all the replies.
     Write,
     /// The stream cannot be trusted.
@@ -81,8 +82,8 @@ impl<T: Transport> Connection<T> {
                     }
                 }
                 Slow::Call(pending) => {
-                    let (command, call) = *pending;
-                    if self.finish_call(command, call).await == Flow::Close {
+                    let (command, call, started) = *pending;
+                    if self.finish_call(command, call, started).await == Flow::Close {
                         break Flow::Close;
                     }
                 }
@@ -102,22 +103,21 @@ impl<T: Transport> Connection<T> {
     /// A LOGIN with an authenticator, or a frame for an application handler.
     pub(super) async fn handle_async(&mut self, command: Command, body: Bytes) -> Flow {
         if command == Command::LOGIN {
-            // Answered OK or ERROR, unless the server closes first.
-            self.sent(1);
             return self.login(body).await;
         }
         let Some(handler) = self.config.handlers[command.0 as usize].clone() else {
             return Flow::Continue;
         };
         let frame = crate::Frame::new(command, body);
+        let started = start_timer(command);
         match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(frame))) {
             Ok(fut) => {
-                self.finish_call(command, AssertUnwindSafe(fut).catch_unwind())
+                self.finish_call(command, AssertUnwindSafe(fut).catch_unwind(), started)
                     .await
             }
             Err(panic) => {
-                if self.replied(command, Err(panic)) {
-                    self.sent(1);
+                if let Some(class) = self.replied(command, Err(panic), started) {
+                    self.sent(class);
                 }
                 Flow::Continue
             }
@@ -126,12 +126,17 @@ impl<T: Transport> Connection<T> {
 
     /// Awaits a handler's call and adds what it came to; `Close` if the
     /// server closes the connection first.
-    pub(super) async fn finish_call(&mut self, command: Command, call: Call) -> Flow {
+    pub(super) async fn finish_call(
+        &mut self,
+        command: Command,
+        call: Call,
+        started: Started,
+    ) -> Flow {
         let force = self.config.force.clone();
         tokio::select! {
             outcome = call => {
-                if self.replied(command, outcome) {
-                    self.sent(1);
+                if let Some(class) = self.replied(command, outcome, started) {
+                    self.sent(class);
                 }
                 Flow::Continue
             }
@@ -141,7 +146,8 @@ impl<T: Transport> Connection<T> {
 
     pub(super) async fn login(&mut self, credentials: Bytes) -> Flow {
         let Some(authenticator) = self.config.authenticator.clone() else {
-            self.push_parts(Command::LOGIN, b"OK", &[]);
+            let class = self.push_parts(Command::LOGIN, b"OK", &[]);
+            self.sent(class);
             return Flow::Continue;
         };
         let force = self.config.force.clone();
@@ -155,7 +161,8 @@ impl<T: Transport> Connection<T> {
                 self.login_failures = 0;
                 self.decoder.set_max_body(self.config.max_body);
                 info!(peer = %Peer(&self.stream), "logged in");
-                self.push_parts(Command::LOGIN, b"OK", &[]);
+                let class = self.push_parts(Command::LOGIN, b"OK", &[]);
+                self.sent(class);
                 Flow::Continue
             }
             Err(reason) => {
@@ -167,9 +174,11 @@ impl<T: Transport> Connection<T> {
                     self.push_error(&format!(
                         "login failed: {reason}; {max} failed logins in a row, closing"
                     ));
+                    self.sent(Class::Error);
                     return Flow::Close;
                 }
                 self.push_error(&format!("login failed: {reason}"));
+                self.sent(Class::Error);
                 Flow::Continue
             }
         }

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::{Connection, Flow, Peer};
 use crate::server::pool;
+use crate::server::stats::Counters;
 use crate::stream::Transport;
 
 impl<T: Transport> Connection<T> {
@@ -43,20 +44,24 @@ impl<T: Transport> Connection<T> {
     /// Writes what the socket takes now; `true` once everything is written.
     #[inline]
     pub(super) fn write_now(&mut self) -> io::Result<bool> {
-        loop {
+        let mut written = 0;
+        let result = loop {
             match self.stream.try_write(&self.wbuf) {
                 Ok(n) => {
                     self.wbuf.advance(n);
+                    written += n;
                     if self.wbuf.is_empty() {
                         // Over TLS, rustls may still hold the last bytes.
-                        return self.stream.flush_now();
+                        break self.stream.flush_now();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        Counters::add(&self.config.shared.counters.bytes_out, written as u64);
+        result
     }
 
     /// Writes the rest within the write timeout (or until the server closes).
@@ -65,7 +70,13 @@ impl<T: Transport> Connection<T> {
         let limit = self.config.write_timeout;
         tokio::select! {
             written = timeout(limit, self.stream.write_all(&self.wbuf)) => match written {
-                Ok(result) => result,
+                Ok(result) => {
+                    if result.is_ok() {
+                        let n = self.wbuf.len() as u64;
+                        Counters::add(&self.config.shared.counters.bytes_out, n);
+                    }
+                    result
+                }
                 Err(_) => Err(io::ErrorKind::TimedOut.into()),
             },
             () = force.cancelled() => Err(io::ErrorKind::ConnectionAborted.into()),

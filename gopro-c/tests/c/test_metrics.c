@@ -1,0 +1,132 @@
+/* The C server's Prometheus endpoint (gopro_server_config_set_metrics_listen,
+ * gopro_server_metrics_port): scraped over a plain socket after known
+ * traffic, its lines checked exactly. Usage: test_metrics */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define CMD_ECHO 16
+
+static int echo(void *user_data, uint8_t command, const uint8_t *body, size_t body_len,
+                gopro_reply *reply) {
+  (void)user_data;
+  (void)command;
+  return gopro_reply_set_body(reply, body, body_len);
+}
+
+/* GET `path` from 127.0.0.1:port; the whole response, NUL-terminated, in
+ * `buf`. */
+static void http_get(uint16_t port, const char *path, char *buf, size_t cap) {
+  struct sockaddr_in sa;
+  char request[256];
+  size_t got = 0;
+  ssize_t n;
+  int len;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  len = snprintf(request, sizeof request,
+                 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+  CHECK(len > 0 && (size_t)len < sizeof request);
+  CHECK(write(fd, request, (size_t)len) == len);
+  while ((n = read(fd, buf + got, cap - 1 - got)) > 0) {
+    got += (size_t)n;
+    CHECK(got < cap - 1); /* the buffer is large enough for a whole scrape */
+  }
+  CHECK(n == 0);
+  buf[got] = '\0';
+  close(fd);
+}
+
+/* The response has this line, whole. */
+static void expect_line(const char *response, const char *line) {
+  const char *at = response;
+  size_t len = strlen(line);
+  while ((at = strstr(at, line)) != NULL) {
+    if ((at == response || at[-1] == '\n') && at[len] == '\n') {
+      return;
+    }
+    at += len;
+  }
+  fprintf(stderr, "no line \"%s\" in:\n%s\n", line, response);
+  exit(1);
+}
+
+int main(void) {
+  static char response[64 * 1024];
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  gopro_server *other = NULL;
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  uint16_t port = 0;
+  uint16_t metrics_port = 0;
+  char addr[64];
+
+  OK(gopro_server_config_new(&config));
+  EXPECT(gopro_server_config_set_metrics_listen(config, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_metrics_listen(NULL, "127.0.0.1:0"),
+         GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_config_set_metrics_listen(config, "127.0.0.1:0"));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, echo, NULL));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  OK(gopro_server_port(server, &port));
+  EXPECT(gopro_server_metrics_port(NULL, &metrics_port), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_metrics_port(server, NULL), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_metrics_port(server, &metrics_port));
+  CHECK(metrics_port != 0 && metrics_port != port);
+
+  /* 2 HEARTBEATs, 1 MESSAGE, 1 application command. */
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  OK(gopro_client_heartbeat(client));
+  OK(gopro_client_heartbeat(client));
+  OK(gopro_client_request(client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"hi", 2, &reply));
+  gopro_frame_free(reply);
+  OK(gopro_client_request(client, CMD_ECHO, (const uint8_t *)"abc", 3, &reply));
+  gopro_frame_free(reply);
+
+  http_get(metrics_port, "/metrics", response, sizeof response);
+  CHECK(strncmp(response, "HTTP/1.1 200 ", 13) == 0);
+  expect_line(response, "gopro_connections_open 1");
+  expect_line(response, "gopro_connections_accepted_total 1");
+  expect_line(response, "gopro_frames_received_total{command=\"heartbeat\"} 2");
+  expect_line(response, "gopro_frames_received_total{command=\"message\"} 1");
+  expect_line(response, "gopro_frames_received_total{command=\"application\"} 1");
+  expect_line(response, "gopro_frames_sent_total{command=\"message\"} 1");
+  expect_line(response, "gopro_frames_sent_total{command=\"application\"} 1");
+  /* 2 heartbeats (8 bytes), "hi" (10), "abc" (11). */
+  expect_line(response, "gopro_received_bytes_total 37");
+  expect_line(response, "gopro_handler_duration_seconds_count 1");
+  expect_line(response, "# TYPE gopro_handler_duration_seconds histogram");
+  http_get(metrics_port, "/", response, sizeof response);
+  CHECK(strncmp(response, "HTTP/1.1 404 ", 13) == 0);
+  gopro_client_free(client);
+
+  /* The metrics address taken: the second server does not start. */
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)metrics_port);
+  OK(gopro_server_config_set_metrics_listen(config, addr));
+  EXPECT(gopro_server_start("127.0.0.1:0", config, &other), GOPRO_STATUS_BIND_FAILED);
+  CHECK(other == NULL);
+  gopro_server_config_free(config);
+
+  OK(gopro_server_stop(server));
+  EXPECT(gopro_server_metrics_port(server, &metrics_port), GOPRO_STATUS_CLOSED);
+  gopro_server_free(server);
+
+  /* Without the setting: port 0. */
+  OK(gopro_server_start("127.0.0.1:0", NULL, &server));
+  OK(gopro_server_metrics_port(server, &metrics_port));
+  CHECK(metrics_port == 0);
+  gopro_server_free(server);
+  printf("test_metrics: passed\n");
+  return 0;
+}

@@ -1,0 +1,361 @@
+//! The Prometheus endpoint (`ServerBuilder::metrics_listen`): scraped over a
+//! real socket after known traffic, parsed by a Prometheus text parser, and
+//! every count checked.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::server::Peer;
+use gopro::server::{Server, ServerError};
+use gopro::{Command, Frame};
+use prometheus_parse::{Scrape, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A bare HTTP/1.1 request; the status code and the body.
+async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the response within 10 s")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if method == "GET" && status == 200 {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+    }
+    (status, body.to_string())
+}
+
+/// The samples of one scrape, by name and labels (`name{k="v"}`, labels
+/// in order), as the parser read them.
+struct Metrics {
+    values: HashMap<String, f64>,
+    histograms: HashMap<String, Vec<(f64, f64)>>,
+    /// The families, by the names of their `# TYPE` lines, in order.
+    families: Vec<String>,
+}
+
+impl Metrics {
+    async fn scrape(addr: SocketAddr) -> Metrics {
+        let (status, text) = http(addr, "GET", "/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        // The parser skips what it cannot read: make sure it read every
+        // sample line (a histogram's buckets are one sample, its sum and
+        // count two more).
+        let lines = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains("_bucket{"))
+            .count();
+        let histograms = scrape
+            .samples
+            .iter()
+            .filter(|s| matches!(s.value, Value::Histogram(_)))
+            .count();
+        assert_eq!(
+            scrape.samples.len(),
+            lines + histograms,
+            "samples the parser did not read:\n{text}"
+        );
+        let mut values = HashMap::new();
+        let mut histograms = HashMap::new();
+        for sample in scrape.samples {
+            assert!(sample.metric.starts_with("gopro_"), "{}", sample.metric);
+            let mut labels: Vec<_> = sample.labels.iter().collect();
+            labels.sort();
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let key = if labels.is_empty() {
+                sample.metric.clone()
+            } else {
+                format!("{}{{{}}}", sample.metric, labels.join(","))
+            };
+            match sample.value {
+                // (A histogram's sum and count come untyped.)
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                    values.insert(key, v);
+                }
+                Value::Histogram(buckets) => {
+                    let buckets = buckets.iter().map(|b| (b.less_than, b.count)).collect();
+                    histograms.insert(key, buckets);
+                }
+                other => panic!("{key}: unexpected {other:?}"),
+            }
+        }
+        let families = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect();
+        Metrics {
+            values,
+            histograms,
+            families,
+        }
+    }
+
+    fn get(&self, key: &str) -> f64 {
+        *self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.values.keys()))
+    }
+}
+
+fn frame(command: u8, body: &'static [u8]) -> Frame {
+    Frame::new(Command(command), Bytes::from_static(body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_after_known_traffic_counts_it_exactly() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .authenticator(|credentials: Bytes| async move {
+            if &credentials[..] == b"secret" {
+                Ok(())
+            } else {
+                Err("wrong credentials")
+            }
+        })
+        .handler(16, |frame: Frame| async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok::<_, String>(frame.body)
+        })
+        .bind()
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let metrics = server.metrics_addr().expect("a metrics address");
+    assert_ne!(metrics.port(), 0);
+    let stats = server.stats();
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+
+    // Nothing yet: every family is there, at zero.
+    let m = Metrics::scrape(metrics).await;
+    assert_eq!(m.get("gopro_connections_open"), 0.0);
+    assert_eq!(
+        m.get("gopro_frames_received_total{command=\"heartbeat\"}"),
+        0.0
+    );
+    assert_eq!(m.get("gopro_proxy_headers_total{result=\"refused\"}"), 0.0);
+
+    let mut peer = Peer::connect(addr).await;
+    let mut sent = 0;
+    let mut received = 0;
+    let mut request = async |peer: &mut Peer, frames: &[Frame]| {
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| f.to_bytes()).collect();
+        sent += bytes.len();
+        peer.send_raw(&bytes).await;
+        let mut replies = Vec::new();
+        for _ in frames {
+            let reply = peer.recv().await.expect("a reply");
+            received += reply.to_bytes().len();
+            replies.push(reply);
+        }
+        replies
+    };
+    let wrong = request(&mut peer, &[frame(2, b"wrong")]).await;
+    assert_eq!(wrong[0].command, Command::ERROR);
+    let ok = request(&mut peer, &[frame(2, b"secret")]).await;
+    assert_eq!(ok[0], frame(2, b"OK"));
+    let heartbeats = [frame(0, b""), frame(0, b""), frame(0, b"")];
+    assert_eq!(request(&mut peer, &heartbeats).await, heartbeats);
+    let messages = request(&mut peer, &[frame(1, b"a"), frame(1, b"bc")]).await;
+    assert_eq!(messages[1], frame(1, b"Server says: bc"));
+    let app = request(&mut peer, &[frame(16, b"ping")]).await;
+    assert_eq!(app[0], frame(16, b"ping"));
+    let reserved = request(&mut peer, &[frame(7, b"")]).await;
+    assert_eq!(reserved[0].command, Command::ERROR);
+    // A second connection, idle.
+    let _idle = Peer::connect(addr).await;
+
+    // Bytes written are counted right after the write: wait for them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = Metrics::scrape(metrics).await;
+        if m.get("gopro_sent_bytes_total") == received as f64
+            && m.get("gopro_connections_open") == 2.0
+        {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", m.values);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let expect = [
+        ("gopro_connections_open", 2),
+        ("gopro_connections_accepted_total", 2),
+        ("gopro_connections_refused_total{reason=\"busy\"}", 0),
+        ("gopro_frames_received_total{command=\"heartbeat\"}", 3),
+        ("gopro_frames_received_total{command=\"message\"}", 2),
+        ("gopro_frames_received_total{command=\"login\"}", 2),
+        ("gopro_frames_received_total{command=\"error\"}", 0),
+        ("gopro_frames_received_total{command=\"goaway\"}", 0),
+        ("gopro_frames_received_total{command=\"reserved\"}", 1),
+        ("gopro_frames_received_total{command=\"application\"}", 1),
+        ("gopro_frames_sent_total{command=\"heartbeat\"}", 3),
+        ("gopro_frames_sent_total{command=\"message\"}", 2),
+        ("gopro_frames_sent_total{command=\"login\"}", 1),
+        ("gopro_frames_sent_total{command=\"error\"}", 2),
+        ("gopro_frames_sent_total{command=\"goaway\"}", 0),
+        ("gopro_frames_sent_total{command=\"reserved\"}", 0),
+        ("gopro_frames_sent_total{command=\"application\"}", 1),
+        ("gopro_received_bytes_total", sent),
+        ("gopro_sent_bytes_total", received),
+        ("gopro_errors_total{kind=\"login\"}", 1),
+        ("gopro_errors_total{kind=\"handler\"}", 0),
+        ("gopro_errors_total{kind=\"protocol\"}", 0),
+        ("gopro_errors_total{kind=\"tls\"}", 0),
+        ("gopro_memory_budget_used_bytes", 0),
+        ("gopro_memory_budget_limit_bytes", 256 * 1024 * 1024),
+        ("gopro_tls_handshakes_total{result=\"ok\"}", 0),
+        ("gopro_tls_handshakes_total{result=\"failed\"}", 0),
+        ("gopro_proxy_headers_total{result=\"ok\"}", 0),
+        ("gopro_goaways_sent_total", 0),
+        ("gopro_handler_duration_seconds_count", 1),
+    ];
+    for (key, value) in expect {
+        assert_eq!(m.get(key), value as f64, "{key}");
+    }
+    // The one handler call slept 30 ms: in the buckets from 50 ms on.
+    let sum = m.get("gopro_handler_duration_seconds_sum");
+    assert!((0.030..5.0).contains(&sum), "{sum}");
+    let buckets = &m.histograms["gopro_handler_duration_seconds"];
+    assert_eq!(buckets.len(), gopro::server::LATENCY_BUCKETS);
+    for &(le, count) in buckets {
+        let expected = if le >= 0.05 { 1.0 } else { 0.0 };
+        assert_eq!(count, expected, "le={le}: {buckets:?}");
+    }
+    assert_eq!(buckets.last().unwrap().0, f64::INFINITY);
+
+    // The core's snapshot says the same.
+    let s = stats.snapshot();
+    assert_eq!(s.frames_in, 9);
+    assert_eq!(s.frames_out, 9);
+    assert_eq!(s.bytes_in, sent as u64);
+
+    // Only /metrics, only GET and HEAD.
+    let (status, body) = http(metrics, "GET", "/").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = http(metrics, "GET", "/metrics/x").await;
+    assert_eq!(status, 404);
+    let (status, _) = http(metrics, "POST", "/metrics").await;
+    assert_eq!(status, 405);
+    let (status, body) = http(metrics, "HEAD", "/metrics").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    // Shutdown: a GOAWAY to each open connection, then the metrics port closes.
+    handle.shutdown();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("server stops")
+        .unwrap();
+    assert_eq!(stats.snapshot().frames_out_by_command.goaway, 2);
+    assert!(
+        TcpStream::connect(metrics).await.is_err(),
+        "metrics port still open"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_and_a_protocol_error_are_counted() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .max_connections(1)
+        .bind()
+        .await
+        .unwrap();
+    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    let mut first = Peer::connect(addr).await;
+    first.send_raw(b"XX\x01\x00\x00\x00\x00\x00").await;
+    first.expect_error("magic").await;
+    first.expect_closed().await;
+    // The first is closed once its linger is over; then the limit is free.
+    let mut held = loop {
+        let mut peer = Peer::connect(addr).await;
+        match peer.recv_within(Duration::from_millis(200)).await {
+            Err(()) => break peer,
+            Ok(frame) => {
+                let frame = frame.expect("ERROR server busy");
+                assert_eq!(frame.body_text(), "server busy");
+            }
+        }
+    };
+    let mut busy = Peer::connect(addr).await;
+    busy.expect_error("server busy").await;
+    let m = Metrics::scrape(metrics).await;
+    assert!(m.get("gopro_connections_refused_total{reason=\"busy\"}") >= 1.0);
+    assert_eq!(
+        m.get("gopro_connections_refused_total{reason=\"busy\"}"),
+        m.get("gopro_errors_total{kind=\"busy\"}")
+    );
+    assert_eq!(m.get("gopro_errors_total{kind=\"protocol\"}"), 1.0);
+    assert_eq!(m.get("gopro_frames_sent_total{command=\"error\"}"), 1.0);
+    assert_eq!(m.get("gopro_connections_open"), 1.0);
+    assert_eq!(held.request(&frame(0, b"")).await, frame(0, b""));
+    handle.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_metrics_address_that_cannot_be_bound_fails_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen(addr.clone())
+        .bind()
+        .await
+        .err()
+        .expect("bind fails");
+    match err {
+        ServerError::Bind { addr: failed, .. } => assert_eq!(failed, addr),
+        other => panic!("{other:?}"),
+    }
+    // Without the setting there is no metrics address.
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .bind()
+        .await
+        .unwrap();
+    assert_eq!(server.metrics_addr(), None);
+}
+
+#[tokio::test]
+async fn the_readme_lists_every_metric() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .bind()
+        .await
+        .unwrap();
+    let metrics = server.metrics_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    let served = Metrics::scrape(metrics).await.families;
+    handle.shutdown();
+    task.await.unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let listed: Vec<String> = gopro::error_samples::readme_rows(&readme, "metrics")
+        .iter()
+        .map(|row| row[0].trim_matches('`').to_string())
+        .collect();
+    assert_eq!(listed, served, "the README's metrics table and a scrape");
+}
