@@ -25,6 +25,9 @@ step "TLS: test certificates, and the Go, openssl and CPython TLS peers against 
 scripts/test-tls-certs.sh
 
 step "Rust: tests"
+# systemd-socket-activate (Debian's systemd package) for the socket-activation test.
+command -v systemd-socket-activate >/dev/null ||
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y systemd; }
 export GOPRO_BIN="$root/target/release/gopro"
 export GOPRO_GO_BIN="$root/interop/go/bin"
 cargo test --workspace --all-targets --features gopro/cli

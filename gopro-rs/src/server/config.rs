@@ -46,6 +46,8 @@ pub(crate) type BatchScope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Config {
     pub listen: String,
+    /// How the listening socket is made.
+    pub listener: super::listen::Source,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_body: usize,
@@ -138,6 +140,7 @@ impl ServerBuilder {
         ServerBuilder {
             config: Config {
                 listen: DEFAULT_LISTEN.to_string(),
+                listener: super::listen::Source::Bind { reuse_port: false },
                 read_timeout: DEFAULT_READ_TIMEOUT,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
                 max_body: DEFAULT_MAX_BODY,
@@ -169,6 +172,24 @@ impl ServerBuilder {
     /// The address to listen on, `host:port`; port 0 picks a free port.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.config.listen = addr.into();
+        self
+    }
+
+    /// Binds the listen address with SO_REUSEPORT, so that several
+    /// processes can listen on one port and Linux spreads new connections
+    /// among them (e.g. to start a new version before stopping the old).
+    /// Off by default.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        if let super::listen::Source::Bind { reuse_port } = &mut self.config.listener {
+            *reuse_port = on;
+        }
+        self
+    }
+
+    /// Serves on a socket bound and listening already (systemd socket
+    /// activation, an inherited descriptor) instead of binding `listen`.
+    pub fn listener(mut self, socket: std::net::TcpListener) -> Self {
+        self.config.listener = super::listen::Source::Given(Arc::new(socket));
         self
     }
 

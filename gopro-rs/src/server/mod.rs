@@ -22,6 +22,7 @@ mod config;
 mod connection;
 mod handler;
 mod info;
+mod listen;
 mod metrics;
 mod pool;
 mod proxy;
@@ -140,7 +141,11 @@ impl Server {
             addr: config.listen.clone(),
             source,
         };
-        let listener = TcpListener::bind(&config.listen).await.map_err(bind_err)?;
+        let listener = config
+            .listener
+            .listener(&config.listen)
+            .await
+            .map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let metrics = match &config.metrics_listen {
             Some(addr) => {
@@ -205,22 +210,7 @@ impl Server {
     /// Serves until SIGINT or SIGTERM (or a [`ShutdownHandle`]), then shuts
     /// down gracefully.
     pub async fn run_until_signal(self) {
-        self.run_until(async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(e) => {
-                        warn!("cannot listen for SIGTERM: {e}");
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-                _ = term.recv() => info!("SIGTERM: shutting down"),
-            }
-        })
-        .await
+        self.run_until(termination_signal()).await
     }
 
     /// Serves until a [`ShutdownHandle`] asks it to stop, then stops
@@ -318,6 +308,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Completes at the first SIGINT or SIGTERM (logged), the signals a
+/// service manager stops a server with.
+pub async fn termination_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        _ = term.recv() => info!("SIGTERM: shutting down"),
     }
 }
 

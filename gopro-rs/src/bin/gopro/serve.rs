@@ -64,6 +64,9 @@ pub(crate) struct ServeArgs {
         requires = "proxy_protocol"
     )]
     trusted_proxies: Vec<String>,
+    /// Bind with SO_REUSEPORT, so that several processes share the port.
+    #[arg(long)]
+    reuse_port: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -95,6 +98,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         if args.proxy_protocol {
             builder = builder.proxy_protocol(args.trusted_proxies);
         }
+        // Started by systemd with a socket (LISTEN_FDS): serve on it, and
+        // ignore --listen.
+        match listenfd::ListenFd::from_env().take_tcp_listener(0) {
+            Ok(Some(socket)) => {
+                info!("serving on the socket passed by the service manager (LISTEN_FDS)");
+                builder = builder.listener(socket);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(format!("the socket passed in LISTEN_FDS is unusable: {e}").into())
+            }
+        }
         let server = builder
             .listen(args.listen)
             .read_timeout(args.read_timeout)
@@ -104,10 +119,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .grace(args.grace)
             .max_buffered_replies(args.max_buffered_replies)
             .memory_budget(args.memory_budget)
+            .reuse_port(args.reuse_port)
             .bind()
             .await?;
         tokio::spawn(report_stats(server.stats(), args.stats_every));
-        server.run_until_signal().await;
+        // Readiness for systemd (Type=notify); nothing without NOTIFY_SOCKET.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        server
+            .run_until(async {
+                gopro::server::termination_signal().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            })
+            .await;
         Ok(())
     })
 }
