@@ -39,7 +39,7 @@ fn serve_takes_its_listener_from_systemd() {
     // systemd-socket-activate starts the server at the first connection;
     // its "Listening on" line comes first.
     command.stdin(std::process::Stdio::null());
-    let mut child = command
+    let child = command
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate is installed (Debian's systemd package)");
