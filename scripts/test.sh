@@ -45,6 +45,8 @@ for part in nostd c python; do
     "scripts/test-$part.sh"
   fi
 done
+step "Deploy: three gopro serve behind HAProxy, a rolling restart and a SIGKILL under load"
+scripts/test-deploy.sh
 step "Wireshark dissector"; scripts/test-wireshark.sh
 step "Soak: 15 s of churn and pipelined load against gopro serve"; scripts/soak.sh 15
 step "Fuzz: 45 s per target from the seed corpora in fuzz/corpus"; scripts/fuzz.sh 45

@@ -1,7 +1,8 @@
 //! `gopro bench`: a load generator that checks every reply.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,8 +32,11 @@ pub(crate) struct BenchArgs {
     /// (pipelining by concurrency, instead of --pipeline).
     #[arg(long, default_value_t = 1, conflicts_with = "pipeline")]
     callers: usize,
-    /// Reconnect across server restarts, counting failed calls instead of
-    /// stopping at the first (see the reconnects, re-sent and lost figures).
+    /// Reconnect across server restarts, counting failed calls (by kind)
+    /// instead of stopping at the first (see the reconnects, re-sent and
+    /// lost figures). Each request's body then starts with a number no
+    /// other request of the run has (in its first 8 bytes at most), so a
+    /// reply handed to the wrong request is caught.
     #[arg(long, conflicts_with = "reconnect_every")]
     reconnect: bool,
     /// Body size in bytes.
@@ -67,6 +71,12 @@ struct Totals {
     connections: AtomicU64,
     /// Calls that failed (with --reconnect only; otherwise the first stops the run).
     failed: AtomicU64,
+    /// The same, by `ClientError::kind`.
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Callers whose last call failed: they had not recovered when the run ended.
+    failing_at_end: AtomicU64,
+    /// The next request's number, for the bodies of --reconnect.
+    sequence: AtomicU64,
     /// The clients' counters, summed at the end.
     reconnects: AtomicU64,
     resent: AtomicU64,
@@ -92,6 +102,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         count(&totals.resent),
         count(&totals.lost),
     );
+    let errors = totals
+        .errors
+        .lock()
+        .map_err(|_| "a caller panicked")?
+        .clone();
+    let failing_at_end = count(&totals.failing_at_end);
     let secs = elapsed.as_secs_f64();
     let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
     if args.json {
@@ -103,6 +119,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 "pipeline": args.pipeline,
                 "callers": args.callers,
                 "failed": failed,
+                "errors": errors,
+                "failing_at_end": failing_at_end,
                 "reconnects": reconnects,
                 "resent": resent,
                 "lost": lost,
@@ -135,6 +153,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{failed} call(s) failed; {reconnects} reconnect(s), {resent} request(s) re-sent, {lost} lost"
             );
+            if !errors.is_empty() {
+                let kinds: Vec<String> = errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!(
+                    "failures by kind: {}; {failing_at_end} caller(s) still failing at the end",
+                    kinds.join(", ")
+                );
+            }
         }
         println!(
             "{:.0} replies/s, {:.2} MB/s (requests and replies)",
@@ -171,6 +196,9 @@ async fn load(
         bytes: AtomicU64::new(0),
         connections: AtomicU64::new(args.conns as u64),
         failed: AtomicU64::new(0),
+        errors: Mutex::new(BTreeMap::new()),
+        failing_at_end: AtomicU64::new(0),
+        sequence: AtomicU64::new(0),
         reconnects: AtomicU64::new(0),
         resent: AtomicU64::new(0),
         lost: AtomicU64::new(0),
@@ -341,25 +369,48 @@ impl Caller {
         let mut histogram = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
         let (command, prefix) = expected(self.kind);
         let frame_bytes = (2 * 8 + self.body.len() * 2 + prefix.len()) as u64;
+        let mut last_failed = false;
         while Instant::now() < self.until {
+            let body = if self.keep_going {
+                let n = self.totals.sequence.fetch_add(1, Ordering::Relaxed);
+                stamped(&self.body, n)
+            } else {
+                self.body.clone()
+            };
             let sent = Instant::now();
-            let reply = match self.client.request(command, self.body.clone()).await {
+            let reply = match self.client.request(command, body.clone()).await {
                 Ok(reply) => reply,
-                Err(_) if self.keep_going => {
+                Err(e) if self.keep_going => {
                     self.totals.failed.fetch_add(1, Ordering::Relaxed);
+                    let mut errors = self.totals.errors.lock().map_err(|e| e.to_string())?;
+                    *errors.entry(e.kind()).or_default() += 1;
+                    last_failed = true;
                     continue;
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            check_reply(&reply, command, prefix, &self.body)?;
+            last_failed = false;
+            check_reply(&reply, command, prefix, &body)?;
             histogram
                 .record((sent.elapsed().as_nanos() as u64).max(1))
                 .map_err(|e| e.to_string())?;
             self.totals.replies.fetch_add(1, Ordering::Relaxed);
             self.totals.bytes.fetch_add(frame_bytes, Ordering::Relaxed);
         }
+        if last_failed {
+            self.totals.failing_at_end.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(histogram)
     }
+}
+
+/// `body` with its first bytes (8 at most) replaced by the last bytes of
+/// `n`, big-endian: a body no other request of the run has.
+fn stamped(body: &Bytes, n: u64) -> Bytes {
+    let mut owned = body.to_vec();
+    let len = owned.len().min(8);
+    owned[..len].copy_from_slice(&n.to_be_bytes()[8 - len..]);
+    Bytes::from(owned)
 }
 
 /// The command sent for `kind`, and what its reply's body starts with.
@@ -451,6 +502,24 @@ mod tests {
             connections * 10 < replies + 3 * 10,
             "{connections} for {replies}"
         );
+    }
+
+    #[test]
+    fn reconnect_bodies_are_each_their_own() {
+        let base = Bytes::from_static(b"0123456789abcdef");
+        let (a, b) = (stamped(&base, 1), stamped(&base, 2));
+        assert_eq!(&a[..], b"\0\0\0\0\0\0\0\x0189abcdef");
+        assert_ne!(a, b);
+        // Shorter bodies keep their length and the low bytes of the number.
+        assert_eq!(
+            &stamped(&Bytes::from_static(b"xyz"), 0x0102_0304)[..],
+            b"\x02\x03\x04"
+        );
+        assert!(stamped(&Bytes::new(), 7).is_empty());
+        // Every reply is checked against its own stamped request.
+        let (replies, connections) = bench(&["--conns", "2", "--callers", "4", "--reconnect"]);
+        assert!(replies > 8, "{replies} replies");
+        assert_eq!(connections, 2);
     }
 
     #[test]
