@@ -1,7 +1,7 @@
 //! Server settings: `gopro_server_config_*`, over the core's
 //! `ServerBuilder`.
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -216,6 +216,32 @@ pub unsafe extern "C" fn gopro_server_config_set_tls_handshake_timeout(
 ) -> gopro_status {
     set(config, Some(ServerSetting::TlsHandshakeTimeout), |b| {
         Ok(b.tls_handshake_timeout(Duration::from_millis(ms)))
+    })
+}
+
+/// Runs behind a balancer that speaks the PROXY protocol (v1 or v2, as
+/// HAProxy's `send-proxy-v2` and nginx's `proxy_protocol on`): `trusted` is
+/// a comma-separated list of the balancers' addresses or networks
+/// (`"127.0.0.1/32,10.0.0.0/8"`, `"::1"`; NUL-terminated). Only they may
+/// connect, and each of their connections must start with a PROXY header
+/// within the read timeout; anybody else, and a missing or invalid header,
+/// is closed without a reply and counted in `errors_proxy`. The client's
+/// address the header gives is what `gopro_connection_peer` returns (and
+/// the address it connected to, `gopro_connection_local`); a v2 LOCAL
+/// header (a health check) keeps the balancer's. An empty list or an item
+/// that is not an address or a network gives `GOPRO_STATUS_INVALID_ARGUMENT`
+/// with the item named, and leaves the config as it was.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_proxy_protocol(
+    config: *mut gopro_server_config,
+    trusted: *const c_char,
+) -> gopro_status {
+    set(config, Some(ServerSetting::ProxyProtocol), |b| {
+        let trusted = unsafe { ffi::str(trusted, "trusted") }?;
+        // The core trims each item and refuses an empty list with its own
+        // message, so "" is that list rather than one empty item.
+        let items = trusted.split(',').filter(|_| !trusted.is_empty());
+        Ok(b.proxy_protocol(items))
     })
 }
 
