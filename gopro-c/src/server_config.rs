@@ -227,10 +227,11 @@ pub unsafe extern "C" fn gopro_server_config_set_tls_handshake_timeout(
 /// within the read timeout; anybody else, and a missing or invalid header,
 /// is closed without a reply and counted in `errors_proxy`. The client's
 /// address the header gives is what `gopro_connection_peer` returns (and
-/// the address it connected to, `gopro_connection_local`); a v2 LOCAL
-/// header (a health check) keeps the balancer's. An empty list or an item
-/// that is not an address or a network gives `GOPRO_STATUS_INVALID_ARGUMENT`
-/// with the item named, and leaves the config as it was.
+/// the address it connected to, `gopro_connection_local`); a v2 LOCAL or
+/// v1 UNKNOWN header (a health check) keeps the balancer's. A later call
+/// replaces the list. An empty list or an item that is not an address or a
+/// network gives `GOPRO_STATUS_INVALID_ARGUMENT` with the item named, and
+/// leaves the config as it was.
 #[no_mangle]
 pub unsafe extern "C" fn gopro_server_config_set_proxy_protocol(
     config: *mut gopro_server_config,
