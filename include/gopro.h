@@ -548,6 +548,16 @@ typedef struct gopro_stats {
    * failed or late handshakes, plaintext clients, garbage.
    */
   uint64_t errors_tls;
+  /**
+   * PROXY headers accepted (a server with
+   * `gopro_server_config_set_proxy_protocol`).
+   */
+  uint64_t proxy_headers;
+  /**
+   * Connections refused for the PROXY protocol: from an address that is
+   * not a trusted proxy, without a valid header, or not in time.
+   */
+  uint64_t errors_proxy;
 } gopro_stats;
 #endif
 
@@ -1452,6 +1462,26 @@ enum gopro_status gopro_server_config_set_tls(struct gopro_server_config *config
  */
 enum gopro_status gopro_server_config_set_tls_handshake_timeout(struct gopro_server_config *config,
                                                                 uint64_t ms);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Runs behind a balancer that speaks the PROXY protocol (v1 or v2, as
+ * HAProxy's `send-proxy-v2` and nginx's `proxy_protocol on`): `trusted` is
+ * a comma-separated list of the balancers' addresses or networks
+ * (`"127.0.0.1/32,10.0.0.0/8"`, `"::1"`; NUL-terminated). Only they may
+ * connect, and each of their connections must start with a PROXY header
+ * within the read timeout; anybody else, and a missing or invalid header,
+ * is closed without a reply and counted in `errors_proxy`. The client's
+ * address the header gives is what `gopro_connection_peer` returns (and
+ * the address it connected to, `gopro_connection_local`); a v2 LOCAL or
+ * v1 UNKNOWN header (a health check) keeps the balancer's. A later call
+ * replaces the list. An empty list or an item that is not an address or a
+ * network gives `GOPRO_STATUS_INVALID_ARGUMENT` with the item named, and
+ * leaves the config as it was.
+ */
+enum gopro_status gopro_server_config_set_proxy_protocol(struct gopro_server_config *config,
+                                                         const char *trusted);
 #endif
 
 #if defined(GOPRO_RUNTIME)

@@ -720,6 +720,20 @@ class ServerConfig {
     detail::check(gopro_server_config_set_tls_handshake_timeout(config_.get(), detail::millis(d)));
     return *this;
   }
+  /* Behind a balancer speaking the PROXY protocol: only the trusted
+   * proxies, a comma-separated list of addresses or networks
+   * ("127.0.0.1/32,10.0.0.0/8"), may connect, each connection starting
+   * with a PROXY header; connection_info().peer is the client it names. */
+  ServerConfig &proxy_protocol(std::string_view trusted) {
+    // The C call takes a NUL-terminated string: a NUL inside would cut the
+    // list short unseen.
+    if (trusted.find('\0') != std::string_view::npos) {
+      throw Error(GOPRO_STATUS_INVALID_ARGUMENT, "proxy_protocol: the list contains a NUL byte");
+    }
+    const std::string copy(trusted);
+    detail::check(gopro_server_config_set_proxy_protocol(config_.get(), copy.c_str()));
+    return *this;
+  }
 
   const gopro_server_config *handle() const noexcept { return config_.get(); }
 

@@ -71,7 +71,7 @@ fi
 warn=(-Wall -Wextra -Werror -pedantic -I"$root/include")
 static_libs=(-lpthread -ldl -lm -lrt -lutil -lgcc_s)
 c_tests=(test_vectors test_codec test_client test_shared test_restart test_server test_faults test_tls
-  test_metrics)
+  test_metrics test_proxy)
 cpp_tests=(test_cpp test_hpp test_hpp_tls)
 src="$root/gopro-c/tests/c"
 
@@ -163,6 +163,7 @@ run_all() {
   "$@" "$out/test_faults$suffix" "${fault_args[@]}"
   "$@" "$out/test_server$suffix"
   "$@" "$out/test_metrics$suffix"
+  "$@" "$out/test_proxy$suffix"
   "$@" "$out/test_cpp$suffix"
   "$@" "$out/test_hpp$suffix" "$gopro"
   "$@" "$out/test_tls$suffix" "$gopro" "$go_bin/server" "$certs" "$root/scripts/lib" "$out/tls-work"

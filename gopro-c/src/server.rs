@@ -70,6 +70,12 @@ pub struct gopro_stats {
     /// Connections to a TLS server closed before their handshake finished:
     /// failed or late handshakes, plaintext clients, garbage.
     pub errors_tls: u64,
+    /// PROXY headers accepted (a server with
+    /// `gopro_server_config_set_proxy_protocol`).
+    pub proxy_headers: u64,
+    /// Connections refused for the PROXY protocol: from an address that is
+    /// not a trusted proxy, without a valid header, or not in time.
+    pub errors_proxy: u64,
 }
 
 impl From<gopro::server::Stats> for gopro_stats {
@@ -91,6 +97,8 @@ impl From<gopro::server::Stats> for gopro_stats {
             errors_io: e.io,
             tls_handshakes: s.tls_handshakes,
             errors_tls: e.tls,
+            proxy_headers: s.proxy_headers,
+            errors_proxy: s.proxy_refused,
         }
     }
 }

@@ -219,6 +219,33 @@ pub unsafe extern "C" fn gopro_server_config_set_tls_handshake_timeout(
     })
 }
 
+/// Runs behind a balancer that speaks the PROXY protocol (v1 or v2, as
+/// HAProxy's `send-proxy-v2` and nginx's `proxy_protocol on`): `trusted` is
+/// a comma-separated list of the balancers' addresses or networks
+/// (`"127.0.0.1/32,10.0.0.0/8"`, `"::1"`; NUL-terminated). Only they may
+/// connect, and each of their connections must start with a PROXY header
+/// within the read timeout; anybody else, and a missing or invalid header,
+/// is closed without a reply and counted in `errors_proxy`. The client's
+/// address the header gives is what `gopro_connection_peer` returns (and
+/// the address it connected to, `gopro_connection_local`); a v2 LOCAL or
+/// v1 UNKNOWN header (a health check) keeps the balancer's. A later call
+/// replaces the list. An empty list or an item that is not an address or a
+/// network gives `GOPRO_STATUS_INVALID_ARGUMENT` with the item named, and
+/// leaves the config as it was.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_proxy_protocol(
+    config: *mut gopro_server_config,
+    trusted: *const c_char,
+) -> gopro_status {
+    set(config, Some(ServerSetting::ProxyProtocol), |b| {
+        let trusted = unsafe { ffi::str(trusted, "trusted") }?;
+        // The core trims each item and refuses an empty list with its own
+        // message, so "" is that list rather than one empty item.
+        let items = trusted.split(',').filter(|_| !trusted.is_empty());
+        Ok(b.proxy_protocol(items))
+    })
+}
+
 /// Routes request frames with command `command` to `handler`, called with
 /// `user_data` (see `gopro_handler_fn` for the threads it runs on). Commands
 /// 16–255 are the application's; HEARTBEAT (0) and MESSAGE (1) may be

@@ -51,6 +51,7 @@ def serve(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         max_connections=args.max_connections,
         grace=args.grace,
+        proxy_protocol=args.trusted_proxies if args.proxy_protocol else None,
     )
     log = logging.getLogger("gopro.server")
 
@@ -107,6 +108,11 @@ def command_code(text: str) -> int:
     return code
 
 
+def _networks(text: str) -> list[str]:
+    """``10.0.0.0/8,127.0.0.1`` as a list; each item is the core's to check."""
+    return text.split(",")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gopro", description="The GoPro binary TCP protocol: server and tools."
@@ -121,6 +127,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body", type=int, default=gopro.DEFAULT_MAX_BODY, help="largest body, in bytes [10 MiB]")
     s.add_argument("--max-connections", type=int, default=10_000, help="connections served at once [10000]")
     s.add_argument("--grace", type=duration, default=10.0, help="time to finish on shutdown [10s]")
+    s.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="connections come through a balancer that sends a PROXY header (v1 or v2) first; "
+        "only --trusted-proxies may connect",
+    )
+    s.add_argument(
+        "--trusted-proxies",
+        action="extend",
+        type=_networks,
+        metavar="CIDR[,CIDR...]",
+        help="the balancers' addresses or networks, e.g. 10.0.0.0/8,127.0.0.1",
+    )
     s.set_defaults(run=serve)
 
     c = sub.add_parser("send", help="Send one frame and print the reply (COMMAND body).")
@@ -140,7 +159,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    # Each needs the other, as for the Rust command.
+    if args.cmd == "serve" and args.proxy_protocol != (args.trusted_proxies is not None):
+        p.error("--proxy-protocol and --trusted-proxies go together")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

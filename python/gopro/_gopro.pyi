@@ -180,7 +180,8 @@ class ConnectionInfo:
     """The connection a handler or authenticator serves (current_connection())."""
 
     @property
-    def peer(self) -> str: ...
+    def peer(self) -> str:
+        """The "host:port" of the client (behind a PROXY balancer, from its header)."""
     @property
     def local(self) -> str | None: ...
     @property
@@ -356,7 +357,12 @@ class Server:
         tls: TlsServerConfig | None = None,
         tls_handshake_timeout: float = 10.0,
         metrics_listen: str | None = None,
-    ) -> Server: ...
+        proxy_protocol: Iterable[str] | None = None,
+    ) -> Server:
+        """`proxy_protocol`: the trusted balancers' addresses or networks
+        (``["10.0.0.0/8", "127.0.0.1"]``; a lone str raises TypeError);
+        only they may connect, each connection starting with a PROXY header
+        (v1 or v2) whose client `current_connection().peer` then gives."""
     def handler(self, code: _CommandLike, func: _F | None = None) -> Any:
         """`@server.handler(code)` or `server.handler(code, func)`."""
     def authenticator(self, func: _F) -> _F: ...
@@ -366,8 +372,8 @@ class Server:
     def wait(self, timeout: float | None = None) -> bool: ...
     def stats(self) -> dict[str, Any]:
         """Counters: connections, connections_accepted, tls_handshakes,
-        frames_in, frames_out, bytes_buffered, memory_budget, and errors (a
-        dict of counts by kind, tls among them)."""
+        proxy_headers, frames_in, frames_out, bytes_buffered, memory_budget,
+        and errors (a dict of counts by kind, tls and proxy among them)."""
     def reload_tls(self) -> None: ...
     @property
     def running(self) -> bool: ...

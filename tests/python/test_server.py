@@ -475,9 +475,11 @@ def test_memory_budget_and_stats() -> None:
     assert stats["frames_in"] == stats["frames_out"] == 37
     assert stats["errors"]["protocol"] == 0
     assert set(stats["errors"]) == {
-        "busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io", "tls"
+        "busy", "protocol", "read_timeout", "write_timeout", "handler", "login", "io", "tls",
+        "proxy",
     }
     assert stats["tls_handshakes"] == stats["errors"]["tls"] == 0  # a plaintext port
+    assert stats["proxy_headers"] == stats["errors"]["proxy"] == 0  # no PROXY protocol
     # Still readable after the server stopped.
     assert server.stats()["frames_in"] == 37
 

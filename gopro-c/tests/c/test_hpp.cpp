@@ -383,6 +383,44 @@ static void test_authenticator() {
   REQUIRE(server.stats().errors_login == 2);
 }
 
+// Behind a PROXY-protocol balancer: the setter refuses what the core
+// refuses, and a handler's connection_info().peer is the header's client.
+static void test_proxy_protocol() {
+  gopro::ServerConfig config;
+  REQUIRE(THROWS(config.proxy_protocol("10.0.0.0/33"), GOPRO_STATUS_INVALID_ARGUMENT)
+              .find("\"10.0.0.0/33\" is not an address or a network") != std::string::npos);
+  REQUIRE(THROWS(config.proxy_protocol(""), GOPRO_STATUS_INVALID_ARGUMENT)
+              .find("at least one") != std::string::npos);
+  // A NUL inside would have cut the list short: refused, not truncated.
+  THROWS(config.proxy_protocol("127.0.0.1\0garbage"sv), GOPRO_STATUS_INVALID_ARGUMENT);
+  config.proxy_protocol("127.0.0.1/32,10.0.0.0/8"sv.substr(0, 12)) // a view, not NUL-ended
+      .handler(17, [](std::uint8_t, std::string_view) { return gopro::connection_info().peer; });
+  gopro::Server server = gopro::Server::start("127.0.0.1:0", config);
+
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(server.port());
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0);
+  const std::string bytes =
+      "PROXY TCP4 203.0.113.7 198.51.100.1 51234 8888\r\n" + gopro::encode(17, "");
+  REQUIRE(write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  gopro::Decoder decoder;
+  std::optional<gopro::Frame> reply;
+  char buf[256];
+  while (!(reply = decoder.next())) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    REQUIRE(n > 0);
+    decoder.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+  }
+  close(fd);
+  REQUIRE(reply->command() == 17 && reply->body() == "203.0.113.7:51234");
+  server.stop();
+  REQUIRE(server.stats().proxy_headers == 1 && server.stats().errors_proxy == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s GOPRO_BIN\n", argv[0]);
@@ -399,6 +437,7 @@ int main(int argc, char **argv) {
   test_login(argv[1]);
   test_server();
   test_authenticator();
+  test_proxy_protocol();
   std::printf("test_hpp: passed\n");
   return 0;
 }

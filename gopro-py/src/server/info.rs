@@ -94,13 +94,16 @@ impl ConnectionInfo {
 
 #[pymethods]
 impl ConnectionInfo {
-    /// The peer's address, "host:port".
+    /// The peer's address, "host:port": behind a balancer speaking the
+    /// PROXY protocol (`Server(proxy_protocol=...)`), the client its header
+    /// names.
     #[getter]
     fn peer(&self) -> String {
         self.0.peer.to_string()
     }
 
-    /// The server's address for this connection, "host:port".
+    /// The server's address for this connection, "host:port" (behind a
+    /// balancer, the one the client connected to, from the header).
     #[getter]
     fn local(&self) -> Option<String> {
         self.0.local.map(|a| a.to_string())

@@ -4,15 +4,63 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple};
 
 use super::lifecycle::ShutdownOnDrop;
 use super::{Phase, Server, State};
 use crate::defaults;
 use crate::errors::config_err;
 use crate::util::{command_code, seconds};
+
+/// `proxy_protocol=`: the trusted proxies' addresses or networks, from any
+/// iterable of str (a list, a tuple). Whether each is an address or a
+/// network is the core's check. A lone str is refused: iterating it would
+/// give its characters, and taking it as one item would let
+/// `"10.0.0.0/8,127.0.0.1"` (the command line's form) look accepted until
+/// the core refused it.
+fn trusted_proxies(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<String>>> {
+    let Some(obj) = obj else {
+        return Ok(None);
+    };
+    let type_name = |o: &Bound<'_, PyAny>| {
+        o.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
+    if obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyByteArray>()
+    {
+        return Err(PyTypeError::new_err(format!(
+            "proxy_protocol takes a list of addresses or networks, e.g. [{}], not a {}",
+            obj.repr()?,
+            type_name(obj)
+        )));
+    }
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "proxy_protocol takes a list of addresses or networks (str), not {}",
+            type_name(obj)
+        ))
+    })?;
+    items
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item?;
+            match item.cast::<PyString>() {
+                Ok(text) => text.extract::<String>(),
+                Err(_) => Err(PyTypeError::new_err(format!(
+                    "proxy_protocol[{i}] must be a str such as \"10.0.0.0/8\", not {}",
+                    type_name(&item)
+                ))),
+            }
+        })
+        .collect::<PyResult<Vec<_>>>()
+        .map(Some)
+}
 
 /// What a call that needs a started server raises before the start.
 fn not_started() -> PyErr {
@@ -62,13 +110,15 @@ impl Server {
         tls = None,
         tls_handshake_timeout = defaults::TLS_HANDSHAKE_TIMEOUT,
         metrics_listen = None,
+        proxy_protocol = None,
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
     // checks them against `_DEFAULTS`, made from the same constants.
     text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
-        raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0, metrics_listen=None)")]
+        raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0, metrics_listen=None,
+        proxy_protocol=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -86,8 +136,10 @@ impl Server {
         tls: Option<&Bound<'_, PyAny>>,
         tls_handshake_timeout: f64,
         metrics_listen: Option<&str>,
+        proxy_protocol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Server> {
         let tls = crate::tls::server_tls(tls)?;
+        let trusted = trusted_proxies(proxy_protocol)?;
         let base = gopro::server::Server::builder()
             .listen(listen)
             .read_timeout(seconds("read_timeout", read_timeout)?)
@@ -107,6 +159,10 @@ impl Server {
         };
         let base = match metrics_listen {
             Some(addr) => base.metrics_listen(addr),
+            None => base,
+        };
+        let base = match trusted {
+            Some(trusted) => base.proxy_protocol(trusted),
             None => base,
         };
         // The core's rules, checked now rather than at start.
@@ -276,6 +332,7 @@ impl Server {
             ("login", e.login),
             ("io", e.io),
             ("tls", e.tls),
+            ("proxy", s.proxy_refused),
         ] {
             errors.set_item(key, value)?;
         }
@@ -283,6 +340,7 @@ impl Server {
         dict.set_item("connections", s.connections)?;
         dict.set_item("connections_accepted", s.connections_accepted)?;
         dict.set_item("tls_handshakes", s.tls_handshakes)?;
+        dict.set_item("proxy_headers", s.proxy_headers)?;
         dict.set_item("frames_in", s.frames_in)?;
         dict.set_item("frames_out", s.frames_out)?;
         dict.set_item("bytes_buffered", s.bytes_buffered)?;

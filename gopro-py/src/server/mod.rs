@@ -64,14 +64,19 @@ struct State {
 /// `Server(listen, *, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
 /// max_buffered_replies, memory_budget, raise_nofile_limit, tls,
-/// tls_handshake_timeout, metrics_listen)`: the settings of the core's
+/// tls_handshake_timeout, metrics_listen, proxy_protocol)`: the settings of the core's
 /// `ServerBuilder`, with its defaults (times in seconds; `grace=0` stops at
 /// once). `raise_nofile_limit`: whether binding raises the open-files soft
 /// limit to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks
 /// TLS only (a plaintext client is told so in an ERROR and closed);
 /// `tls_handshake_timeout` bounds each handshake. `metrics_listen`:
-/// "host:port" to serve Prometheus metrics on at `/metrics`. Refused settings raise
-/// `ConfigError` from the constructor (the core's rules).
+/// "host:port" to serve Prometheus metrics on at `/metrics`. `proxy_protocol`: behind
+/// a balancer speaking the PROXY protocol (v1 or v2), a list of its
+/// addresses or networks (`["10.0.0.0/8", "127.0.0.1"]`; a lone str raises
+/// `TypeError`): only they may connect, each connection starting with a
+/// PROXY header, and `current_connection().peer` is the client the header
+/// names. Refused settings raise `ConfigError` from the constructor (the
+/// core's rules), with `.setting`.
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct Server {
     /// The address asked for, as given.
