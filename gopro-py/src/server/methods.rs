@@ -323,17 +323,9 @@ impl Server {
         let s = handle.snapshot();
         let e = s.errors;
         let errors = PyDict::new(py);
-        for (key, value) in [
-            ("busy", e.busy),
-            ("protocol", e.protocol),
-            ("read_timeout", e.read_timeout),
-            ("write_timeout", e.write_timeout),
-            ("handler", e.handler),
-            ("login", e.login),
-            ("io", e.io),
-            ("tls", e.tls),
-            ("proxy", s.proxy_refused),
-        ] {
+        // The core's kinds, and the PROXY refusals, which the core counts
+        // beside them (`Stats::proxy_refused`).
+        for (key, value) in e.labelled().into_iter().chain([("proxy", s.proxy_refused)]) {
             errors.set_item(key, value)?;
         }
         let dict = PyDict::new(py);

@@ -195,22 +195,7 @@ impl Collector for ServerCollector {
             Some(&Unit::Bytes),
             s.bytes_out,
         )?;
-        out.counters(
-            "errors",
-            "Errors, by kind.",
-            None,
-            "kind",
-            &[
-                ("busy", e.busy),
-                ("protocol", e.protocol),
-                ("read_timeout", e.read_timeout),
-                ("write_timeout", e.write_timeout),
-                ("handler", e.handler),
-                ("login", e.login),
-                ("io", e.io),
-                ("tls", e.tls),
-            ],
-        )?;
+        out.counters("errors", "Errors, by kind.", None, "kind", &e.labelled())?;
         out.gauge(
             "memory_budget_used",
             "Bytes held for frames and replies against the memory budget.",

@@ -366,6 +366,23 @@ pub struct ErrorCounts {
     pub tls: u64,
 }
 
+impl ErrorCounts {
+    /// The counts with the names the metrics label them with and the
+    /// bindings key them by.
+    pub fn labelled(&self) -> [(&'static str, u64); 8] {
+        [
+            ("busy", self.busy),
+            ("protocol", self.protocol),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("handler", self.handler),
+            ("login", self.login),
+            ("io", self.io),
+            ("tls", self.tls),
+        ]
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &self.errors;
