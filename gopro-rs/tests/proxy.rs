@@ -267,3 +267,34 @@ async fn a_bad_trusted_network_is_refused_at_bind() {
         assert!(err.contains("proxy_protocol"), "{err}");
     }
 }
+
+/// A v2 header of 4 KiB (addresses and a NOOP TLV, as balancers pad) is
+/// read; one byte more is refused before it is read.
+#[tokio::test]
+async fn a_v2_header_is_accepted_up_to_four_kib() {
+    let server = proxied_server(&["127.0.0.1"]).await;
+    for (total, accepted) in [(4096usize, true), (4097, false)] {
+        let mut a = Vec::new();
+        a.extend_from_slice(&[192, 0, 2, 1, 10, 0, 0, 1]);
+        a.extend_from_slice(&1234u16.to_be_bytes());
+        a.extend_from_slice(&8888u16.to_be_bytes());
+        let pad = total - 16 - a.len() - 3;
+        a.push(0x04); // PP2_TYPE_NOOP
+        a.extend_from_slice(&(pad as u16).to_be_bytes());
+        a.extend(std::iter::repeat_n(0u8, pad));
+        let header = v2(1, 0x11, &a);
+        assert_eq!(header.len(), total);
+        let mut peer = Peer::connect(server.addr).await;
+        peer.send_raw(&header).await;
+        if accepted {
+            assert_eq!(ask(&mut peer).await, "192.0.2.1:1234 10.0.0.1:8888");
+        } else {
+            let _ = peer
+                .stream
+                .write_all(&Frame::new(Command(17), "").to_bytes())
+                .await;
+            refused(peer.stream).await;
+        }
+    }
+    server.stop().await;
+}
