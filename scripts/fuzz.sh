@@ -37,18 +37,36 @@ cargo fuzz build -s none
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# libFuzzer runs one process per target, on one core: the targets run side
+# by side, as many at a time as there are cores (same time per target).
+jobs=$(nproc 2>/dev/null || echo 1)
+run_target() { # target; writes $work/$t.log and $work/$t.status
+  local t=$1 status=0
+  mkdir -p "$work/corpus/$t"
+  cp -R "fuzz/corpus/$t/." "$work/corpus/$t/"
+  cargo fuzz run -s none "$t" "$work/corpus/$t" -- \
+    -max_total_time="$seconds" -timeout=60 -print_final_stats=1 >"$work/$t.log" 2>&1 || status=$?
+  echo "$status" >"$work/$t.status"
+}
+step "${targets[*]} for ${seconds}s each, $jobs at a time"
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_target "$t" &
+  running=$((running + 1))
+done
+wait
+
 summary=()
 failed=()
 for t in "${targets[@]}"; do
-  step "$t for ${seconds}s"
-  mkdir -p "$work/corpus/$t"
-  cp -R "fuzz/corpus/$t/." "$work/corpus/$t/"
   log="$work/$t.log"
-  status=0
-  cargo fuzz run -s none "$t" "$work/corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=60 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  status=$(cat "$work/$t.status" 2>/dev/null || echo missing)
   runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$log" | tail -n 1)
-  if [ "$status" -ne 0 ] || [ -z "$runs" ]; then
+  if [ "$status" != 0 ] || [ -z "$runs" ]; then
     tail -n 60 "$log" >&2
     failed+=("$t")
     summary+=("$(printf '%-13s FAILED (exit %s); inputs in fuzz/artifacts/%s/' "$t" "$status" "$t")")

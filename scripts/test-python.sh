@@ -85,17 +85,26 @@ export GOPRO_INSTALLED_IN="$site"
 (cd "$scratch" && "${tpy[@]}" -m mypy.stubtest gopro._gopro)
 "${tpy[@]}" -m pytest tests/python -p no:cacheprovider "$@"
 
-# --- The sdist compiles (with Rust, in its own target directory, so that
-# nothing built above is reused) and works. No pip cache: a wheel cached by an
-# earlier run would skip the compilation this checks.
+# --- The sdist compiles (with Rust) and works. It is unpacked and its files
+# made newer than anything built, so that cargo compiles gopro and gopro-py
+# from the sdist's own files (checked below), while the dependencies, the
+# same versions with the same features, come from the wheel's build in
+# target/. No pip cache: a wheel cached by an earlier run would skip the
+# compilation this checks.
 rm -rf "$sdist_venv"
 "$py" -m venv "$sdist_venv"
 start=$SECONDS
-env -u CARGO_TARGET_DIR "$sdist_venv/bin/python" -m pip install -v --no-cache-dir \
-  "${sdists[0]}" >"$dist/sdist-install.log" 2>&1 \
+sdist_src="$scratch/sdist-src"
+mkdir -p "$sdist_src"
+tar -xzf "${sdists[0]}" -C "$sdist_src"
+find "$sdist_src" -type f -exec touch {} +
+CARGO_TARGET_DIR="$root/target" "$sdist_venv/bin/python" -m pip install -v --no-cache-dir \
+  "$sdist_src"/gopro-* >"$dist/sdist-install.log" 2>&1 \
   || { tail -40 "$dist/sdist-install.log"; fail "the sdist did not install"; }
-grep -q 'Compiling gopro-py v' "$dist/sdist-install.log" \
-  || fail "pip did not compile the sdist (see $dist/sdist-install.log)"
+for crate in gopro gopro-py; do
+  grep -q "Compiling $crate v.*$sdist_src" "$dist/sdist-install.log" \
+    || fail "pip did not compile $crate from the sdist (see $dist/sdist-install.log)"
+done
 note "sdist compiled and installed in $((SECONDS - start)) s"
 sdist_site=$("$sdist_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("platlib"))')
 (cd "$scratch" && "$sdist_venv/bin/python" - "$sdist_site" <<'EOF'
