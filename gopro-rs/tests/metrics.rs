@@ -359,3 +359,72 @@ async fn the_readme_lists_every_metric() {
         .collect();
     assert_eq!(listed, served, "the README's metrics table and a scrape");
 }
+
+/// Scrapes a metrics port serves at once (the core's `metrics::Limits`).
+const MAX_SCRAPERS: usize = 64;
+
+/// Everything the peer sends until it closes; a reset counts as a close.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .bind()
+        .await
+        .unwrap();
+    let metrics = server.metrics_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    // 64 scrapes under way, each half a request head in (well within the
+    // 10 s header timeout). The port accepts in the order of connection,
+    // so these are the first 64 it takes.
+    let head = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n");
+    let mut scrapes = Vec::new();
+    for _ in 0..MAX_SCRAPERS {
+        let mut scrape = TcpStream::connect(metrics).await.unwrap();
+        scrape.write_all(head.as_bytes()).await.unwrap();
+        scrapes.push(scrape);
+    }
+    // The 65th is closed unanswered, at once: not at the header timeout.
+    let mut extra = TcpStream::connect(metrics).await.unwrap();
+    let _ = extra
+        .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), until_closed(&mut extra))
+        .await
+        .expect("the scrape past the limit was not closed at once");
+    assert!(
+        answer.is_empty(),
+        "the 65th scrape was answered: {}",
+        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+    );
+    // The 64 are served meanwhile.
+    for (i, scrape) in scrapes.iter_mut().enumerate() {
+        scrape
+            .write_all(b"Connection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), until_closed(scrape))
+            .await
+            .unwrap_or_else(|_| panic!("scrape {i} got no answer"));
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "scrape {i}: {answer}");
+        assert!(answer.contains("\ngopro_connections_open "), "scrape {i}");
+    }
+    // Done, they make room again.
+    let (status, _) = http(metrics, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    handle.shutdown();
+    task.await.unwrap();
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,10 +13,12 @@ use common::pki::{scratch, write, Ca};
 use common::server::{start, Peer, Running};
 use gopro::client::{Client, ClientError};
 use gopro::server::{ConnectionInfo, Server, ServerBuilder};
+use gopro::settings::{DefaultValue, ServerSetting};
 use gopro::tls::{ClientAuth, ClientTls, ServerTls, TlsError};
 use gopro::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// A TLS server with a certificate from `ca` (or the one given).
 async fn tls_server(builder: ServerBuilder, tls: ServerTls) -> Running {
@@ -359,6 +362,146 @@ async fn garbage_is_closed_at_once_and_a_trickled_hello_at_the_deadline() {
         "closed after {lasted:?}"
     );
     still_serves(&addr.to_string(), &ca).await;
+    server.stop().await;
+}
+
+/// The pieces a trickled ClientHello is sent in.
+const PIECES: u32 = 20;
+
+/// A relay to `server` that passes the client's ClientHello on in
+/// [`PIECES`] pieces, the first at once and the last after `spread`, and
+/// everything else as it comes. Returns its address and a task that ends
+/// with the time from its connection to the server until the server
+/// closed that connection (an upper bound on how long the server kept it).
+async fn trickling_relay(server: SocketAddr, spread: Duration) -> (String, JoinHandle<Duration>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        client.set_nodelay(true).unwrap();
+        let (mut from_client, mut to_client) = client.into_split();
+        // The first TLS record: the ClientHello.
+        let mut hello = vec![0u8; 5];
+        from_client.read_exact(&mut hello).await.unwrap();
+        assert_eq!(hello[0], 0x16, "a handshake record");
+        let len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+        hello.resize(5 + len, 0);
+        from_client.read_exact(&mut hello[5..]).await.unwrap();
+
+        // Taken before the server can have accepted, and so started its
+        // deadline.
+        let started = Instant::now();
+        let upstream = TcpStream::connect(server).await.unwrap();
+        upstream.set_nodelay(true).unwrap();
+        let (mut from_server, mut to_server) = upstream.into_split();
+        let down = async move {
+            // A reset counts as a close too.
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            let closed = started.elapsed();
+            let _ = to_client.shutdown().await;
+            closed
+        };
+        let up = async move {
+            let size = hello.len().div_ceil(PIECES as usize);
+            for (i, piece) in (0u32..).zip(hello.chunks(size)) {
+                tokio::time::sleep_until((started + spread * i / (PIECES - 1)).into()).await;
+                if to_server.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            let _ = to_server.shutdown().await;
+        };
+        tokio::pin!(down);
+        tokio::select! {
+            closed = &mut down => closed,
+            () = up => down.await,
+        }
+    });
+    (addr, task)
+}
+
+/// Around the deadline (2 s here): a ClientHello trickled in over half of
+/// it makes a handshake that succeeds; one trickled over twice the
+/// deadline is closed at the deadline, not before and not much after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_inside_the_deadline_succeeds_and_one_past_it_is_closed_at_it() {
+    let deadline = Duration::from_secs(2);
+    // How late a close may be on a loaded machine.
+    let margin = Duration::from_millis(1500);
+    let ca = Ca::new("test CA");
+    let server = start(
+        Server::builder()
+            .tls(server_tls(&ca))
+            .tls_handshake_timeout(deadline),
+    )
+    .await;
+    let (inside, inside_relay) = trickling_relay(server.addr, deadline / 2).await;
+    let (past, past_relay) = trickling_relay(server.addr, deadline * 2).await;
+    let ca_past = trusting(&ca);
+    let past_client = tokio::spawn(async move {
+        let started = Instant::now();
+        (connect(&past, ca_past).await.err(), started.elapsed())
+    });
+
+    let started = Instant::now();
+    let client = connect(&inside, trusting(&ca))
+        .await
+        .expect("a handshake finished at half the deadline");
+    let took = started.elapsed();
+    assert!(took >= deadline / 2, "the hello was not trickled: {took:?}");
+    let reply = client.request(Command::MESSAGE, "inside").await.unwrap();
+    assert_eq!(reply.body, "Server says: inside");
+    // Past the deadline, the connection is still served: the deadline
+    // ended with the handshake.
+    tokio::time::sleep_until((started + deadline + Duration::from_millis(300)).into()).await;
+    let reply = client.request(Command::MESSAGE, "still").await.unwrap();
+    assert_eq!(reply.body, "Server says: still");
+    drop(client);
+    inside_relay.await.unwrap();
+
+    let closed = past_relay.await.unwrap();
+    assert!(
+        closed >= deadline && closed < deadline + margin,
+        "the late handshake was closed after {closed:?}; the deadline is {deadline:?}"
+    );
+    let (error, failed_after) = past_client.await.unwrap();
+    assert!(error.is_some(), "the late handshake succeeded");
+    assert!(
+        failed_after < deadline + margin,
+        "{failed_after:?}: {error:?}"
+    );
+    still_serves(&server.addr.to_string(), &ca).await;
+    server.stop().await;
+}
+
+/// Without the setting a handshake has 10 s, as the settings table says.
+/// On tokio's paused clock, which jumps to the next timer whenever the
+/// runtime waits (the test makes none), so the 10 s pass at once: a
+/// connection that starts a handshake and stops is closed 10 s after it
+/// connected, by that clock.
+#[tokio::test(start_paused = true)]
+async fn without_the_setting_a_handshake_has_10_s() {
+    let default = Duration::from_secs(10);
+    assert_eq!(gopro::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT, default);
+    assert_eq!(
+        ServerSetting::TlsHandshakeTimeout.default_value(),
+        DefaultValue::Duration(default)
+    );
+    let ca = Ca::new("test CA");
+    let server = tls_server(Server::builder(), server_tls(&ca)).await;
+    let started = tokio::time::Instant::now();
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    // The start of a handshake record, and no more.
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    let closed = started.elapsed();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        closed >= default && closed < default + Duration::from_millis(100),
+        "closed after {closed:?} (paused clock)"
+    );
     server.stop().await;
 }
 

@@ -227,7 +227,11 @@ impl Server {
         // Stopped when run returns, or aborted if it is dropped.
         let metrics = metrics.map(|(listener, _)| {
             let registry = metrics::registry(StatsHandle(config.shared.clone()));
-            AbortOnDrop(tokio::spawn(metrics::serve(listener, registry)))
+            AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                registry,
+                metrics::Limits::SERVER,
+            )))
         });
         let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
