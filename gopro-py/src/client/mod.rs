@@ -20,6 +20,7 @@ mod asyncio;
 mod awaitable;
 mod blocking;
 mod calls;
+mod gather;
 mod slot;
 
 use std::future::Future;
