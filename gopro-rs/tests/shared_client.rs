@@ -5,15 +5,15 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::process::{go_serve, gopro_serve};
 use common::server::{start, start_default, Running};
-use gopro::client::{Client, ClientError};
+use gopro::client::{Callback, Client, ClientError, Gathered};
 use gopro::server::{Server, ServerBuilder};
-use gopro::Command;
+use gopro::{Command, Frame};
 
 fn says(body: &str) -> Bytes {
     Bytes::from(format!("Server says: {body}"))
@@ -534,4 +534,159 @@ fn sigkill_mid_load_fails_what_may_have_been_handled_and_recovers() {
         client.heartbeat().await.unwrap();
         drop(again);
     });
+}
+
+// Requests gathered with a callback each (`Client::try_gather`) and handed
+// to the connection together (`Client::submit_gathered`), as the Python
+// asyncio client does once per turn of its loop.
+
+type Outcome = (usize, Result<Frame, ClientError>);
+
+/// A callback that reports its outcome, tagged with `i`, on `tx`.
+fn report(tx: &mpsc::Sender<Outcome>, i: usize) -> Callback {
+    let tx = tx.clone();
+    Box::new(move |result| {
+        let _ = tx.send((i, result));
+    })
+}
+
+fn next(rx: &mpsc::Receiver<Outcome>) -> Outcome {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a callback was never called")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gathered_request_gets_its_own_reply() {
+    let server = start_default().await;
+    let client = Client::connect(&server.addr.to_string()).await.unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut gathered = Gathered::default();
+    for i in 0..100 {
+        let body = format!("call {i}");
+        let full = client
+            .try_gather(
+                &mut gathered,
+                Command::MESSAGE,
+                body.as_bytes(),
+                report(&tx, i),
+            )
+            .unwrap();
+        assert!(full.is_none());
+    }
+    assert_eq!(gathered.len(), 100);
+    // Nothing goes before the hand-over.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(client.stats().requests, 0);
+    client.submit_gathered(&mut gathered);
+    assert!(gathered.is_empty());
+    let rx = tokio::task::spawn_blocking(move || (0..100).map(|_| next(&rx)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    for (i, result) in rx {
+        let reply = result.unwrap();
+        assert_eq!(reply.body, format!("Server says: call {i}"), "request {i}");
+    }
+    assert_eq!(client.stats().requests, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_client_gives_the_callback_back() {
+    let server = start_default().await;
+    let client = Client::builder()
+        .max_in_flight(2)
+        .connect(&server.addr.to_string())
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut gathered = Gathered::default();
+    for i in 0..2 {
+        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
+        assert!(full.unwrap().is_none());
+    }
+    let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 2));
+    assert!(
+        full.unwrap().is_some(),
+        "a third request fits in a client of two"
+    );
+    assert_eq!(gathered.len(), 2);
+    client.submit_gathered(&mut gathered);
+    let got = tokio::task::spawn_blocking(move || [next(&rx), next(&rx)])
+        .await
+        .unwrap();
+    assert!(got.iter().all(|(i, r)| *i < 2 && r.is_ok()));
+    // The room came back with the replies.
+    let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 3));
+    assert!(full.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_gathered_requests_all_time_out() {
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let client = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .connect(&addr)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut gathered = Gathered::default();
+    for i in 0..3 {
+        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
+        assert!(full.unwrap().is_none());
+    }
+    client.submit_gathered(&mut gathered);
+    let got = tokio::task::spawn_blocking(move || [next(&rx), next(&rx), next(&rx)])
+        .await
+        .unwrap();
+    for (i, (at, result)) in got.into_iter().enumerate() {
+        assert_eq!(at, i);
+        assert!(
+            matches!(result, Err(ClientError::Timeout { .. })),
+            "request {i}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gathered_requests_never_sent_are_told_so() {
+    let server = start_default().await;
+    let client = Client::connect(&server.addr.to_string()).await.unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Dropped before the hand-over.
+    let mut gathered = Gathered::default();
+    for i in 0..2 {
+        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
+        assert!(full.unwrap().is_none());
+    }
+    drop(gathered);
+    for i in 0..2 {
+        let (at, result) = next(&rx);
+        assert_eq!(at, i);
+        assert!(
+            matches!(result, Err(ClientError::Closed { .. })),
+            "{result:?}"
+        );
+    }
+    // Handed over once the client is closed.
+    let mut gathered = Gathered::default();
+    let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 2));
+    assert!(full.unwrap().is_none());
+    client.close();
+    client.submit_gathered(&mut gathered);
+    let (_, result) = next(&rx);
+    assert!(
+        matches!(result, Err(ClientError::Closed { .. })),
+        "{result:?}"
+    );
+    // And a request made after the close is refused at once.
+    let mut gathered = Gathered::default();
+    let refused = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 3));
+    assert!(matches!(refused, Err(ClientError::Closed { .. })));
+    assert!(gathered.is_empty());
 }

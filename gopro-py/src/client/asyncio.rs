@@ -1,20 +1,25 @@
 //! `AsyncClient`: the asyncio client. Each call returns an awaitable
 //! (see `awaitable`).
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use gopro::client::Callback;
 use pyo3::prelude::*;
 
-use super::awaitable::{awaitable, in_running_loop, ready, Ready};
+use super::awaitable::{awaitable, in_running_loop, ready, running_loop, Ready};
 use super::calls::{
     flush_fut, heartbeat_fut, login_fut, recv_fut, recv_many_fut, request_fut, request_many_fut,
     send_fut, send_many_fut, Output,
 };
+use super::gather::Gatherer;
 use super::slot::{Sent, Slot};
 use super::{
     addresses, connect_fut, credentials_bytes, BoxFut, ClientStats, CoreClient, Obj, Options,
 };
 use crate::defaults;
 use crate::errors::client_err;
+use crate::util::{body_bytes, with_body};
 use crate::wakeup;
 
 /// A new connection.
@@ -26,6 +31,7 @@ impl Output for Connected {
             py,
             AsyncClient {
                 slot: Slot::new(self.0),
+                gatherer: Arc::default(),
             },
         )?
         .into_any())
@@ -53,6 +59,18 @@ impl Output for Connected {
 #[pyclass(frozen, module = "gopro._gopro")]
 pub(crate) struct AsyncClient {
     slot: Slot,
+    /// `request`s not yet handed to the connection's task (see `gather`).
+    gatherer: Arc<Gatherer>,
+}
+
+impl AsyncClient {
+    /// Hands the gathered `request`s to the connection's task now: any
+    /// other call goes after them, as it was made after them.
+    fn hand_over(&self, py: Python<'_>) {
+        if let Ok(client) = self.slot.get(py) {
+            self.gatherer.hand_over(py, &client);
+        }
+    }
 }
 
 #[pymethods]
@@ -105,25 +123,35 @@ impl AsyncClient {
     #[pyo3(signature = (command, body = None))]
     fn request<'py>(&self, command: &Obj<'py>, body: Option<&Obj<'py>>) -> PyResult<Obj<'py>> {
         let py = command.py();
-        let (command, body) = self.slot.args(command, body)?;
+        let command = self.slot.check(command, body)?;
         let client = self.slot.get(py)?;
-        in_running_loop(py)?;
-        // The reply comes to a callback on the connection's task, which
-        // resolves the loop's future through the loop's waker: no task of
-        // its own, and one wake-up for all the replies of one read.
-        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+        let event_loop = running_loop(py)?;
+        // The request waits in the gatherer for the loop's next turn, and
+        // goes to the connection's task with the others made meanwhile;
+        // its reply comes to a callback on that task, which resolves the
+        // loop's future through the loop's waker: no task of its own, and
+        // one wake-up for all the replies of one read.
+        self.gatherer.schedule(&client, &event_loop)?;
         let (future, mut done) = wakeup::future(&event_loop)?;
         let callback: Callback = Box::new(move |result| {
             done.send(Box::new(move |py: Python<'_>| {
                 result.map_err(|e| client_err(py, e))?.into_py(py)
             }))
         });
-        match client.try_submit(command, body.clone(), callback) {
+        let push = |body: &[u8]| self.gatherer.push(py, &client, command, body, callback);
+        let pushed = match body {
+            Some(body) => with_body(body, push)?,
+            None => push(b""),
+        };
+        match pushed {
             Ok(None) => Ok(future),
             Ok(Some(_full)) => {
-                // The client is full: this call waits for room. The future
+                // The client is full: this call waits for room, after the
+                // requests gathered (whose replies make room). The future
                 // made for it is cancelled, so that nothing warns of it.
                 future.call_method0(pyo3::intern!(py, "cancel"))?;
+                self.gatherer.hand_over(py, &client);
+                let body = body.map_or(Ok(Bytes::new()), body_bytes)?;
                 awaitable(py, request_fut(client, command, body))
             }
             Err(e) => {
@@ -136,6 +164,7 @@ impl AsyncClient {
 
     /// A HEARTBEAT round trip.
     fn heartbeat<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.hand_over(py);
         awaitable(py, heartbeat_fut(self.slot.get(py)?))
     }
 
@@ -146,6 +175,7 @@ impl AsyncClient {
         credentials: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let credentials = credentials_bytes(credentials)?;
+        self.hand_over(py);
         awaitable(py, login_fut(self.slot.get(py)?, credentials))
     }
 
@@ -153,6 +183,7 @@ impl AsyncClient {
     #[pyo3(signature = (command, body = None))]
     fn send<'py>(&self, command: &Obj<'py>, body: Option<&Obj<'py>>) -> PyResult<Obj<'py>> {
         let py = command.py();
+        self.hand_over(py);
         match self.slot.try_send(command, body, || in_running_loop(py))? {
             // Raised when awaited, as from a call that waited.
             Sent::Done(result) => ready(py, result.map(|()| py.None())),
@@ -162,6 +193,7 @@ impl AsyncClient {
 
     /// Writes every queued request.
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.hand_over(py);
         awaitable(py, flush_fut(self.slot.get(py)?))
     }
 
@@ -181,6 +213,7 @@ impl AsyncClient {
     fn send_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
         let py = requests.py();
         let requests = self.slot.batch(requests)?;
+        self.hand_over(py);
         awaitable(py, send_many_fut(self.slot.get(py)?, requests))
     }
 
@@ -195,11 +228,13 @@ impl AsyncClient {
     fn request_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
         let py = requests.py();
         let requests = self.slot.batch(requests)?;
+        self.hand_over(py);
         awaitable(py, request_many_fut(self.slot.get(py)?, requests))
     }
 
     /// Closes the connection at once; the result may be awaited.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.hand_over(py);
         self.slot.close(py);
         Ok(Bound::new(py, Ready::new(Ok(py.None())))?.into_any())
     }
@@ -227,6 +262,7 @@ impl AsyncClient {
         py: Python<'py>,
         _exc: &Bound<'py, pyo3::types::PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.hand_over(py);
         self.slot.close(py);
         Ok(Bound::new(
             py,

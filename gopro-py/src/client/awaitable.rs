@@ -91,23 +91,30 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Fails unless an event loop runs on this thread. The loop last seen
-/// running here says so if it still holds the same `_thread_id` object
-/// (asyncio's loops set it each time they start, to the running thread's
-/// id), without asking asyncio, whose `get_running_loop` makes a system call
-/// each time before Python 3.12.
+/// Fails unless an event loop runs on this thread.
 pub(super) fn in_running_loop(py: Python<'_>) -> PyResult<()> {
+    running_loop(py).map(drop)
+}
+
+/// The event loop running on this thread, or the error of
+/// `asyncio.get_running_loop`. The loop last seen running here is the one
+/// if it still holds the same `_thread_id` object (asyncio's loops set it
+/// each time they start, to the running thread's id), without asking
+/// asyncio, whose `get_running_loop` makes a system call each time before
+/// Python 3.12.
+pub(super) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let last = LAST_LOOP.with_borrow(|last| {
         last.as_ref()
             .map(|(weak, id)| (weak.clone_ref(py), id.clone_ref(py)))
     });
     if let Some((weak, id)) = last {
-        let same_run = weak.bind(py).upgrade().is_some_and(|l| {
-            l.getattr(intern!(py, "_thread_id"))
-                .is_ok_and(|now| now.is(&id))
-        });
-        if same_run {
-            return Ok(());
+        if let Some(running) = weak.bind(py).upgrade() {
+            let same_run = running
+                .getattr(intern!(py, "_thread_id"))
+                .is_ok_and(|now| now.is(&id));
+            if same_run {
+                return Ok(running);
+            }
         }
     }
     let running = pyo3_async_runtimes::get_running_loop(py)?;
@@ -120,7 +127,7 @@ pub(super) fn in_running_loop(py: Python<'_>) -> PyResult<()> {
         _ => None,
     };
     LAST_LOOP.with_borrow_mut(|last| *last = seen);
-    Ok(())
+    Ok(running)
 }
 
 /// The awaitable of a call done at once.
@@ -151,7 +158,7 @@ pub(super) fn awaitable<T: Output>(
 ) -> PyResult<Bound<'_, PyAny>> {
     // The async API needs a running loop, even when the answer is already
     // there: the same call must not work or fail depending on timing.
-    in_running_loop(py)?;
+    let event_loop = running_loop(py)?;
     if let Poll::Ready(result) = poll_once(&mut fut) {
         return ready(
             py,
@@ -160,14 +167,6 @@ pub(super) fn awaitable<T: Output>(
                 .and_then(|v| v.into_py(py)),
         );
     }
-    let event_loop = match pyo3_async_runtimes::get_running_loop(py) {
-        Ok(event_loop) => event_loop,
-        Err(e) => {
-            // Begun already: the call runs to its end (see the top).
-            gopro::blocking::runtime().spawn(fut);
-            return Err(e);
-        }
-    };
     wakeup::spawn(&event_loop, async move {
         let result = fut.await;
         Box::new(move |py: Python<'_>| result.map_err(|e| client_err(py, e))?.into_py(py))

@@ -5,21 +5,25 @@
 //!
 //! An asyncio `request` hands the core a callback that resolves the loop's
 //! future through the loop's waker (see `wakeup`): no task per call, and
-//! one wake-up for every reply of a read. A `send` that only queues bytes,
-//! or a `recv` whose reply is already there, is done on the calling thread
-//! (`try_send` / `try_recv`). Any other call is polled once on the calling
-//! thread, then waited for: by a blocking call on its own thread with the
-//! GIL released, by an asyncio call in a task on the shared runtime.
+//! one wake-up for every reply of a read. The requests of one turn of the
+//! loop go to the connection task together (see `gather`). A `send` that
+//! only queues bytes, or a `recv` whose reply is already there, is done on
+//! the calling thread (`try_send` / `try_recv`). Any other call is polled
+//! once on the calling thread, then waited for: by a blocking call on its
+//! own thread with the GIL released, by an asyncio call in a task on the
+//! shared runtime.
 //!
 //! The files: `calls` (the core calls as futures, and what they return to
-//! Python), `slot` (the open connection and the checks of a request's
-//! arguments), `awaitable` (what an asyncio call returns), `blocking`
-//! (`Client`) and `asyncio` (`AsyncClient`).
+//! Python), `gather` (a loop turn's requests, handed over together), `slot`
+//! (the open connection and the checks of a request's arguments),
+//! `awaitable` (what an asyncio call returns), `blocking` (`Client`) and
+//! `asyncio` (`AsyncClient`).
 
 mod asyncio;
 mod awaitable;
 mod blocking;
 mod calls;
+mod gather;
 mod slot;
 
 use std::future::Future;

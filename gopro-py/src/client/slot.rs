@@ -47,6 +47,20 @@ impl Slot {
         Ok((command, body))
     }
 
+    /// The command of a request, the body's length checked against the
+    /// limit (the body is not copied).
+    pub(super) fn check(
+        &self,
+        command: &Bound<'_, PyAny>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u8> {
+        let py = command.py();
+        let command = command_code(command)?;
+        let len = body.map_or(Ok(0), |body| with_body(body, <[u8]>::len))?;
+        gopro::client::check_body(self.1.max_body(), len).map_err(|e| client_err(py, e))?;
+        Ok(command)
+    }
+
     /// A `send` done at once if the connection allows (see
     /// `gopro::client::Client::try_send`): no future, and the body is not
     /// copied but into the write buffer. The arguments and the client's
@@ -59,9 +73,7 @@ impl Slot {
         ready_to_send: impl FnOnce() -> PyResult<()>,
     ) -> PyResult<Sent> {
         let py = command.py();
-        let command = command_code(command)?;
-        let len = body.map_or(Ok(0), |body| with_body(body, <[u8]>::len))?;
-        gopro::client::check_body(self.1.max_body(), len).map_err(|e| client_err(py, e))?;
+        let command = self.check(command, body)?;
         let client = self.get(py)?;
         ready_to_send()?;
         // No Python code runs and the GIL is kept while the body is read.

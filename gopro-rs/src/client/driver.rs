@@ -780,11 +780,16 @@ impl Driver {
     fn time_out(&mut self, position: Position) {
         let at = self.waiters.partition_point(|w| w.end <= position);
         if let Some(waiter) = self.waiters.get_mut(at) {
-            if waiter.first == position && waiter.reply.remaining() > 0 {
-                waiter.reply.give(Err(ClientError::Timeout {
-                    waiting_to: "get a reply",
-                    after: self.settings.timeout,
-                }));
+            // Every request of a message timed by the task was handed over
+            // at once, and so times out at once (a request's own reply that
+            // came later must not go to the next one's caller).
+            if waiter.first == position {
+                while waiter.reply.remaining() > 0 {
+                    waiter.reply.give(Err(ClientError::Timeout {
+                        waiting_to: "get a reply",
+                        after: self.settings.timeout,
+                    }));
+                }
             }
         }
     }

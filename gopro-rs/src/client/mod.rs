@@ -41,6 +41,7 @@ mod builder;
 mod connect;
 mod driver;
 mod error;
+mod gathered;
 mod limits;
 mod outbox;
 pub mod pipeline;
@@ -58,6 +59,7 @@ pub use builder::{
     DEFAULT_RECONNECT_DELAY, DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_TIMEOUT,
 };
 pub use error::ClientError;
+pub use gathered::Gathered;
 pub use pipeline::Pipeline;
 pub use reply::Callback;
 

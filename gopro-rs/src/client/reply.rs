@@ -24,6 +24,8 @@ pub(super) type BatchResult = (Vec<Frame>, Option<ClientError>);
 pub(super) enum To {
     One(Option<oneshot::Sender<Result<Frame, ClientError>>>),
     Callback(Option<Callback>),
+    /// A callback per request, in order (see `gathered`).
+    Callbacks(VecDeque<Callback>),
     Stream(Arc<ReplyStream>),
     Batch {
         tx: Option<oneshot::Sender<BatchResult>>,
@@ -47,16 +49,20 @@ impl Reply {
         }
     }
 
-    /// Owes nothing any more: the requests were never queued.
+    /// Owes nothing any more: the requests were never queued. Callbacks
+    /// still get `Closed` (as the reply is dropped): each has a caller
+    /// waiting for it that the refusal did not reach.
     pub(super) fn disarm(mut self) {
-        self.remaining = 0;
+        if !matches!(self.to, To::Callbacks(_)) {
+            self.remaining = 0;
+        }
     }
 
     /// Whether the connection task times the request out: a callback has
     /// no caller to do it, and a lone request's caller leaves it to the
     /// task rather than arm a timer of its own for every call.
     pub(super) fn timed_by_task(&self) -> bool {
-        matches!(self.to, To::Callback(_) | To::One(_))
+        matches!(self.to, To::Callback(_) | To::Callbacks(_) | To::One(_))
     }
 
     /// Results still owed.
@@ -81,6 +87,11 @@ impl Reply {
             }
             To::Callback(f) => {
                 if let Some(f) = f.take() {
+                    f(result);
+                }
+            }
+            To::Callbacks(callbacks) => {
+                if let Some(f) = callbacks.pop_front() {
                     f(result);
                 }
             }
