@@ -690,3 +690,65 @@ async fn gathered_requests_never_sent_are_told_so() {
     assert!(matches!(refused, Err(ClientError::Closed { .. })));
     assert!(gathered.is_empty());
 }
+
+/// A server on a thread of its own that answers each read's HEARTBEATs with
+/// one write, and says how many requests each read brought.
+fn counting_server() -> (String, std::sync::mpsc::Receiver<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut pending = 0;
+        loop {
+            match socket.read(&mut buf[pending..]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending += n,
+            }
+            // Empty HEARTBEATs: 8 bytes each, echoed as they are.
+            let whole = pending / 8 * 8;
+            if whole == 0 {
+                continue;
+            }
+            if socket.write_all(&buf[..whole]).is_err() || tx.send(whole / 8).is_err() {
+                return;
+            }
+            buf.copy_within(whole..pending, 0);
+            pending -= whole;
+        }
+    });
+    (addr, rx)
+}
+
+/// Callers answered together queue their next requests before the
+/// connection task writes: they go in one write, not one each (on one
+/// worker thread, where a woken task would otherwise run next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn callers_answered_together_are_written_together() {
+    let (addr, reads) = counting_server();
+    let client = Client::connect(&addr).await.unwrap();
+    let (tasks, calls) = (64, 5);
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..calls {
+                    client.heartbeat().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    client.close();
+    client.closed().await;
+    let per_read: Vec<usize> = reads.try_iter().collect();
+    assert_eq!(per_read.iter().sum::<usize>(), tasks * calls);
+    assert!(
+        per_read.len() <= tasks * calls / 16,
+        "requests per read: {per_read:?}"
+    );
+}

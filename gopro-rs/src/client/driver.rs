@@ -242,6 +242,10 @@ pub(super) struct Driver {
     /// the first one means the session never worked (a refused client
     /// certificate), after it the connection was lost.
     answered: bool,
+    /// Callers handed a reply (`request`) that have not queued another
+    /// request since: while there are some, a request that wakes the task
+    /// is likely the first of several (see `serve`).
+    coming_back: usize,
 }
 
 impl Driver {
@@ -265,6 +269,7 @@ impl Driver {
             armed: None,
             deadlines: VecDeque::new(),
             answered: false,
+            coming_back: 0,
         }
     }
 
@@ -452,6 +457,9 @@ impl Driver {
                 continue;
             }
             if front.first <= position {
+                if front.reply.wakes_caller() {
+                    self.coming_back += 1;
+                }
                 front.reply.give(result);
                 if front.reply.remaining() == 0 || position + 1 == front.end {
                     self.waiters.pop_front();
@@ -505,10 +513,13 @@ impl Driver {
                 command,
                 body,
                 reply,
-            } => (
-                self.pipeline.submit(command, &body).map(|p| p..p + 1),
-                reply,
-            ),
+            } => {
+                self.coming_back = self.coming_back.saturating_sub(1);
+                (
+                    self.pipeline.submit(command, &body).map(|p| p..p + 1),
+                    reply,
+                )
+            }
             Msg::Encoded { wire, reply } => (self.pipeline.submit_encoded(&wire), reply),
             Msg::Flush(done) => {
                 if self.pipeline.queued_bytes() == 0 {
@@ -699,6 +710,9 @@ impl Driver {
                         if let Some(end) = self.accept(msg) {
                             return end;
                         }
+                        if let Some(end) = self.gather().await {
+                            return end;
+                        }
                     }
                     None => self.orphaned = true,
                 },
@@ -714,6 +728,33 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Takes the requests of the callers just answered before writing:
+    /// they are queueing their next ones, on this thread's run queue or
+    /// another's. The task lets them run first, yielding while that brings
+    /// more, so that their requests go in one write instead of a poll and a
+    /// write each. `Some` for a close.
+    async fn gather(&mut self) -> Option<End> {
+        while self.coming_back > 0 {
+            tokio::task::yield_now().await;
+            let mut more = false;
+            while let Ok(msg) = self.rx.try_recv() {
+                more = true;
+                if let Some(end) = self.accept(msg) {
+                    return Some(end);
+                }
+            }
+            if !more {
+                // The others are not coming at once (busy on another
+                // thread, or gone): write what there is. They still count,
+                // less each time, so that the ones that come later are
+                // gathered too, and callers gone for good soon are not.
+                self.coming_back /= 2;
+                break;
+            }
+        }
+        None
     }
 
     /// Connects again, waiting between attempts; requests queued meanwhile

@@ -65,6 +65,12 @@ impl Reply {
         matches!(self.to, To::Callback(_) | To::Callbacks(_) | To::One(_))
     }
 
+    /// Whether a result wakes a caller that waits for this one request
+    /// (and is likely to make another).
+    pub(super) fn wakes_caller(&self) -> bool {
+        matches!(self.to, To::One(Some(_)))
+    }
+
     /// Results still owed.
     pub(super) fn remaining(&self) -> usize {
         self.remaining
