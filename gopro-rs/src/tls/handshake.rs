@@ -59,17 +59,24 @@ pub(crate) async fn accept(
     Ok(Stream::tls(io.0, conn))
 }
 
+/// The client's side of a handshake, as tokio-rustls finishes it.
+pub(crate) type ClientHandshake = tokio_rustls::client::TlsStream<NoSigPipe>;
+
 /// The client's side of a handshake.
 pub(crate) async fn connect(
     tcp: TcpStream,
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
-) -> io::Result<Stream> {
-    let tls = tokio_rustls::TlsConnector::from(config)
+) -> io::Result<ClientHandshake> {
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, NoSigPipe(tcp))
-        .await?;
+        .await
+}
+
+/// A finished client handshake as the client's readiness-driven stream.
+pub(crate) fn client_stream(tls: ClientHandshake) -> Stream {
     let (io, conn) = tls.into_inner();
-    Ok(Stream::tls(io.0, conn))
+    Stream::tls(io.0, conn)
 }
 
 /// The socket as tokio-rustls sees it during the handshake, writing one
@@ -77,7 +84,7 @@ pub(crate) async fn connect(
 /// raises SIGPIPE when the peer has gone, killing a host program that has
 /// not ignored the signal (a C program; Rust and Python ignore it), while
 /// a single buffer goes through `send` with `MSG_NOSIGNAL`.
-struct NoSigPipe(TcpStream);
+pub(crate) struct NoSigPipe(TcpStream);
 
 impl AsyncRead for NoSigPipe {
     fn poll_read(

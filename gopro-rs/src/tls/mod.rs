@@ -6,6 +6,8 @@
 //! - [`ClientTls`]: the roots a client trusts (the system's, or a CA file),
 //!   an optional client certificate, and the name checked in the server's
 //!   certificate;
+//! - [`ClientTlsStream`]: a client connection encrypted with a
+//!   [`ClientTls`], for programs that write their own bytes;
 //! - [`PeerIdentity`]: who a client certificate names, as the server's
 //!   authenticator and handlers see it.
 //!
@@ -34,14 +36,16 @@ mod error;
 mod handshake;
 mod identity;
 mod pem;
+mod raw;
 mod server;
 
 pub use client::ClientTls;
 pub use error::TlsError;
 pub use identity::PeerIdentity;
+pub use raw::ClientTlsStream;
 pub use server::{ClientAuth, ServerTls};
 
-pub(crate) use handshake::{accept, connect, FirstByte};
+pub(crate) use handshake::{accept, client_stream, FirstByte};
 
 use std::sync::{Arc, OnceLock};
 
