@@ -55,7 +55,7 @@ pub use stats::{
 
 use crate::Frame;
 use config::Config;
-use connection::Connection;
+use connection::{Connection, Kind};
 use stats::Shared;
 
 /// Why a server could not start or stopped.
@@ -265,7 +265,7 @@ impl Server {
             if config.bare() {
                 // The plain echo server: nothing but the connection's own
                 // future in the task.
-                let connection = Connection::new(stream, peer, config.clone());
+                let connection = Connection::new(stream, peer, config.clone(), Kind::Client);
                 tracker.spawn(async move {
                     let _guard = guard;
                     connection.run().await;
