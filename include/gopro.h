@@ -160,6 +160,12 @@
 #define GOPRO_DEFAULT_RAISE_NOFILE_LIMIT true
 
 /**
+ * Whether `gopro_server_start` binds with SO_REUSEPORT unless told
+ * otherwise (`gopro_server_config_set_reuse_port`).
+ */
+#define GOPRO_DEFAULT_REUSE_PORT false
+
+/**
  * What a call returned. `GOPRO_STATUS_OK` is 0; every other value is a
  * reason the call did not do its work. Numbers are stable: a published
  * number is never given another meaning, and new ones are only added.
@@ -1332,7 +1338,7 @@ void gopro_server_free(struct gopro_server *server);
  * with an authenticator, `GOPRO_DEFAULT_MAX_LOGIN_FAILURES` failed LOGINs,
  * `GOPRO_DEFAULT_MAX_BUFFERED_REPLIES` reply bytes buffered per
  * connection, memory budget `GOPRO_DEFAULT_MEMORY_BUDGET`, the open-files
- * limit raised; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
+ * limit raised, no SO_REUSEPORT; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
  * body, every LOGIN accepted. The caller frees it with
  * `gopro_server_config_free`.
  */
@@ -1434,6 +1440,18 @@ enum gopro_status gopro_server_config_set_max_buffered_replies(struct gopro_serv
  */
 enum gopro_status gopro_server_config_set_raise_nofile_limit(struct gopro_server_config *config,
                                                              bool raise);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * Whether `gopro_server_start` binds its address with SO_REUSEPORT
+ * (default `GOPRO_DEFAULT_REUSE_PORT`, false). On, several servers (in
+ * one process or several) can listen on one port and Linux spreads new
+ * connections among them, e.g. to start a new version before stopping the
+ * old; every one of them must set it. Off, a port in use fails
+ * `gopro_server_start` with `GOPRO_STATUS_BIND_FAILED`.
+ */
+enum gopro_status gopro_server_config_set_reuse_port(struct gopro_server_config *config, bool on);
 #endif
 
 #if defined(GOPRO_RUNTIME)

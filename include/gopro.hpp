@@ -711,6 +711,11 @@ class ServerConfig {
     detail::check(gopro_server_config_set_raise_nofile_limit(config_.get(), raise));
     return *this;
   }
+  /* SO_REUSEPORT: several servers, each with it on, may listen on one port. */
+  ServerConfig &reuse_port(bool on) {
+    detail::check(gopro_server_config_set_reuse_port(config_.get(), on));
+    return *this;
+  }
   /* TLS on every connection; `tls` needs a certificate and key. */
   ServerConfig &tls(const TlsConfig &tls) {
     detail::check(gopro_server_config_set_tls(config_.get(), tls.handle()));

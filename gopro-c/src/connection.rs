@@ -12,13 +12,43 @@ use gopro::server::ConnectionInfo;
 use crate::ffi;
 use crate::status::{gopro_status, Fail};
 
+/// What a `gopro_connection_*` call copies out. (The exported functions
+/// are written out one by one, not made by a macro: cbindgen reads the
+/// source as written.)
+#[derive(Clone, Copy)]
+enum Value {
+    Peer,
+    Local,
+    TlsVersion,
+    TlsServerName,
+    ClientSubject,
+    ClientCommonName,
+}
+
+impl Value {
+    /// The value for the connection `info` describes; `None` when it has
+    /// none (no TLS, no client certificate, no SNI).
+    fn of(self, info: &ConnectionInfo) -> Option<String> {
+        let tls = info.tls.as_ref();
+        let client = tls.and_then(|t| t.client.as_ref());
+        match self {
+            Value::Peer => Some(info.peer.to_string()),
+            Value::Local => info.local.map(|a| a.to_string()),
+            Value::TlsVersion => tls.map(|t| t.version.to_string()),
+            Value::TlsServerName => tls.and_then(|t| t.server_name.clone()),
+            Value::ClientSubject => client.map(|c| c.subject.clone()),
+            Value::ClientCommonName => client.and_then(|c| c.common_name.clone()),
+        }
+    }
+}
+
 /// The body of every `gopro_connection_*` call: `value` of the connection
-/// being served, copied into `buf`.
+/// being served, copied into `buf` (empty when the connection has none).
 unsafe fn copy_out(
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
-    value: impl FnOnce(&ConnectionInfo) -> String,
+    value: Value,
 ) -> gopro_status {
     ffi_boundary!({
         let out_len = ffi::out(out_len, "out_len")?;
@@ -29,7 +59,7 @@ unsafe fn copy_out(
                  authenticator that calls it; it was called outside one",
             )
         })?;
-        let value = value(&info);
+        let value = value.of(&info).unwrap_or_default();
         if buf.is_null() && cap == 0 {
             out_len.write(value.len());
             return Ok(());
@@ -69,7 +99,7 @@ pub unsafe extern "C" fn gopro_connection_peer(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe { copy_out(buf, cap, out_len, |i| i.peer.to_string()) }
+    unsafe { copy_out(buf, cap, out_len, Value::Peer) }
 }
 
 /// The server's address of the connection (`"127.0.0.1:9000"`).
@@ -79,11 +109,7 @@ pub unsafe extern "C" fn gopro_connection_local(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe {
-        copy_out(buf, cap, out_len, |i| {
-            i.local.map(|a| a.to_string()).unwrap_or_default()
-        })
-    }
+    unsafe { copy_out(buf, cap, out_len, Value::Local) }
 }
 
 /// The connection's TLS version, `"TLSv1.3"` or `"TLSv1.2"`; empty for a
@@ -94,14 +120,7 @@ pub unsafe extern "C" fn gopro_connection_tls_version(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe {
-        copy_out(buf, cap, out_len, |i| {
-            i.tls
-                .as_ref()
-                .map(|t| t.version.to_string())
-                .unwrap_or_default()
-        })
-    }
+    unsafe { copy_out(buf, cap, out_len, Value::TlsVersion) }
 }
 
 /// The server name the TLS client asked for (SNI); empty if it sent none
@@ -112,14 +131,7 @@ pub unsafe extern "C" fn gopro_connection_tls_server_name(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe {
-        copy_out(buf, cap, out_len, |i| {
-            i.tls
-                .as_ref()
-                .and_then(|t| t.server_name.clone())
-                .unwrap_or_default()
-        })
-    }
+    unsafe { copy_out(buf, cap, out_len, Value::TlsServerName) }
 }
 
 /// The subject of the client's certificate (verified against the server's
@@ -130,11 +142,7 @@ pub unsafe extern "C" fn gopro_connection_client_subject(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe {
-        copy_out(buf, cap, out_len, |i| {
-            client(i).map(|c| c.subject.clone()).unwrap_or_default()
-        })
-    }
+    unsafe { copy_out(buf, cap, out_len, Value::ClientSubject) }
 }
 
 /// The common name (CN) of the client certificate's subject, e.g.
@@ -146,15 +154,5 @@ pub unsafe extern "C" fn gopro_connection_client_common_name(
     cap: usize,
     out_len: *mut usize,
 ) -> gopro_status {
-    unsafe {
-        copy_out(buf, cap, out_len, |i| {
-            client(i)
-                .and_then(|c| c.common_name.clone())
-                .unwrap_or_default()
-        })
-    }
-}
-
-fn client(info: &ConnectionInfo) -> Option<&gopro::tls::PeerIdentity> {
-    info.tls.as_ref().and_then(|t| t.client.as_ref())
+    unsafe { copy_out(buf, cap, out_len, Value::ClientCommonName) }
 }

@@ -48,6 +48,10 @@ pub const GOPRO_DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 2000;
 /// hard limit unless told otherwise (`gopro_server_config_set_raise_nofile_limit`).
 pub const GOPRO_DEFAULT_RAISE_NOFILE_LIMIT: bool = true;
 
+/// Whether `gopro_server_start` binds with SO_REUSEPORT unless told
+/// otherwise (`gopro_server_config_set_reuse_port`).
+pub const GOPRO_DEFAULT_REUSE_PORT: bool = false;
+
 const _: () = assert!(GOPRO_DEFAULT_MAX_BODY == gopro::DEFAULT_MAX_BODY);
 
 #[cfg(feature = "runtime")]
@@ -62,6 +66,7 @@ const _: () = {
     assert!(GOPRO_DEFAULT_MAX_BUFFERED_REPLIES == server::DEFAULT_MAX_BUFFERED_REPLIES);
     assert!(GOPRO_DEFAULT_MEMORY_BUDGET == server::DEFAULT_MEMORY_BUDGET);
     assert!(GOPRO_DEFAULT_RAISE_NOFILE_LIMIT == server::DEFAULT_RAISE_NOFILE_LIMIT);
+    assert!(GOPRO_DEFAULT_REUSE_PORT == server::DEFAULT_REUSE_PORT);
     assert!(
         GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS as u128
             == server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_millis()

@@ -153,12 +153,7 @@ pub unsafe extern "C" fn gopro_server_port(
 ) -> gopro_status {
     ffi_boundary!({
         let s = unsafe { ffi::handle(server, "server") }?;
-        ffi::get(out_port, "out_port", || {
-            if s.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
-                return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
-            }
-            Ok(s.port)
-        })
+        ffi::get(out_port, "out_port", || s.while_running(s.port))
     })
 }
 
@@ -173,12 +168,7 @@ pub unsafe extern "C" fn gopro_server_metrics_port(
 ) -> gopro_status {
     ffi_boundary!({
         let s = unsafe { ffi::handle(server, "server") }?;
-        ffi::get(out_port, "out_port", || {
-            if s.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
-                return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
-            }
-            Ok(s.metrics_port)
-        })
+        ffi::get(out_port, "out_port", || s.while_running(s.metrics_port))
     })
 }
 
@@ -253,8 +243,7 @@ pub unsafe extern "C" fn gopro_server_reload_tls_pem(
 ) -> gopro_status {
     ffi_boundary!({
         let s = unsafe { ffi::handle(server, "server") }?;
-        let cert = unsafe { ffi::bytes(cert, cert_len, "cert") }?;
-        let key = unsafe { ffi::bytes(key, key_len, "key") }?;
+        let (cert, key) = unsafe { crate::tls::pem_pair(cert, cert_len, key, key_len) }?;
         s.tls()?.reload_pem(cert, key)?;
         Ok(())
     })
@@ -290,6 +279,19 @@ pub unsafe extern "C" fn gopro_server_free(server: *mut gopro_server) {
 }
 
 impl gopro_server {
+    /// `value`, or `GOPRO_STATUS_CLOSED` once the server is stopped.
+    fn while_running<T>(&self, value: T) -> Result<T, Fail> {
+        if self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return Err(Fail::new(gopro_status::Closed, "the server was stopped"));
+        }
+        Ok(value)
+    }
+
     fn tls(&self) -> Result<&ServerTls, Fail> {
         self.tls.as_ref().ok_or_else(|| {
             Fail::new(

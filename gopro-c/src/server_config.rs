@@ -34,7 +34,7 @@ pub struct gopro_server_config {
 /// with an authenticator, `GOPRO_DEFAULT_MAX_LOGIN_FAILURES` failed LOGINs,
 /// `GOPRO_DEFAULT_MAX_BUFFERED_REPLIES` reply bytes buffered per
 /// connection, memory budget `GOPRO_DEFAULT_MEMORY_BUDGET`, the open-files
-/// limit raised; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
+/// limit raised, no SO_REUSEPORT; HEARTBEAT echoed, MESSAGE answered `"Server says: "` +
 /// body, every LOGIN accepted. The caller frees it with
 /// `gopro_server_config_free`.
 #[no_mangle]
@@ -176,6 +176,22 @@ pub unsafe extern "C" fn gopro_server_config_set_raise_nofile_limit(
 ) -> gopro_status {
     set(config, Some(ServerSetting::RaiseNofileLimit), |b| {
         Ok(b.raise_nofile_limit(raise))
+    })
+}
+
+/// Whether `gopro_server_start` binds its address with SO_REUSEPORT
+/// (default `GOPRO_DEFAULT_REUSE_PORT`, false). On, several servers (in
+/// one process or several) can listen on one port and Linux spreads new
+/// connections among them, e.g. to start a new version before stopping the
+/// old; every one of them must set it. Off, a port in use fails
+/// `gopro_server_start` with `GOPRO_STATUS_BIND_FAILED`.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_reuse_port(
+    config: *mut gopro_server_config,
+    on: bool,
+) -> gopro_status {
+    set(config, Some(ServerSetting::ReusePort), |b| {
+        Ok(b.reuse_port(on))
     })
 }
 

@@ -191,13 +191,29 @@ pub unsafe extern "C" fn gopro_tls_config_set_cert_pem(
     key_len: usize,
 ) -> gopro_status {
     ffi_boundary!({
-        let cert = unsafe { ffi::bytes(cert, cert_len, "cert") }?;
-        let key = unsafe { ffi::bytes(key, key_len, "key") }?;
+        let (cert, key) = unsafe { pem_pair(cert, cert_len, key, key_len) }?;
         let c = unsafe { ffi::handle_mut(config, "config") }?;
         ServerTls::from_pem(cert, key)?;
         c.cert = Some(CertKey::Pem(cert.to_vec(), key.to_vec()));
         Ok(())
     })
+}
+
+/// A certificate chain and its key given as PEM bytes, `cert`/`cert_len`
+/// and `key`/`key_len`: what `gopro_tls_config_set_cert_pem` and
+/// `gopro_server_reload_tls_pem` read.
+///
+/// # Safety
+/// As `ffi::bytes`, for each of the two.
+pub(crate) unsafe fn pem_pair<'a>(
+    cert: *const u8,
+    cert_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> Result<(&'a [u8], &'a [u8]), Fail> {
+    let cert = unsafe { ffi::bytes(cert, cert_len, "cert") }?;
+    let key = unsafe { ffi::bytes(key, key_len, "key") }?;
+    Ok((cert, key))
 }
 
 /// For a client: the name (NUL-terminated, a DNS name or an IP address)

@@ -50,6 +50,9 @@ pub(crate) const TLS_HANDSHAKE_TIMEOUT: f64 =
 /// Whether a server raises its open-files soft limit to the hard limit.
 pub(crate) const RAISE_NOFILE_LIMIT: bool = gopro::server::DEFAULT_RAISE_NOFILE_LIMIT;
 
+/// Whether a server binds its address with SO_REUSEPORT.
+pub(crate) const REUSE_PORT: bool = gopro::server::DEFAULT_REUSE_PORT;
+
 /// `_DEFAULTS`: every default above by the name of the parameters it is
 /// the default of.
 pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -74,6 +77,7 @@ pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("max_buffered_replies", MAX_BUFFERED_REPLIES)?;
     dict.set_item("memory_budget", MEMORY_BUDGET)?;
     dict.set_item("raise_nofile_limit", RAISE_NOFILE_LIMIT)?;
+    dict.set_item("reuse_port", REUSE_PORT)?;
     dict.set_item("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)?;
     dict.set_item(
         "client_auth",

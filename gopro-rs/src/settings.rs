@@ -149,6 +149,8 @@ settings! {
     ServerSetting {
         /// [`listen`](crate::server::ServerBuilder::listen)
         Listen = "listen" => DefaultValue::Text(crate::server::DEFAULT_LISTEN),
+        /// [`reuse_port`](crate::server::ServerBuilder::reuse_port)
+        ReusePort = "reuse_port" => DefaultValue::Bool(crate::server::DEFAULT_REUSE_PORT),
         /// [`read_timeout`](crate::server::ServerBuilder::read_timeout)
         ReadTimeout = "read_timeout" => DefaultValue::Duration(crate::server::DEFAULT_READ_TIMEOUT),
         /// [`write_timeout`](crate::server::ServerBuilder::write_timeout)

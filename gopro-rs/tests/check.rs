@@ -8,10 +8,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pki::{scratch, write, Ca};
 use common::process::{go_serve, gopro_bin, gopro_serve};
 
 /// Runs `gopro check ADDR ARGS...`; returns (success, stdout, stderr).
-fn check(addr: SocketAddr, args: &[&str]) -> (bool, String, String) {
+fn check(addr: impl std::fmt::Display, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(gopro_bin())
         .arg("check")
         .arg(addr.to_string())
@@ -69,7 +70,12 @@ fn everything_passes_against_gopro_serve() {
     );
     assert!(ok, "{out}\n{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "{out}");
-    let lines = parse(&out);
+    assert_all_pass_without_auth(&out);
+}
+
+/// Every case passed but those that need --auth, deadline cases included.
+fn assert_all_pass_without_auth(out: &str) {
+    let lines = parse(out);
     assert!(lines.len() > 25, "{out}");
     for (status, _, name) in &lines {
         match status.as_str() {
@@ -82,7 +88,7 @@ fn everything_passes_against_gopro_serve() {
     let skipped = lines.iter().filter(|(s, _, _)| s == "SKIP").count();
     assert!(skipped > 0 && skipped < 10, "{out}");
     assert_eq!(
-        summary(&out),
+        summary(out),
         format!(
             "{} passed, 0 failed, {skipped} skipped",
             lines.len() - skipped
@@ -99,7 +105,7 @@ fn everything_passes_against_gopro_serve() {
             "unsupported-version-error",
         ],
         "PASS",
-        &out,
+        out,
     );
 }
 
@@ -382,4 +388,94 @@ fn no_server_is_one_clear_error() {
     ] {
         assert!(text.contains(flag), "{text}");
     }
+}
+
+/// Written in a fresh folder: a CA's certificate, and a server certificate
+/// (for localhost and 127.0.0.1) and key it signed.
+struct TlsFiles {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn tls_files(folder: &str, ca: &Ca) -> TlsFiles {
+    let dir = scratch(folder);
+    let server = ca.server();
+    let path = |name: &str, pem: &str| write(&dir, name, pem).to_str().unwrap().to_owned();
+    TlsFiles {
+        ca: path("ca.pem", &ca.pem()),
+        cert: path("server.pem", &server.cert),
+        key: path("server.key", &server.key),
+    }
+}
+
+#[test]
+fn everything_passes_over_tls_against_gopro_serve() {
+    let files = tls_files("check-serve", &Ca::new("check CA"));
+    let timeouts = ["--read-timeout", "1s", "--write-timeout", "1s"];
+    let tls = ["--tls-cert", &files.cert, "--tls-key", &files.key];
+    let server = gopro_serve(&[&timeouts[..], &tls[..]].concat());
+    // By name, so that the certificate is checked for the name given.
+    let at = format!("localhost:{}", server.addr.port());
+    let (ok, out, err) = check(
+        &at,
+        &[&timeouts[..], &["--tls", "--tls-ca", &files.ca]].concat(),
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_all_pass_without_auth(&out);
+
+    // --tls-ca alone speaks TLS too.
+    let (ok, out, err) = check(server.addr, &["--core-only", "--tls-ca", &files.ca]);
+    assert!(ok, "{out}\n{err}");
+    assert!(summary(&out).contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn the_go_tls_server_checks_as_the_plaintext_one_does() {
+    let files = tls_files("check-go", &Ca::new("check CA"));
+    let plain = go_serve(&[]);
+    let (plain_ok, plain_out, _) = check(plain.addr, &[]);
+    let tls = go_serve(&["-tls-cert", &files.cert, "-tls-key", &files.key]);
+    let (tls_ok, tls_out, tls_err) = check(tls.addr, &["--tls", "--tls-ca", &files.ca]);
+    assert!(!tls_err.contains("cannot connect"), "{tls_err}");
+    assert_eq!(tls_ok, plain_ok, "{tls_out}\n{plain_out}");
+    assert_eq!(parse(&tls_out), parse(&plain_out), "{tls_out}\n{plain_out}");
+    assert_eq!(summary(&tls_out), summary(&plain_out));
+    assert!(
+        tls_out.contains("PASS  [core]  pipeline-10mib-of-replies"),
+        "{tls_out}"
+    );
+}
+
+#[test]
+fn an_untrusted_certificate_is_one_clear_tls_error() {
+    let files = tls_files("check-untrusted", &Ca::new("check CA"));
+    let stranger = tls_files("check-stranger", &Ca::new("stranger CA"));
+    let server = gopro_serve(&["--tls-cert", &files.cert, "--tls-key", &files.key]);
+    let started = Instant::now();
+    let (ok, out, err) = check(server.addr, &["--tls", "--tls-ca", &stranger.ca]);
+    assert!(!ok);
+    assert!(started.elapsed() < Duration::from_secs(3), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&format!("cannot connect to {}: TLS handshake", server.addr))
+            && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+
+    // A name the certificate does not carry is refused the same way.
+    let (ok, _, err) = check(
+        server.addr,
+        &[
+            "--tls-ca",
+            &files.ca,
+            "--tls-server-name",
+            "elsewhere.example",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("TLS handshake") && err.contains("not valid for name \"elsewhere.example\""),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{go_client, gopro_bin, gopro_serve};
+use common::process::{go_client, gopro_bin, gopro_serve, spawn_listening};
 
 #[test]
 fn go_client_passes_every_scenario_against_gopro_serve() {
@@ -411,4 +411,77 @@ fn accept_failures_back_off_and_are_reported_with_a_count() {
             .any(|l| l.contains("accepting again after")),
         "no recovery line"
     );
+}
+
+/// One connection through a balancer that speaks the PROXY protocol:
+/// `header`, then a HEARTBEAT echoed; closed by the client.
+fn heartbeat_after(addr: std::net::SocketAddr, header: &[u8]) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let heartbeat = gopro::Frame::heartbeat().to_bytes();
+    stream
+        .write_all(&[header, &heartbeat[..]].concat())
+        .unwrap();
+    let mut echo = [0u8; 8];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(echo[..], heartbeat[..]);
+}
+
+/// A balancer's health checks (PROXY LOCAL headers, every few seconds) are
+/// logged at debug; its clients' connections at info.
+#[test]
+fn health_checks_are_logged_at_debug_only() {
+    // A v2 LOCAL header: no addresses.
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    let client = b"PROXY TCP4 203.0.113.7 127.0.0.1 4000 8888\r\n";
+    for (level, logged) in [("info", false), ("debug", true)] {
+        let mut command = Command::new(gopro_bin());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--proxy-protocol"])
+            .args(["--trusted-proxies", "127.0.0.1/32"])
+            .env("GOPRO_LOG", level);
+        let server = spawn_listening(command, false);
+        heartbeat_after(server.addr, local);
+        // The client's closing, logged at info, comes after the health
+        // check's: the log is read up to it.
+        heartbeat_after(server.addr, client);
+        let mut log = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !log
+            .iter()
+            .any(|l: &String| l.contains("connection closed peer=203.0.113.7:4000"))
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match server.log.recv_timeout(left) {
+                Ok(line) => log.push(line),
+                Err(_) => panic!("{level}: the client's connection was not logged: {log:#?}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        log.extend(server.log_lines());
+        let check_lines: Vec<_> = log
+            .iter()
+            .filter(|l| l.contains("connection opened peer=127.0.0.1:"))
+            .collect();
+        assert!(
+            log.iter()
+                .any(|l| l.contains(" INFO ")
+                    && l.contains("connection opened peer=203.0.113.7:4000")),
+            "{level}: {log:#?}"
+        );
+        if logged {
+            assert!(
+                check_lines.len() == 1 && check_lines[0].contains("DEBUG"),
+                "{log:#?}"
+            );
+        } else {
+            assert!(
+                !log.iter().any(|l| l.contains("peer=127.0.0.1:")),
+                "the health check is logged at info: {log:#?}"
+            );
+        }
+    }
 }

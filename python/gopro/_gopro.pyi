@@ -344,6 +344,7 @@ class Server:
         cls,
         listen: str = "127.0.0.1:8888",
         *,
+        reuse_port: bool = False,
         read_timeout: float = 60.0,
         write_timeout: float = 10.0,
         max_body: int = 10485760,
@@ -359,7 +360,12 @@ class Server:
         metrics_listen: str | None = None,
         proxy_protocol: Iterable[str] | None = None,
     ) -> Server:
-        """`proxy_protocol`: the trusted balancers' addresses or networks
+        """`reuse_port`: bind with SO_REUSEPORT, so that several servers
+        (each with it on) listen on one port and Linux spreads new
+        connections among them; off, a port in use raises BindError from
+        start().
+
+        `proxy_protocol`: the trusted balancers' addresses or networks
         (``["10.0.0.0/8", "127.0.0.1"]``; a lone str raises TypeError);
         only they may connect, each connection starting with a PROXY header
         (v1 or v2) whose client `current_connection().peer` then gives."""

@@ -492,6 +492,50 @@ def test_raise_nofile_limit_false_serves() -> None:
         gopro.Server("127.0.0.1:0", raise_nofile_limit="no")  # type: ignore[arg-type]
 
 
+def named_server(listen: str, name: bytes, reuse_port: bool) -> gopro.Server:
+    """A server that answers command 16 with its name."""
+    server = gopro.Server(listen, reuse_port=reuse_port)
+    server.handler(16, lambda frame: name)
+    return server
+
+
+def answered_by(addr: str) -> bytes:
+    """The name of the server a new connection to `addr` reaches."""
+    with gopro.Client(addr, timeout=5) as client:
+        return client.request(16, b"").body
+
+
+def test_reuse_port_lets_two_servers_share_a_port() -> None:
+    first = named_server("127.0.0.1:0", b"a", reuse_port=True)
+    with first:
+        addr = first.local_addr
+        second = named_server(addr, b"b", reuse_port=True)
+        with second:
+            # Without it on both, the port is taken.
+            with pytest.raises(gopro.BindError):
+                named_server(addr, b"c", reuse_port=False).start()
+            # Linux picks a listener by a hash of each connection's
+            # address: 64 connections all reaching one has a chance of 2^-63.
+            seen: set[bytes] = set()
+            for _ in range(64):
+                seen.add(answered_by(addr))
+                if seen == {b"a", b"b"}:
+                    break
+            assert seen == {b"a", b"b"}
+            first.shutdown()
+            assert first.wait(5)
+            assert {answered_by(addr) for _ in range(8)} == {b"b"}
+
+
+def test_without_reuse_port_a_second_server_cannot_bind() -> None:
+    with named_server("127.0.0.1:0", b"a", reuse_port=False) as first:
+        for reuse_port in (False, True):
+            with pytest.raises(gopro.BindError):
+                named_server(first.local_addr, b"b", reuse_port=reuse_port).start()
+    with pytest.raises(TypeError):
+        gopro.Server("127.0.0.1:0", reuse_port="yes")  # type: ignore[arg-type]
+
+
 def test_blocking_calls_in_a_handler_are_refused() -> None:
     server = gopro.Server("127.0.0.1:0")
     seen: list[BaseException] = []

@@ -8,15 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "gopro.h"
-
-#define REQUIRE(cond)                                                              \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::exit(1);                                                                \
-    }                                                                              \
-  } while (0)
 
 template <typename T, void (*Free)(T *)>
 struct Deleter {

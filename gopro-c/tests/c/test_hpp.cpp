@@ -16,37 +16,12 @@
 #include <utility>
 #include <vector>
 
+#include "check.hpp"
 #include "gopro.hpp"
 #include "servers.h"
 
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
-
-#define REQUIRE(cond)                                                                  \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-// `expr` must throw gopro::Error with `want`; gives its what().
-#define THROWS(expr, want)                                                             \
-  [&]() -> std::string {                                                               \
-    try {                                                                              \
-      (void)(expr);                                                                    \
-    } catch (const gopro::Error &e) {                                                  \
-      if (e.status() != (want)) {                                                      \
-        std::fprintf(stderr, "%s:%d: %s threw status %d (%s), wanted %s\n", __FILE__,  \
-                     __LINE__, #expr, static_cast<int>(e.status()), e.what(), #want);  \
-        std::exit(1);                                                                  \
-      }                                                                                \
-      return e.what();                                                                 \
-    }                                                                                  \
-    std::fprintf(stderr, "%s:%d: %s did not throw %s\n", __FILE__, __LINE__, #expr,    \
-                 #want);                                                               \
-    std::exit(1);                                                                      \
-  }()
 
 static_assert(std::is_same_v<decltype(gopro::HEARTBEAT), const std::uint8_t>);
 static_assert(gopro::HEARTBEAT == 0 && gopro::MESSAGE == 1 && gopro::LOGIN == 2 &&
@@ -348,8 +323,12 @@ static void test_server() {
   std::optional<gopro::Server> replacement;
   {
     gopro::ServerConfig second;
-    second.handler(16, Upper{calls, "2 "});
+    second.handler(16, Upper{calls, "2 "}).reuse_port(true);
     replacement = gopro::Server::start("127.0.0.1:0", second);
+    // SO_REUSEPORT on both: a twin binds the same port; without it, no.
+    std::string same = "127.0.0.1:" + std::to_string(replacement->port());
+    gopro::Server twin = gopro::Server::start(same, second);
+    THROWS(gopro::Server::start(same), GOPRO_STATUS_BIND_FAILED);
   }
   REQUIRE(calls.use_count() == 3);
   moved = std::move(*replacement);

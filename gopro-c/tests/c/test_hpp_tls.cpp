@@ -12,35 +12,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "check.hpp"
 #include "gopro.hpp"
 
 using namespace std::chrono_literals;
-
-#define REQUIRE(cond)                                                                  \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
-      std::exit(1);                                                                    \
-    }                                                                                  \
-  } while (0)
-
-// `expr` must throw gopro::Error with `want`; gives its what().
-#define THROWS(expr, want)                                                             \
-  [&]() -> std::string {                                                               \
-    try {                                                                              \
-      (void)(expr);                                                                    \
-    } catch (const gopro::Error &e) {                                                  \
-      if (e.status() != (want)) {                                                      \
-        std::fprintf(stderr, "%s:%d: %s threw status %d (%s), wanted %s\n", __FILE__,  \
-                     __LINE__, #expr, static_cast<int>(e.status()), e.what(), #want);  \
-        std::exit(1);                                                                  \
-      }                                                                                \
-      return e.what();                                                                 \
-    }                                                                                  \
-    std::fprintf(stderr, "%s:%d: %s did not throw %s\n", __FILE__, __LINE__, #expr,    \
-                 #want);                                                               \
-    std::exit(1);                                                                      \
-  }()
 
 static_assert(!std::is_copy_constructible_v<gopro::TlsConfig> &&
               std::is_nothrow_move_constructible_v<gopro::TlsConfig> &&

@@ -730,6 +730,86 @@ static void test_small_reply_buffer(void) {
   gopro_server_free(server);
 }
 
+/* Answers with the server's name, its user data. */
+static int whoami(void *user_data, uint8_t command, const uint8_t *body, size_t body_len,
+                  gopro_reply *reply) {
+  const char *name = (const char *)user_data;
+  (void)command;
+  (void)body;
+  (void)body_len;
+  return gopro_reply_set_body(reply, (const uint8_t *)name, strlen(name));
+}
+
+/* A server named `name` on `addr`, SO_REUSEPORT as `reuse_port` says;
+ * returns the status of gopro_server_start. */
+static gopro_status start_named(const char *addr, bool reuse_port, const char *name,
+                                gopro_server **out) {
+  gopro_server_config *config = NULL;
+  gopro_status st;
+  OK(gopro_server_config_new(&config));
+  OK(gopro_server_config_set_reuse_port(config, reuse_port));
+  OK(gopro_server_config_set_handler(config, CMD_ECHO, whoami, (void *)name));
+  st = gopro_server_start(addr, config, out);
+  gopro_server_config_free(config);
+  return st;
+}
+
+/* Which server a new connection to `addr` reaches: 'a' or 'b'. */
+static char answered_by(const char *addr) {
+  gopro_client *client = NULL;
+  gopro_frame *reply = NULL;
+  const uint8_t *body = NULL;
+  size_t len = 0;
+  uint8_t command = 0;
+  char who;
+  OK(gopro_client_connect(addr, 2000, 5000, 0, &client));
+  OK(gopro_client_request(client, CMD_ECHO, NULL, 0, &reply));
+  OK(gopro_frame_get(reply, &command, NULL, &body, &len));
+  CHECK(command == CMD_ECHO && len == 1);
+  who = (char)body[0];
+  gopro_frame_free(reply);
+  gopro_client_free(client);
+  return who;
+}
+
+/* SO_REUSEPORT: two servers on one port both get connections, and the
+ * second serves alone once the first stops; without it on both, the second
+ * bind fails. */
+static void test_reuse_port(void) {
+  gopro_server *a = NULL, *b = NULL, *refused = NULL;
+  char addr[64];
+  int seen_a = 0, seen_b = 0, i;
+  EXPECT(gopro_server_config_set_reuse_port(NULL, true), GOPRO_STATUS_NULL_ARGUMENT);
+
+  OK(start_named("127.0.0.1:0", false, "a", &a));
+  address(addr, sizeof addr, a);
+  EXPECT(start_named(addr, true, "b", &refused), GOPRO_STATUS_BIND_FAILED);
+  CHECK(refused == NULL);
+  gopro_server_free(a);
+
+  a = NULL;
+  OK(start_named("127.0.0.1:0", true, "a", &a));
+  address(addr, sizeof addr, a);
+  OK(start_named(addr, true, "b", &b));
+  EXPECT(start_named(addr, false, "c", &refused), GOPRO_STATUS_BIND_FAILED);
+  CHECK(refused == NULL);
+  /* Linux picks a listener by a hash of each connection's address: 64
+   * connections all reaching one of two has a chance of 2^-63. */
+  for (i = 0; i < 64 && !(seen_a && seen_b); i++) {
+    char who = answered_by(addr);
+    CHECK(who == 'a' || who == 'b');
+    seen_a |= who == 'a';
+    seen_b |= who == 'b';
+  }
+  CHECK(seen_a && seen_b);
+  OK(gopro_server_stop(a));
+  for (i = 0; i < 8; i++) {
+    CHECK(answered_by(addr) == 'b');
+  }
+  gopro_server_free(a);
+  gopro_server_free(b);
+}
+
 static void serve_until_stdin_closes(void) {
   struct app app;
   gopro_server_config *config;
@@ -766,6 +846,7 @@ int main(int argc, char **argv) {
   test_default_config();
   test_stats_sizes();
   test_small_reply_buffer();
+  test_reuse_port();
   printf("test_server: passed\n");
   fflush(stdout);
   if (argc > 1 && strcmp(argv[1], "--serve") == 0) {

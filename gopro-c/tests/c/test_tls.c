@@ -137,6 +137,28 @@ static void tls_refused(const char *addr, const char *ca, const char *name,
   EXPECT_MESSAGE_HAS(reason);
 }
 
+/* A server that requires a client certificate chained to ca.pem refuses a
+ * client without one, and one with a certificate of another CA. With TLS
+ * 1.3 the client finishes its side of the handshake before the server has
+ * checked its certificate, so the refusal may come at the first request
+ * instead of at connect; every later call fails the same way. */
+static void client_certificate_refused(const char *addr) {
+  const char *who[] = {NULL, "other-client"};
+  for (int i = 0; i < 2; i++) {
+    gopro_client *client = NULL;
+    gopro_status st = tls_connect(addr, "ca.pem", who[i], NULL, &client);
+    if (st == GOPRO_STATUS_OK) {
+      gopro_status hb = gopro_client_heartbeat(client);
+      check_log_status((int)hb);
+      CHECK(hb == GOPRO_STATUS_TLS_HANDSHAKE);
+      CHECK(gopro_client_heartbeat(client) == GOPRO_STATUS_TLS_HANDSHAKE);
+      gopro_client_free(client);
+    } else {
+      CHECK(st == GOPRO_STATUS_TLS_HANDSHAKE);
+    }
+  }
+}
+
 /* ---- the settings ---- */
 
 static void test_tls_config_errors(void) {
@@ -296,27 +318,7 @@ static void test_client_against_go(void) {
   tls_ok(s.addr, "ca.pem", NULL, "localhost");
   tls_refused(s.addr, "other-ca.pem", NULL, NULL, "UnknownIssuer");
   tls_ok(m.addr, "ca.pem", "client", NULL);
-  {
-    /* Go requires the certificate: without one, or with one of another CA,
-     * nothing goes through. With TLS 1.3 the refusal comes after the
-     * client has finished its side of the handshake, so it may show at
-     * the first request instead of at connect. */
-    const char *who[] = {NULL, "other-client"};
-    for (int i = 0; i < 2; i++) {
-      gopro_client *client = NULL;
-      gopro_status st = tls_connect(m.addr, "ca.pem", who[i], NULL, &client);
-      if (st == GOPRO_STATUS_OK) {
-        gopro_status hb = gopro_client_heartbeat(client);
-        check_log_status((int)hb);
-        CHECK(hb == GOPRO_STATUS_TLS_HANDSHAKE);
-        /* and so does every later call */
-        CHECK(gopro_client_heartbeat(client) == GOPRO_STATUS_TLS_HANDSHAKE);
-        gopro_client_free(client);
-      } else {
-        CHECK(st == GOPRO_STATUS_TLS_HANDSHAKE);
-      }
-    }
-  }
+  client_certificate_refused(m.addr); /* Go requires the certificate */
   tls_ok(m.addr, "ca.pem", "client", NULL); /* still serving */
   spawn_stop(pid);
   spawn_stop(mtls);
@@ -464,26 +466,7 @@ static void test_server_mtls(void) {
   expect_request(client, CMD_INFO, "TLSv1.3||CN=device-42|loopback|local ok");
   gopro_client_free(client);
 
-  /* Without a certificate, or with one of another CA: refused. With TLS
-   * 1.3 the client finishes its side of the handshake before the server
-   * has checked its certificate, so the refusal may come at the first
-   * request. */
-  {
-    const char *who_[] = {NULL, "other-client"};
-    for (int i = 0; i < 2; i++) {
-      gopro_status st = tls_connect(addr, "ca.pem", who_[i], NULL, &client);
-      if (st == GOPRO_STATUS_OK) {
-        gopro_status hb = gopro_client_heartbeat(client);
-        check_log_status((int)hb);
-        CHECK(hb == GOPRO_STATUS_TLS_HANDSHAKE);
-        /* and so does every later call */
-        CHECK(gopro_client_heartbeat(client) == GOPRO_STATUS_TLS_HANDSHAKE);
-        gopro_client_free(client);
-      } else {
-        CHECK(st == GOPRO_STATUS_TLS_HANDSHAKE);
-      }
-    }
-  }
+  client_certificate_refused(addr);
   tls_refused(addr, "other-ca.pem", "client", NULL, "UnknownIssuer");
 
   /* gopro send (rustls, the CLI), CPython's ssl and openssl s_client. */

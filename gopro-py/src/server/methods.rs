@@ -97,6 +97,7 @@ impl Server {
     #[pyo3(signature = (
         listen = defaults::LISTEN,
         *,
+        reuse_port = defaults::REUSE_PORT,
         read_timeout = defaults::READ_TIMEOUT,
         write_timeout = defaults::WRITE_TIMEOUT,
         max_body = defaults::MAX_BODY,
@@ -114,7 +115,7 @@ impl Server {
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
     // checks them against `_DEFAULTS`, made from the same constants.
-    text_signature = "(listen='127.0.0.1:8888', *, read_timeout=60.0, write_timeout=10.0, \
+    text_signature = "(listen='127.0.0.1:8888', *, reuse_port=False, read_timeout=60.0, write_timeout=10.0, \
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
         raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0, metrics_listen=None,
@@ -123,6 +124,7 @@ impl Server {
     fn new(
         py: Python<'_>,
         listen: &str,
+        reuse_port: bool,
         read_timeout: f64,
         write_timeout: f64,
         max_body: usize,
@@ -142,6 +144,7 @@ impl Server {
         let trusted = trusted_proxies(proxy_protocol)?;
         let base = gopro::server::Server::builder()
             .listen(listen)
+            .reuse_port(reuse_port)
             .read_timeout(seconds("read_timeout", read_timeout)?)
             .write_timeout(seconds("write_timeout", write_timeout)?)
             .max_body(max_body)

@@ -61,13 +61,16 @@ struct State {
 
 /// A GoPro server with handlers written in Python.
 ///
-/// `Server(listen, *, read_timeout, write_timeout, max_body,
+/// `Server(listen, *, reuse_port, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
 /// max_buffered_replies, memory_budget, raise_nofile_limit, tls,
 /// tls_handshake_timeout, metrics_listen, proxy_protocol)`: the settings of the core's
 /// `ServerBuilder`, with its defaults (times in seconds; `grace=0` stops at
-/// once). `raise_nofile_limit`: whether binding raises the open-files soft
-/// limit to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks
+/// once). `reuse_port`: bind with SO_REUSEPORT, so that several servers
+/// (each with it on, in one process or several) listen on one port and
+/// Linux spreads new connections among them; off, a port in use raises
+/// `BindError` from `start`. `raise_nofile_limit`: whether binding raises
+/// the open-files soft limit to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks
 /// TLS only (a plaintext client is told so in an ERROR and closed);
 /// `tls_handshake_timeout` bounds each handshake. `metrics_listen`:
 /// "host:port" to serve Prometheus metrics on at `/metrics`. `proxy_protocol`: behind

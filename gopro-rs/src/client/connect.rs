@@ -52,19 +52,10 @@ async fn open_one(addr: &str, tls: Option<&ClientTls>) -> Result<Stream, ClientE
     };
     let tcp = TcpStream::connect(addr).await.map_err(connect_error)?;
     tcp.set_nodelay(true).map_err(connect_error)?;
-    let Some(settings) = tls else {
-        return Ok(Stream::plain(tcp));
-    };
-    let tls_error = |reason: String| ClientError::Tls {
-        addr: addr.into(),
-        reason: reason.into(),
-    };
-    let name = settings
-        .name_for(addr)
-        .map_err(|e| tls_error(e.to_string()))?;
-    tls::connect(tcp, settings.config(), name)
-        .await
-        .map_err(|e| tls_error(e.to_string()))
+    match tls {
+        None => Ok(Stream::plain(tcp)),
+        Some(settings) => settings.handshake(tcp, addr).await.map(tls::client_stream),
+    }
 }
 
 /// Exponential back-off with jitter: attempt `n` waits between half and

@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use tracing::{debug, warn};
 
 use super::config::Config;
-use super::connection::Connection;
+use super::connection::{Connection, Kind};
 use super::info::ConnectionInfo;
 use super::proxy::{self, Proxied};
 use super::tls;
@@ -22,6 +22,7 @@ use crate::stream::Stream;
 pub(super) async fn serve(mut tcp: TcpStream, mut peer: SocketAddr, config: Arc<Config>) {
     let mut local = tcp.local_addr().ok();
     let mut proxied = false;
+    let mut kind = Kind::Client;
     if let Some(trusted) = config.trusted_proxies.clone() {
         match proxy_header(&mut tcp, peer, &trusted, &config).await {
             Some(Proxied::Address {
@@ -31,7 +32,7 @@ pub(super) async fn serve(mut tcp: TcpStream, mut peer: SocketAddr, config: Arc<
                 debug!(balancer = %peer, client = %source, "PROXY header");
                 (peer, local, proxied) = (source, Some(destination), true);
             }
-            Some(Proxied::Local) => {}
+            Some(Proxied::Local) => kind = Kind::HealthCheck,
             None => return,
         }
     }
@@ -43,15 +44,16 @@ pub(super) async fn serve(mut tcp: TcpStream, mut peer: SocketAddr, config: Arc<
             stream = stream.with_peer(peer);
         }
         let info = ConnectionInfo::of(local, stream.server_tls(), peer);
-        let connection = Connection::new(stream, peer, config);
+        let connection = Connection::new(stream, peer, config, kind);
         Arc::new(info).scope(connection.run()).await;
     } else if proxied {
         let info = ConnectionInfo::of(local, None, peer);
-        let connection = Connection::new(Stream::plain(tcp).with_peer(peer), peer, config);
+        let stream = Stream::plain(tcp).with_peer(peer);
+        let connection = Connection::new(stream, peer, config, kind);
         Arc::new(info).scope(connection.run()).await;
     } else {
         let info = ConnectionInfo::of(local, None, peer);
-        let connection = Connection::new(tcp, peer, config);
+        let connection = Connection::new(tcp, peer, config, kind);
         Arc::new(info).scope(connection.run()).await;
     }
 }

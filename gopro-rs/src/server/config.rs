@@ -39,6 +39,9 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Whether bind raises the open-files soft limit to the hard limit, by default.
 pub const DEFAULT_RAISE_NOFILE_LIMIT: bool = true;
 
+/// Whether the listen address is bound with SO_REUSEPORT, by default.
+pub const DEFAULT_REUSE_PORT: bool = false;
+
 /// See [`ServerBuilder::batch_scope`].
 pub(crate) type BatchScope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 
@@ -105,6 +108,7 @@ impl Config {
 /// | setting | default |
 /// |---|---|
 /// | [`listen`](Self::listen) | `127.0.0.1:8888` |
+/// | [`reuse_port`](Self::reuse_port) | off: a port in use fails bind |
 /// | [`read_timeout`](Self::read_timeout) | 60 s for a whole frame, counted from the end of the previous one |
 /// | [`write_timeout`](Self::write_timeout) | 10 s for the peer to take a batch of replies |
 /// | [`max_body`](Self::max_body) | 10 MiB, for requests and replies |
@@ -140,7 +144,9 @@ impl ServerBuilder {
         ServerBuilder {
             config: Config {
                 listen: DEFAULT_LISTEN.to_string(),
-                listener: super::listen::Source::Bind { reuse_port: false },
+                listener: super::listen::Source::Bind {
+                    reuse_port: DEFAULT_REUSE_PORT,
+                },
                 read_timeout: DEFAULT_READ_TIMEOUT,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
                 max_body: DEFAULT_MAX_BODY,
@@ -178,7 +184,7 @@ impl ServerBuilder {
     /// Binds the listen address with SO_REUSEPORT, so that several
     /// processes can listen on one port and Linux spreads new connections
     /// among them (e.g. to start a new version before stopping the old).
-    /// Off by default.
+    /// Off by default. Ignored with a [`listener`](Self::listener) given.
     pub fn reuse_port(mut self, on: bool) -> Self {
         if let super::listen::Source::Bind { reuse_port } = &mut self.config.listener {
             *reuse_port = on;

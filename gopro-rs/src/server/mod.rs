@@ -44,7 +44,7 @@ pub use config::{
     ServerBuilder, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_MEMORY_BUDGET,
     DEFAULT_PRELOGIN_MAX_BODY, DEFAULT_RAISE_NOFILE_LIMIT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_REUSE_PORT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use info::{ConnectionInfo, TlsInfo};
@@ -55,7 +55,7 @@ pub use stats::{
 
 use crate::Frame;
 use config::Config;
-use connection::Connection;
+use connection::{Connection, Kind};
 use stats::Shared;
 
 /// Why a server could not start or stopped.
@@ -269,7 +269,7 @@ impl Server {
             if config.bare() {
                 // The plain echo server: nothing but the connection's own
                 // future in the task.
-                let connection = Connection::new(stream, peer, config.clone());
+                let connection = Connection::new(stream, peer, config.clone(), Kind::Client);
                 tracker.spawn(async move {
                     let _guard = guard;
                     connection.run().await;

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use rustls::RootCertStore;
 
+use tokio::net::TcpStream;
+
+use super::handshake::{self, ClientHandshake};
 use super::pem::Source;
 use super::server::root_store;
-use super::{provider, TlsError, VERSIONS};
+use super::{provider, ClientTlsStream, TlsError, VERSIONS};
+use crate::client::ClientError;
 
 /// A client certificate chain and its key.
 type Identity = (
@@ -128,12 +132,39 @@ impl ClientTls {
         parse_name(name).map(|_| ())
     }
 
-    pub(crate) fn config(&self) -> Arc<rustls::ClientConfig> {
-        self.config.clone()
+    /// Makes the TLS handshake over `tcp`, a connection made to `addr`
+    /// (`host:port`), and returns the encrypted stream. The server's
+    /// certificate is checked as [`Client`](crate::client::Client) checks
+    /// it: against the trusted roots, for the host of `addr` or the
+    /// [`server_name`](Self::server_name). For programs that write their
+    /// own bytes (`gopro check` sends what no well-behaved client would);
+    /// the `Client` does this by itself.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        addr: &str,
+    ) -> Result<ClientTlsStream, ClientError> {
+        self.handshake(tcp, addr).await.map(ClientTlsStream::new)
+    }
+
+    /// The handshake of [`connect`](Self::connect), for the `Client` too.
+    pub(crate) async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: &str,
+    ) -> Result<ClientHandshake, ClientError> {
+        let error = |reason: String| ClientError::Tls {
+            addr: addr.into(),
+            reason: reason.into(),
+        };
+        let name = self.name_for(addr).map_err(|e| error(e.to_string()))?;
+        handshake::connect(tcp, self.config.clone(), name)
+            .await
+            .map_err(|e| error(e.to_string()))
     }
 
     /// The name to check for a connection to `addr` (`host:port`).
-    pub(crate) fn name_for(&self, addr: &str) -> Result<ServerName<'static>, TlsError> {
+    fn name_for(&self, addr: &str) -> Result<ServerName<'static>, TlsError> {
         if let Some(name) = &self.server_name {
             return Ok(name.clone());
         }

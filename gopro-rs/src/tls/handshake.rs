@@ -1,12 +1,9 @@
 //! Handshakes, done by tokio-rustls, whose result becomes a [`Stream`].
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::stream::Stream;
@@ -59,17 +56,24 @@ pub(crate) async fn accept(
     Ok(Stream::tls(io.0, conn))
 }
 
+/// The client's side of a handshake, as tokio-rustls finishes it.
+pub(crate) type ClientHandshake = tokio_rustls::client::TlsStream<NoSigPipe>;
+
 /// The client's side of a handshake.
 pub(crate) async fn connect(
     tcp: TcpStream,
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
-) -> io::Result<Stream> {
-    let tls = tokio_rustls::TlsConnector::from(config)
+) -> io::Result<ClientHandshake> {
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, NoSigPipe(tcp))
-        .await?;
+        .await
+}
+
+/// A finished client handshake as the client's readiness-driven stream.
+pub(crate) fn client_stream(tls: ClientHandshake) -> Stream {
     let (io, conn) = tls.into_inner();
-    Ok(Stream::tls(io.0, conn))
+    Stream::tls(io.0, conn)
 }
 
 /// The socket as tokio-rustls sees it during the handshake, writing one
@@ -77,32 +81,6 @@ pub(crate) async fn connect(
 /// raises SIGPIPE when the peer has gone, killing a host program that has
 /// not ignored the signal (a C program; Rust and Python ignore it), while
 /// a single buffer goes through `send` with `MSG_NOSIGNAL`.
-struct NoSigPipe(TcpStream);
+pub(crate) struct NoSigPipe(TcpStream);
 
-impl AsyncRead for NoSigPipe {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for NoSigPipe {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
+forward_async_io!(NoSigPipe);

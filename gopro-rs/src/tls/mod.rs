@@ -6,6 +6,8 @@
 //! - [`ClientTls`]: the roots a client trusts (the system's, or a CA file),
 //!   an optional client certificate, and the name checked in the server's
 //!   certificate;
+//! - [`ClientTlsStream`]: a client connection encrypted with a
+//!   [`ClientTls`], for programs that write their own bytes;
 //! - [`PeerIdentity`]: who a client certificate names, as the server's
 //!   authenticator and handlers see it.
 //!
@@ -29,19 +31,62 @@
 //! # }
 //! ```
 
+/// `AsyncRead` and `AsyncWrite` for a wrapper of one field, each call
+/// passed on to the field. Vectored writes are left to their defaults,
+/// which write the first buffer alone (see `NoSigPipe` in handshake.rs).
+macro_rules! forward_async_io {
+    ($wrapper:ty) => {
+        impl tokio::io::AsyncRead for $wrapper {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+            }
+        }
+
+        impl tokio::io::AsyncWrite for $wrapper {
+            fn poll_write(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.0).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
 mod client;
 mod error;
 mod handshake;
 mod identity;
 mod pem;
+mod raw;
 mod server;
 
 pub use client::ClientTls;
 pub use error::TlsError;
 pub use identity::PeerIdentity;
+pub use raw::ClientTlsStream;
 pub use server::{ClientAuth, ServerTls};
 
-pub(crate) use handshake::{accept, connect, FirstByte};
+pub(crate) use handshake::{accept, client_stream, FirstByte};
 
 use std::sync::{Arc, OnceLock};
 

@@ -1,5 +1,5 @@
 //! The TLS options of the commands: the server's (`serve`) and the
-//! clients' (`send`, `ping`, `bench`).
+//! clients' (`send`, `ping`, `bench`, `check`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub(crate) struct ClientTlsArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// The name the server's certificate must carry (and the SNI sent)
-    /// [default: the host of --addr]; implies --tls.
+    /// [default: the host of the server's address]; implies --tls.
     #[arg(long, value_name = "NAME")]
     tls_server_name: Option<String>,
     /// Make a full TLS handshake on every connection (no session resumption).

@@ -71,6 +71,27 @@ enum Flow {
     Close,
 }
 
+/// Who is on the other end, for the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A client (directly, or through a balancer's PROXY header).
+    Client,
+    /// A balancer speaking for itself (a PROXY LOCAL header): its health
+    /// checks, every few seconds, which say nothing about clients.
+    HealthCheck,
+}
+
+/// A connection's opening and closing: info for clients, debug for health
+/// checks, which would otherwise flood the log.
+macro_rules! lifecycle {
+    ($kind:expr, $($arg:tt)+) => {
+        match $kind {
+            Kind::Client => info!($($arg)+),
+            Kind::HealthCheck => debug!($($arg)+),
+        }
+    };
+}
+
 /// The peer's address, looked up only when a log line is written.
 struct Peer<'a, T>(&'a T);
 
@@ -98,6 +119,7 @@ pub(crate) struct Connection<T> {
     /// `Instant`, which keeps the connection's task in a smaller allocation.
     deadline: u64,
     logged_in: bool,
+    kind: Kind,
     login_failures: u32,
     /// What this connection holds of the memory budget; boxed, as only
     /// connections that move large frames ever hold any.
@@ -105,10 +127,15 @@ pub(crate) struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
-    pub(crate) fn new(stream: T, peer: SocketAddr, config: Arc<Config>) -> Connection<T> {
+    pub(crate) fn new(
+        stream: T,
+        peer: SocketAddr,
+        config: Arc<Config>,
+        kind: Kind,
+    ) -> Connection<T> {
         // Replies are batched by hand: one write per batch, so Nagle only adds latency.
         let _ = stream.tcp().set_nodelay(true);
-        info!(%peer, "connection opened");
+        lifecycle!(kind, %peer, "connection opened");
         let max_body = if config.authenticator.is_some() {
             config.prelogin_max_body.min(config.max_body)
         } else {
@@ -122,6 +149,7 @@ impl<T: Transport> Connection<T> {
             stream,
             deadline: deadline_after(&config),
             logged_in: config.authenticator.is_none(),
+            kind,
             config,
             decoder,
             rbuf: None,
@@ -196,7 +224,7 @@ impl<T: Transport> Connection<T> {
             }
         }
         self.release_buffers();
-        info!(peer = %Peer(&self.stream), "connection closed");
+        lifecycle!(self.kind, peer = %Peer(&self.stream), "connection closed");
     }
 
     /// End of the time allowed for the next whole frame.
@@ -237,7 +265,7 @@ mod tests {
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (stream, peer) = accepted.unwrap();
         let config = Arc::new(crate::server::ServerBuilder::new().into_config());
-        let future = Connection::new(stream, peer, config).run();
+        let future = Connection::new(stream, peer, config, Kind::Client).run();
         let size = std::mem::size_of_val(&future);
         drop(client);
         eprintln!("connection future: {size} bytes");

@@ -40,11 +40,18 @@ pub(crate) struct CheckArgs {
     /// as the article's, that do not implement the SPEC's extensions).
     #[arg(long)]
     pub(super) allow_ext_failures: bool,
+    /// Every case's connection makes its TLS handshake first.
+    #[command(flatten)]
+    pub(super) tls: crate::tls::ClientTlsArgs,
 }
 
 /// What the server is expected to do, from the command line.
 pub(super) struct Ctx {
     pub(super) addr: SocketAddr,
+    /// The address as given, whose host the server's certificate must name.
+    pub(super) host: String,
+    /// `None` for plaintext.
+    pub(super) tls: Option<gopro::tls::ClientTls>,
     pub(super) timeout: Duration,
     pub(super) auth: Option<String>,
     pub(super) read_timeout: Option<Duration>,

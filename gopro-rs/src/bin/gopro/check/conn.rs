@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use gopro::{Codec, Command, Decoder, Frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpSocket;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::args::Ctx;
@@ -21,8 +21,13 @@ pub(super) enum Got {
     Silent,
 }
 
+/// A connection's bytes: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
 pub(super) struct Conn {
-    pub(super) stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
     decoder: Decoder,
     max_body: usize,
@@ -64,12 +69,20 @@ impl Conn {
             let _ = socket.set_recv_buffer_size(size);
             let _ = socket.set_send_buffer_size(size);
         }
-        let stream = match timeout_at(deadline, socket.connect(cx.addr)).await {
-            Ok(Ok(stream)) => stream,
+        let tcp = match timeout_at(deadline, socket.connect(cx.addr)).await {
+            Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(format!("connect: {e}")),
             Err(_) => return Err(format!("connect: no answer within {:?}", cx.timeout)),
         };
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = match &cx.tls {
+            None => Box::new(tcp),
+            Some(tls) => match timeout_at(deadline, tls.connect(tcp, &cx.host)).await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("TLS handshake: no answer within {:?}", cx.timeout)),
+            },
+        };
         // A little over the limit, so that a reply over it is read and
         // reported as such rather than as garbage.
         let decoder = Codec::builder()
@@ -112,8 +125,11 @@ impl Conn {
             closed,
             ..
         } = self;
-        let (mut reader, mut writer) = stream.split();
-        let write = writer.write_all(bytes);
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let write = async {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        };
         tokio::pin!(write);
         loop {
             buf.reserve(READ_CHUNK);
@@ -135,6 +151,13 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Writes all of `bytes` now, without reading meanwhile (flushed: over
+    /// TLS the end of a write may wait in the TLS buffer otherwise).
+    pub(super) async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
     }
 
     /// The next frame, or the end of the connection, or nothing in time.

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::args::{CheckArgs, Ctx};
 use super::cases::{cases, STALLED};
+use super::conn::Conn;
 
 pub(crate) fn run(args: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
     crate::runtime(Some(1))?.block_on(check(args))
@@ -69,8 +69,11 @@ where
 
 async fn check(args: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
     let addr = resolve(&args.addr).await?;
+    let tls = args.tls.settings()?;
     let cx = Rc::new(Ctx {
         addr,
+        host: args.addr,
+        tls,
         timeout: args.timeout,
         auth: args.auth,
         read_timeout: args.read_timeout,
@@ -79,18 +82,10 @@ async fn check(args: CheckArgs) -> Result<(), Box<dyn std::error::Error>> {
         prelogin_max_body: args.prelogin_max_body.min(args.max_body),
         max_login_failures: args.max_login_failures,
     });
-    // One connection first, so that a wrong address is one clear error
-    // rather than a FAIL per case.
-    match timeout(cx.timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}").into()),
-        Err(_) => {
-            return Err(format!(
-                "cannot connect to {addr}: no answer within {:?}",
-                cx.timeout
-            )
-            .into())
-        }
+    // One connection first, so that a wrong address (or a certificate not
+    // trusted) is one clear error rather than a FAIL per case.
+    if let Err(e) = Conn::open(&cx).await {
+        return Err(format!("cannot connect to {addr}: {e}").into());
     }
 
     let mut tally = Tally::default();

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gopro::{Command, Frame};
-use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, Instant};
 
 use super::super::args::Ctx;
@@ -64,7 +63,7 @@ pub(super) async fn slow_drip_closed(cx: Rc<Ctx>) -> Outcome {
         };
         match got {
             None => {
-                if c.stream.write_all(&frame[sent..sent + 1]).await.is_err() {
+                if c.write_raw(&frame[sent..sent + 1]).await.is_err() {
                     break; // closed by the server
                 }
                 sent += 1;

@@ -5,7 +5,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gopro::{Command, Frame};
-use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, timeout, timeout_at, Instant};
 
 use super::super::args::Ctx;
@@ -33,7 +32,7 @@ async fn stall(cx: &Ctx) -> Result<(Conn, usize), String> {
     let chunk: Vec<u8> = frame.repeat((1024 * 1024 / frame.len()).max(1));
     let mut sent = 0;
     while sent < NEVER_READ_CAP {
-        match timeout(STALLED, c.stream.write_all(&chunk)).await {
+        match timeout(STALLED, c.write_raw(&chunk)).await {
             Ok(Ok(())) => sent += chunk.len(),
             // The server stopped reading, or closed: either protects it.
             Err(_) | Ok(Err(_)) => return Ok((c, sent)),
@@ -72,7 +71,7 @@ pub(super) async fn never_reading_closed(cx: Rc<Ctx>) -> Outcome {
     // replies are never read, since reading would let the server go on.
     let more = Frame::new(Command::HEARTBEAT, "more").to_bytes();
     loop {
-        match timeout_at(give_up, c.stream.write_all(&more)).await {
+        match timeout_at(give_up, c.write_raw(&more)).await {
             Ok(Ok(())) => sleep(Duration::from_millis(10)).await,
             Ok(Err(_)) => return Ok(()),
             Err(_) => {
