@@ -317,18 +317,25 @@ impl Drop for AbortOnDrop {
 
 /// Completes at the first SIGINT or SIGTERM (logged), the signals a
 /// service manager stops a server with.
-pub async fn termination_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+///
+/// The signals are caught from the call on, not from the first poll: a
+/// server that says it is ready after this call cannot be killed by a
+/// SIGTERM sent the moment it says so. Call it within a tokio runtime.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => info!("SIGINT: shutting down"),
+                _ = term.recv() => info!("SIGTERM: shutting down"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                warn!("cannot listen for SIGTERM and SIGINT: {e}");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-        _ = term.recv() => info!("SIGTERM: shutting down"),
     }
 }
 

@@ -123,11 +123,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .bind()
             .await?;
         tokio::spawn(report_stats(server.stats(), args.stats_every));
+        // SIGTERM is caught before readiness is told, so a service manager
+        // that stops the server at once still gets a graceful shutdown.
+        let stop = gopro::server::termination_signal();
         // Readiness for systemd (Type=notify); nothing without NOTIFY_SOCKET.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         server
             .run_until(async {
-                gopro::server::termination_signal().await;
+                stop.await;
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
             })
             .await;
