@@ -9,7 +9,7 @@
 //! tokio-rustls ([`crate::tls`]), which hands the socket and the
 //! connection over when it is finished.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, BufRead as _, Write as _};
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, BytesMut};
@@ -35,27 +35,69 @@ struct Tls {
     /// A TLS error met after some bytes were handed out: reported by the
     /// next read, to which the stream is readable at once.
     failed: Option<rustls::Error>,
+    /// The peer's close_notify has arrived: the next read gives the end at
+    /// once (the socket's readiness may have been cleared by the read that
+    /// brought it, and a peer may wait for our close_notify before closing).
+    closed: bool,
 }
 
 /// The socket as `std::io` traits for rustls, without waiting: a socket
 /// with nothing to give or no room says `WouldBlock`, and tokio clears
 /// its readiness.
-///
-/// Writes go one buffer at a time (`write_vectored` is left to its default,
-/// which writes the first): a vectored write on a socket is `writev`, which
-/// raises SIGPIPE when the peer has gone, killing a host program that has
-/// not ignored the signal (a C program), while `send` passes `MSG_NOSIGNAL`.
-struct Raw<'a>(&'a TcpStream);
+struct Raw<'a> {
+    tcp: &'a TcpStream,
+    /// A read filled less than the room rustls gave it: the socket held no
+    /// more, and its readiness is cleared (as [`read_plain`] does), so that
+    /// the reader stops without one more system call to learn EAGAIN.
+    drained: bool,
+}
+
+impl<'a> Raw<'a> {
+    fn new(tcp: &'a TcpStream) -> Raw<'a> {
+        Raw {
+            tcp,
+            drained: false,
+        }
+    }
+}
 
 impl io::Read for Raw<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        let tcp = self.tcp;
+        let room = buf.len();
+        let mut len = 0;
+        let result = tcp.try_io(Interest::READABLE, || {
+            len = tcp.try_read(buf)?;
+            if len > 0 && len < room {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => {
+                self.drained = true;
+                Ok(len)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(len),
+        }
     }
 }
 
 impl io::Write for Raw<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    /// All the records rustls holds in one `sendmsg`, with `MSG_NOSIGNAL`:
+    /// `writev` (the default for a socket) would raise SIGPIPE when the
+    /// peer has gone, killing a host program that has not ignored the
+    /// signal (a C program).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let socket = socket2::SockRef::from(self.tcp);
+        self.tcp.try_io(Interest::WRITABLE, || {
+            socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -85,11 +127,11 @@ impl Stream {
 
     pub(crate) fn tls(tcp: TcpStream, conn: impl Into<rustls::Connection>) -> Stream {
         let mut conn = conn.into();
-        // The handshake may have left application data decrypted (an error
-        // here comes back at the first read).
-        let plaintext = conn
-            .process_new_packets()
-            .map_or(0, |state| state.plaintext_bytes_to_read());
+        // The handshake may have left application data decrypted, or the
+        // peer's close_notify (an error here comes back at the first read).
+        let (plaintext, closed) = conn.process_new_packets().map_or((0, false), |state| {
+            (state.plaintext_bytes_to_read(), state.peer_has_closed())
+        });
         Stream {
             tcp,
             peer: None,
@@ -97,6 +139,7 @@ impl Stream {
                 conn,
                 plaintext,
                 failed: None,
+                closed,
             })),
         }
     }
@@ -118,7 +161,9 @@ impl Stream {
     #[inline]
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.tls {
-            Some(tls) if tls.plaintext > 0 || tls.failed.is_some() => Poll::Ready(Ok(())),
+            Some(tls) if tls.plaintext > 0 || tls.failed.is_some() || tls.closed => {
+                Poll::Ready(Ok(()))
+            }
             _ => self.tcp.poll_read_ready(cx),
         }
     }
@@ -342,24 +387,42 @@ impl Tls {
             return Err(self.fail(tcp, e));
         }
         let mut total = 0;
+        let mut raw = Raw::new(tcp);
         loop {
             if self.plaintext > 0 {
-                let start = buf.len();
-                let want = self.plaintext.min(room - total);
-                buf.put_bytes(0, want);
-                let result = self.conn.reader().read(&mut buf[start..]);
-                let n = *result.as_ref().unwrap_or(&0);
-                buf.truncate(start + n);
-                result?;
-                total += n;
-                self.plaintext -= n;
-                if total == room || n == 0 {
+                // Copied from rustls' buffer straight into the spare room:
+                // no zeroing of the room first, as a `&mut [u8]` would need.
+                let mut reader = self.conn.reader();
+                while self.plaintext > 0 && total < room {
+                    let chunk = match reader.fill_buf() {
+                        Ok(chunk) if !chunk.is_empty() => chunk,
+                        Ok(_) => break,
+                        // Seen again by the next call, once `total` is
+                        // handed out.
+                        Err(_) if total > 0 => return Ok(total),
+                        Err(e) => return Err(e),
+                    };
+                    let n = chunk.len().min(room - total);
+                    buf.extend_from_slice(&chunk[..n]);
+                    reader.consume(n);
+                    total += n;
+                    self.plaintext -= n;
+                }
+                if total == room {
                     return Ok(total);
                 }
             }
+            if raw.drained {
+                // The socket held no more (and its readiness is cleared).
+                return if total > 0 {
+                    Ok(total)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
             // Whatever ends the reading now (nothing more, the end, an
             // error) is seen again by the next call once `total` is handed out.
-            match self.conn.read_tls(&mut Raw(tcp)) {
+            match self.conn.read_tls(&mut raw) {
                 Ok(0) => return Ok(total),
                 Ok(_) => {
                     let state = match self.conn.process_new_packets() {
@@ -375,7 +438,8 @@ impl Tls {
                     if self.conn.wants_write() {
                         let _ = self.flush(tcp);
                     }
-                    if state.peer_has_closed() && self.plaintext == 0 {
+                    self.closed = state.peer_has_closed();
+                    if self.closed && self.plaintext == 0 {
                         // close_notify: the end, once `total` is handed out.
                         return Ok(total);
                     }
@@ -412,7 +476,7 @@ impl Tls {
 
     fn flush(&mut self, tcp: &TcpStream) -> io::Result<bool> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Raw(tcp)) {
+            match self.conn.write_tls(&mut Raw::new(tcp)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

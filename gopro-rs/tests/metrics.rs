@@ -270,6 +270,62 @@ async fn a_scrape_after_known_traffic_counts_it_exactly() {
     );
 }
 
+/// The built-in handlers on the synchronous path count a MESSAGE answered
+/// as such apart from the other frames (see `Batch` in the server's stats):
+/// one batch mixing them, with a MESSAGE whose reply is over the body limit
+/// (an ERROR), is counted exactly.
+#[tokio::test]
+async fn a_batch_of_mixed_frames_is_counted_by_class() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .max_body(20)
+        .bind()
+        .await
+        .unwrap();
+    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    let mut peer = Peer::connect(addr).await;
+    let frames = [
+        frame(0, b""),
+        frame(1, b"a"),
+        frame(2, b"x"),
+        // "Server says: " and 10 bytes: over the 20-byte limit.
+        frame(1, b"0123456789"),
+        frame(0, b""),
+        frame(0, b""),
+        frame(1, b"bc"),
+        frame(7, b""),
+        frame(1, b"d"),
+    ];
+    let bytes: Vec<u8> = frames.iter().flat_map(|f| f.to_bytes()).collect();
+    peer.send_raw(&bytes).await;
+    let mut replies = Vec::new();
+    for _ in &frames {
+        replies.push(peer.recv().await.expect("a reply").command.0);
+    }
+    assert_eq!(replies, [0, 1, 2, 3, 0, 0, 1, 3, 1]);
+    let m = Metrics::scrape(metrics).await;
+    let expect = [
+        ("heartbeat", 3, 3),
+        ("message", 4, 3),
+        ("login", 1, 1),
+        ("error", 0, 2),
+        ("goaway", 0, 0),
+        ("reserved", 1, 0),
+        ("application", 0, 0),
+    ];
+    for (class, received, sent) in expect {
+        let key = format!("gopro_frames_received_total{{command=\"{class}\"}}");
+        assert_eq!(m.get(&key), received as f64, "{key}");
+        let key = format!("gopro_frames_sent_total{{command=\"{class}\"}}");
+        assert_eq!(m.get(&key), sent as f64, "{key}");
+    }
+    handle.shutdown();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_refused_connection_and_a_protocol_error_are_counted() {
     let server = Server::builder()

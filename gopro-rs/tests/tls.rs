@@ -316,6 +316,79 @@ async fn plaintext_on_a_tls_port_and_tls_on_a_plaintext_port_are_told_apart() {
     plain.stop().await;
 }
 
+/// A client whose last request and close_notify come in one read, and
+/// which keeps its socket open (waiting for our close_notify, as some TLS
+/// stacks do): it gets its reply and then the end at once, not at the read
+/// timeout. (The read that brought both drained the socket, clearing its
+/// readiness: the close_notify alone must make the stream readable.)
+#[tokio::test]
+async fn a_close_notify_without_a_fin_ends_the_connection_at_once() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    use std::io::{Read as _, Write as _};
+
+    let ca = Ca::new("test CA");
+    let server = start(
+        Server::builder()
+            .tls(server_tls(&ca))
+            .read_timeout(Duration::from_secs(60)),
+    )
+    .await;
+    let addr = server.addr;
+    let pem = ca.pem();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        // The request and the close_notify, written together.
+        conn.writer()
+            .write_all(&Frame::heartbeat().to_bytes())
+            .unwrap();
+        conn.send_close_notify();
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+        let started = Instant::now();
+        let mut plaintext = Vec::new();
+        loop {
+            match conn.read_tls(&mut sock) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("no end after {:?}: {e}", started.elapsed())),
+            }
+            let state = conn.process_new_packets().map_err(|e| e.to_string())?;
+            let mut chunk = vec![0; state.plaintext_bytes_to_read()];
+            conn.reader().read_exact(&mut chunk).unwrap();
+            plaintext.extend_from_slice(&chunk);
+            if state.peer_has_closed() {
+                break;
+            }
+        }
+        Ok((plaintext, started.elapsed()))
+    })
+    .await
+    .unwrap();
+    let (plaintext, took) = outcome.unwrap();
+    assert_eq!(plaintext, Frame::heartbeat().to_bytes());
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    still_serves(&addr.to_string(), &ca).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn garbage_is_closed_at_once_and_a_trickled_hello_at_the_deadline() {
     let ca = Ca::new("test CA");

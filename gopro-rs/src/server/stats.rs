@@ -55,8 +55,28 @@ impl Tally {
     }
 
     #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.0.iter().all(|&n| n == 0)
+    }
+}
+
+/// A batch's frames received and sent, by class. A MESSAGE answered by the
+/// built-in handler on the synchronous path (the common case) is one frame
+/// in and one out of its class, and is counted once, in `messages`: one
+/// add on that path, where looking up a class for each frame in and out
+/// cost 4 % more instructions per reply.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) frames_in: Tally,
+    pub(crate) frames_out: Tally,
+    /// MESSAGEs in, each answered by one MESSAGE out.
+    pub(crate) messages: u64,
+}
+
+impl Batch {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages == 0 && self.frames_in.is_empty()
     }
 }
 
@@ -96,9 +116,19 @@ impl Counters {
 
     /// Adds a batch's frames: one atomic add per class present.
     #[inline]
-    pub(crate) fn add_tally(counters: &[AtomicU64; CLASSES], tally: &Tally) {
-        for (counter, &n) in counters.iter().zip(&tally.0) {
-            Counters::add(counter, n);
+    pub(crate) fn add_batch(&self, batch: &Batch) {
+        for (counters, tally) in [
+            (&self.frames_in, &batch.frames_in),
+            (&self.frames_out, &batch.frames_out),
+        ] {
+            for (class, (counter, &n)) in counters.iter().zip(&tally.0).enumerate() {
+                let n = if class == Class::Message as usize {
+                    n + batch.messages
+                } else {
+                    n
+                };
+                Counters::add(counter, n);
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use super::slow::Slow;
 use super::{deadline_after, Connection, Peer, Step};
 use crate::server::handler::{BoxFuture, Inline, Reply};
 use crate::server::pool;
-use crate::server::stats::{Class, Counters, Tally};
+use crate::server::stats::{Batch, Class, Counters};
 use crate::stream::Transport;
 use crate::Command;
 
@@ -104,8 +104,7 @@ impl<T: Transport> Connection<T> {
         // once, past everything handled.
         let mut at = 0;
         // Frames by class, added to the server's counters once at the end.
-        let mut frames_in = Tally::default();
-        let mut frames_out = Tally::default();
+        let mut tally = Batch::default();
         // A HEARTBEAT's reply is the frame itself: consecutive ones are
         // copied to the replies as one run, `echo`, when another reply or
         // the end of the batch comes.
@@ -124,8 +123,8 @@ impl<T: Transport> Connection<T> {
                     .skip_run(buf, &mut at, Command::HEARTBEAT, room);
                 if run > 0 {
                     debug!(peer = %Peer(&self.stream), count = run, "HEARTBEAT frames");
-                    frames_in.add(Class::Heartbeat, run);
-                    frames_out.add(Class::Heartbeat, run);
+                    tally.frames_in.add(Class::Heartbeat, run);
+                    tally.frames_out.add(Class::Heartbeat, run);
                     if echo.end != start {
                         self.push_echo(buf, &mut echo);
                         echo.start = start;
@@ -140,22 +139,22 @@ impl<T: Transport> Connection<T> {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(Slow::Error(e)),
             };
-            frames_in.add(Class::of(header.command), 1);
             let length = header.length as usize;
             debug!(peer = %Peer(&self.stream), command = %header.command, length, "frame");
             self.push_echo(buf, &mut echo);
-            if let Some(class) = self.handle_inline(header.command, &buf[at - length..at]) {
-                // Every built-in command handled inline gets one reply.
-                frames_out.add(class, 1);
+            if self.handle_inline(header.command, &buf[at - length..at], &mut tally) {
+                // Counted by `handle_inline`.
             } else if header.command != Command::LOGIN && length <= INLINE_CALL_BODY {
+                tally.frames_in.add(Class::of(header.command), 1);
                 match self.call_now(header.command, &buf[at - length..at]) {
-                    Ok(Some(class)) => frames_out.add(class, 1),
+                    Ok(Some(class)) => tally.frames_out.add(class, 1),
                     Ok(None) => {}
                     Err((call, started)) => {
                         break Err(Slow::Call(Box::new((header.command, call, started))))
                     }
                 }
             } else {
+                tally.frames_in.add(Class::of(header.command), 1);
                 // Leave the body at the front of the buffer for the slow path.
                 at -= length;
                 break Err(Slow::Frame(header));
@@ -171,10 +170,8 @@ impl<T: Transport> Connection<T> {
         };
         self.push_echo(buf, &mut echo);
         buf.advance(at);
-        if !frames_in.is_empty() {
-            let counters = &self.config.shared.counters;
-            Counters::add_tally(&counters.frames_in, &frames_in);
-            Counters::add_tally(&counters.frames_out, &frames_out);
+        if !tally.is_empty() {
+            self.config.shared.counters.add_batch(&tally);
             self.deadline = deadline_after(&self.config);
         }
         result
@@ -192,27 +189,43 @@ impl<T: Transport> Connection<T> {
         result
     }
 
-    /// Handles a frame that needs no waiting, returning the class of its
-    /// reply; `None` if it needs waiting (a LOGIN with an authenticator, or
-    /// a handler).
-    pub(super) fn handle_inline(&mut self, command: Command, body: &[u8]) -> Option<Class> {
-        if command == Command::LOGIN {
+    /// Handles a frame that needs no waiting and counts it and its reply in
+    /// `tally`; `false` if it needs waiting (a LOGIN with an authenticator,
+    /// or a handler), uncounted.
+    pub(super) fn handle_inline(
+        &mut self,
+        command: Command,
+        body: &[u8],
+        tally: &mut Batch,
+    ) -> bool {
+        let reply = if command == Command::LOGIN {
             if self.config.authenticator.is_some() {
-                return None;
+                return false;
             }
-            return Some(self.push_parts(Command::LOGIN, b"OK", &[]));
-        }
-        if !self.logged_in && command != Command::HEARTBEAT {
-            return Some(self.push_error("not authenticated"));
-        }
-        if self.config.handlers[command.0 as usize].is_some() {
-            return None;
-        }
-        Some(match command {
-            Command::HEARTBEAT => self.push_parts(command, &[], body),
-            Command::MESSAGE => self.push_message(body),
-            _ => self.push_error(&format!("unknown command: {}", command.0)),
-        })
+            self.push_parts(Command::LOGIN, b"OK", &[])
+        } else if !self.logged_in && command != Command::HEARTBEAT {
+            self.push_error("not authenticated")
+        } else if self.config.handlers[command.0 as usize].is_some() {
+            return false;
+        } else {
+            match command {
+                Command::HEARTBEAT => self.push_parts(command, &[], body),
+                // The common case: counted once, as one MESSAGE in and one
+                // out, with no look-up by class (see `Batch`).
+                Command::MESSAGE => match self.push_message(body) {
+                    Class::Message => {
+                        tally.messages += 1;
+                        return true;
+                    }
+                    // Its reply over the body limit, an ERROR.
+                    class => class,
+                },
+                _ => self.push_error(&format!("unknown command: {}", command.0)),
+            }
+        };
+        tally.frames_in.add(Class::of(command), 1);
+        tally.frames_out.add(reply, 1);
+        true
     }
 
     /// Calls the handler for `command` and polls its future once: `Ok`
