@@ -137,7 +137,8 @@ def main():
     p.add_argument("--rounds", type=int, default=0,
                    help="then alternate gopro and the byte-echo at 50x64 this many times, "
                         "and report the median of the per-round ratios (steadier than one run)")
-    p.add_argument("--only-rounds", action="store_true", help="skip the full table")
+    p.add_argument("--only-rounds", action="store_true",
+                   help="skip the full table: only the rounds (--rounds, default 5)")
     p.add_argument("--tls", action="store_true",
                    help="TLS: gopro plaintext, gopro TLS and Go crypto/tls, per reply at 50x64 "
                         "and per full handshake, alternating for --rounds rounds (default 3)")
@@ -146,6 +147,8 @@ def main():
         tls_rounds(args)
         return
     if args.only_rounds:
+        # Rounds are all this runs: at least one, five unless told.
+        args.rounds = args.rounds or 5
         rounds(args)
         return
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 
 #define CMD_ECHO 16
 
@@ -21,18 +22,11 @@ static int echo(void *user_data, uint8_t command, const uint8_t *body, size_t bo
 /* GET `path` from 127.0.0.1:port; the whole response, NUL-terminated, in
  * `buf`. */
 static void http_get(uint16_t port, const char *path, char *buf, size_t cap) {
-  struct sockaddr_in sa;
   char request[256];
   size_t got = 0;
   ssize_t n;
   int len;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sa.sin_port = htons(port);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  int fd = loopback_connect(port);
   len = snprintf(request, sizeof request,
                  "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
   CHECK(len > 0 && (size_t)len < sizeof request);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 
 #define CMD_WHO 17 /* answered "peer|local" as gopro_connection_* give them */
 
@@ -66,22 +67,6 @@ static gopro_server *proxied_server(const char *trusted, uint64_t read_timeout_m
   gopro_server_config_free(config);
   OK(gopro_server_port(server, port));
   return server;
-}
-
-/* A plain socket from `source` (an IPv4 address of the loopback network)
- * to 127.0.0.1:port. */
-static int connect_from(const char *source, uint16_t port) {
-  struct sockaddr_in sa;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  CHECK(inet_pton(AF_INET, source, &sa.sin_addr) == 1);
-  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sa.sin_port = htons(port);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  return fd;
 }
 
 static void write_all(int fd, const uint8_t *bytes, size_t len) {
@@ -231,26 +216,26 @@ static void test_headers(void) {
   int fd;
   server = proxied_server("127.0.0.1/32", 5000, &port);
 
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   expect_who(fd, (const uint8_t *)v1_tcp4, strlen(v1_tcp4),
              "203.0.113.7:51234|198.51.100.1:8888");
   /* More frames on the same connection: the header was read once. */
   expect_who(fd, NULL, 0, "203.0.113.7:51234|198.51.100.1:8888");
   close(fd);
 
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   expect_who(fd, (const uint8_t *)v1_tcp6, strlen(v1_tcp6),
              "[2001:db8::7]:51235|[2001:db8::1]:8888");
   close(fd);
 
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   len = v2(header, 1, 0x11, tcp4, sizeof tcp4);
   expect_who(fd, header, len, "192.0.2.44:40000|10.0.0.1:8888");
   close(fd);
 
   /* LOCAL (a balancer's health check) and UNKNOWN keep the connection's
    * own addresses. */
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   {
     struct sockaddr_in sa;
     socklen_t sa_len = sizeof sa;
@@ -261,14 +246,14 @@ static void test_headers(void) {
   ask(fd, header, len, got, sizeof got);
   CHECK(strcmp(got, want) == 0);
   close(fd);
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   ask(fd, (const uint8_t *)v1_unknown, strlen(v1_unknown), got, sizeof got);
   CHECK(strncmp(got, "127.0.0.1:", 10) == 0);
   close(fd);
 
   /* Refused at once, without a reply: no header (a frame, longer than the
    * 15 bytes the server reads before it decides), an invalid one. */
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   {
     uint8_t frame[64];
     size_t written = 0;
@@ -278,11 +263,11 @@ static void test_headers(void) {
     write_refused(fd, frame, written);
   }
   expect_closed(fd);
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   write_refused(fd, "PROXY TCP4 203.0.113.7\r\n", 24);
   expect_closed(fd);
   /* Still serving. */
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   expect_who(fd, (const uint8_t *)v1_tcp4, strlen(v1_tcp4),
              "203.0.113.7:51234|198.51.100.1:8888");
   close(fd);
@@ -315,18 +300,18 @@ static void test_refusals(void) {
   long started, waited;
   server = proxied_server("127.0.0.2", 300, &port);
 
-  fd = connect_from("127.0.0.2", port);
+  fd = loopback_connect_from("127.0.0.2", port);
   expect_who(fd, (const uint8_t *)v1_tcp4, strlen(v1_tcp4),
              "203.0.113.7:51234|198.51.100.1:8888");
   close(fd);
 
   /* 127.0.0.1 is not trusted: refused, whatever it sends. */
-  fd = connect_from("127.0.0.1", port);
+  fd = loopback_connect_from("127.0.0.1", port);
   write_refused(fd, v1_tcp4, strlen(v1_tcp4));
   expect_closed(fd);
 
   /* Half a header, then silence: closed at the read timeout. */
-  fd = connect_from("127.0.0.2", port);
+  fd = loopback_connect_from("127.0.0.2", port);
   write_all(fd, (const uint8_t *)"PROXY TCP4 ", 11);
   started = now_ms();
   expect_closed(fd);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 #include "pipeline.h"
 #include "reply.h"
 
@@ -333,19 +334,6 @@ static void test_memory_budget(void) {
   gopro_server_free(server);
 }
 
-/* Opens a plain socket to 127.0.0.1:port. */
-static int raw_connect(uint16_t port) {
-  struct sockaddr_in sa;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sa.sin_port = htons(port);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  return fd;
-}
-
 static void test_stats(void) {
   struct app app;
   gopro_server_config *config;
@@ -383,7 +371,7 @@ static void test_stats(void) {
   /* Bad magic: the server answers ERROR and closes. */
   {
     uint8_t buf[256];
-    int fd = raw_connect(port);
+    int fd = loopback_connect(port);
     CHECK(write(fd, "XX\x01\x01\x00\x00\x00\x00", 8) == 8);
     while (read(fd, buf, sizeof buf) > 0) {
     }

@@ -274,10 +274,7 @@ impl Out<'_, '_> {
         unit: Option<&Unit>,
         value: u64,
     ) -> Result<(), std::fmt::Error> {
-        let metric = self
-            .0
-            .encode_descriptor(name, help, unit, MetricType::Counter)?;
-        ConstCounter::new(value).encode(metric)
+        self.single(name, help, unit, ConstCounter::new(value))
     }
 
     fn gauge(
@@ -287,10 +284,21 @@ impl Out<'_, '_> {
         unit: Option<&Unit>,
         value: u64,
     ) -> Result<(), std::fmt::Error> {
-        let metric = self
+        self.single(name, help, unit, ConstGauge::new(value))
+    }
+
+    /// A family of one metric without labels, of the metric's own type.
+    fn single(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        metric: impl EncodeMetric,
+    ) -> Result<(), std::fmt::Error> {
+        let encoder = self
             .0
-            .encode_descriptor(name, help, unit, MetricType::Gauge)?;
-        ConstGauge::new(value).encode(metric)
+            .encode_descriptor(name, help, unit, metric.metric_type())?;
+        metric.encode(encoder)
     }
 
     /// A counter family with one label.
