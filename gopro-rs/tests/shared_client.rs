@@ -414,9 +414,11 @@ async fn gathered_sends_keep_their_place_before_other_calls() {
     assert_eq!(client.recv().await.unwrap().body, says("in time"));
 }
 
-/// With room for 8 requests, one task sends 500 in a row while another
+/// With room for 8 requests, one task sends 2000 in a row while another
 /// receives on the same handle: a send that has to wait for room hands the
-/// gathered ones over first, so their replies come and free the room.
+/// gathered ones over first, so their replies come and free the room; and
+/// the replies come in the order of the sends, however the two tasks' hand-
+/// overs of the gathered batches interleave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gathered_sends_go_out_when_the_client_is_full() {
     let (server, _) = start_at(Server::builder(), "127.0.0.1:0").await;
@@ -430,11 +432,11 @@ async fn gathered_sends_go_out_when_the_client_is_full() {
     );
     let sender = Arc::clone(&client);
     let sending = tokio::spawn(async move {
-        for i in 0..500 {
+        for i in 0..2000 {
             sender.send(Command::MESSAGE, format!("{i}")).await.unwrap();
         }
     });
-    for i in 0..500 {
+    for i in 0..2000 {
         // (A receive before the send it answers has nothing to wait for.)
         while client.in_flight().await == 0 {
             tokio::task::yield_now().await;
@@ -470,7 +472,9 @@ async fn login_is_sent_first_on_every_connection() {
     // Without the LOGIN replayed this would be ERROR "not authenticated".
     let reply = client.request(Command::MESSAGE, "after").await.unwrap();
     assert_eq!(reply.body, says("after"));
-    assert_eq!(client.stats().reconnects, 1);
+    // (Under load a reconnect may reach the first server before its
+    // listener is closed, and be closed by it: more than one is fine.)
+    assert!(client.stats().reconnects >= 1);
     second.stop().await;
 }
 

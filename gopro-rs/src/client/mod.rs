@@ -230,14 +230,13 @@ impl Client {
 
     /// Hands this handle's gathered `send`s to the connection task.
     fn post_outbox(&self) -> Result<(), ClientError> {
-        let Some((wire, n, permit)) = self.outbox.take() else {
-            return Ok(());
-        };
-        let reply = Reply::new(To::Stream(Arc::clone(&self.stream)), n, permit);
-        self.shared
-            .state
-            .post(&self.shared.tx, Msg::Encoded { wire, reply })
-            .inspect_err(|_| self.stream.unexpect(n))
+        self.outbox.post(|(wire, n, permit)| {
+            let reply = Reply::new(To::Stream(Arc::clone(&self.stream)), n, permit);
+            self.shared
+                .state
+                .post(&self.shared.tx, Msg::Encoded { wire, reply })
+                .inspect_err(|_| self.stream.unexpect(n))
+        })
     }
 
     async fn permit(&self, requests: usize, bytes: usize) -> Permit {

@@ -66,16 +66,21 @@ impl Outbox {
         Ok(gathered.wire.len() >= OUTBOX_BYTES || gathered.requests >= OUTBOX_REQUESTS)
     }
 
-    /// The batch gathered, if there is one.
-    pub(super) fn take(&self) -> Option<Batch> {
+    /// Hands the batch gathered, if there is one, to `post`, under the
+    /// outbox's lock: a batch taken is posted before a later one can be,
+    /// or the replies, which go to the stream in the wire's order, would
+    /// come back out of the order of the `send`s.
+    pub(super) fn post<E>(&self, post: impl FnOnce(Batch) -> Result<(), E>) -> Result<(), E> {
         if !self.pending.load(Ordering::SeqCst) {
-            return None;
+            return Ok(());
         }
         let mut gathered = self.lock();
         self.pending.store(false, Ordering::SeqCst);
-        let permit = gathered.permit.take()?;
+        let Some(permit) = gathered.permit.take() else {
+            return Ok(());
+        };
         let requests = std::mem::take(&mut gathered.requests);
-        Some((gathered.wire.split().freeze(), requests, permit))
+        post((gathered.wire.split().freeze(), requests, permit))
     }
 }
 
@@ -99,18 +104,28 @@ mod tests {
             .unwrap()
     }
 
+    fn take(outbox: &Outbox) -> Option<Batch> {
+        let mut taken = None;
+        let post = |batch| {
+            taken = Some(batch);
+            Ok::<_, ()>(())
+        };
+        outbox.post(post).unwrap();
+        taken
+    }
+
     /// A batch goes at its 16th request, or at 64 KiB, not one before; it
     /// holds the room of all its requests until it is dropped.
     #[test]
     fn a_batch_goes_at_its_limits() {
         let limits = Limits::new(64, 1 << 20);
         let outbox = Outbox::default();
-        assert!(outbox.take().is_none(), "nothing gathered");
+        assert!(take(&outbox).is_none(), "nothing gathered");
         for _ in 1..OUTBOX_REQUESTS {
             assert!(!push(&outbox, &limits, 8));
         }
         assert!(push(&outbox, &limits, 8), "the 16th request");
-        let (wire, requests, permit) = outbox.take().unwrap();
+        let (wire, requests, permit) = take(&outbox).unwrap();
         assert_eq!(
             (wire.len(), requests),
             (8 * OUTBOX_REQUESTS, OUTBOX_REQUESTS)
@@ -118,10 +133,10 @@ mod tests {
         assert!(limits.try_acquire(64 - OUTBOX_REQUESTS + 1, 8).is_none());
         drop(permit);
         assert!(limits.try_acquire(64, 8).is_some(), "all the room back");
-        assert!(outbox.take().is_none(), "taken once");
+        assert!(take(&outbox).is_none(), "taken once");
 
         assert!(!push(&outbox, &limits, OUTBOX_BYTES - 1));
         assert!(push(&outbox, &limits, 1), "at 64 KiB");
-        assert_eq!(outbox.take().unwrap().0.len(), OUTBOX_BYTES);
+        assert_eq!(take(&outbox).unwrap().0.len(), OUTBOX_BYTES);
     }
 }

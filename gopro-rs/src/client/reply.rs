@@ -83,6 +83,12 @@ impl Reply {
         }
         self.remaining -= 1;
         let last = self.remaining == 0;
+        // The room goes back before the last result is handed over, so that
+        // a caller it wakes finds the client as free as its reply says.
+        let mut permit = if last { self.permit.take() } else { None };
+        if !matches!(self.to, To::Stream(_)) {
+            drop(permit.take());
+        }
         match &mut self.to {
             To::One(tx) => {
                 if let Some(tx) = tx.take() {
@@ -101,10 +107,7 @@ impl Reply {
                     f(result);
                 }
             }
-            To::Stream(stream) => {
-                let permit = if last { self.permit.take() } else { None };
-                stream.push(result, permit);
-            }
+            To::Stream(stream) => stream.push(result, permit),
             To::Batch { tx, frames } => match result {
                 Ok(frame) if tx.is_some() => {
                     frames.push(frame);
