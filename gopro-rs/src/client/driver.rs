@@ -333,8 +333,9 @@ impl Driver {
                 // among those it left unanswered (`GoAway::unanswered`), as
                 // if they had been taken a moment earlier. (A close among
                 // them changes nothing: the client is ending anyway.)
+                let now = Instant::now();
                 while let Ok(msg) = self.rx.try_recv() {
-                    let _ = self.accept(msg);
+                    let _ = self.accept(msg, now);
                 }
             }
             let failed = self.pipeline.end_connection(reconnect);
@@ -506,8 +507,9 @@ impl Driver {
         None
     }
 
-    /// Queues a caller's message; `Some` for a close.
-    fn accept(&mut self, msg: Msg) -> Option<End> {
+    /// Queues a caller's message, taken at `now` (one reading of the clock
+    /// for all the messages taken together); `Some` for a close.
+    fn accept(&mut self, msg: Msg, now: Instant) -> Option<End> {
         let (submitted, reply) = match msg {
             Msg::Request {
                 command,
@@ -536,7 +538,7 @@ impl Driver {
                 self.state
                     .requests
                     .fetch_add(range.end - range.start, Ordering::Relaxed);
-                let since = Instant::now();
+                let since = now;
                 if reply.timed_by_task() {
                     self.deadlines
                         .push_back((since + self.settings.timeout, range.start));
@@ -681,8 +683,9 @@ impl Driver {
     async fn serve(&mut self, stream: &mut Stream) -> End {
         loop {
             if !self.orphaned {
+                let now = Instant::now();
                 while let Ok(msg) = self.rx.try_recv() {
-                    if let Some(end) = self.accept(msg) {
+                    if let Some(end) = self.accept(msg, now) {
                         return end;
                     }
                 }
@@ -707,7 +710,7 @@ impl Driver {
                 }
                 msg = self.rx.recv(), if !self.orphaned => match msg {
                     Some(msg) => {
-                        if let Some(end) = self.accept(msg) {
+                        if let Some(end) = self.accept(msg, Instant::now()) {
                             return end;
                         }
                         if let Some(end) = self.gather().await {
@@ -739,9 +742,10 @@ impl Driver {
         while self.coming_back > 0 {
             tokio::task::yield_now().await;
             let mut more = false;
+            let now = Instant::now();
             while let Ok(msg) = self.rx.try_recv() {
                 more = true;
-                if let Some(end) = self.accept(msg) {
+                if let Some(end) = self.accept(msg, now) {
                     return Some(end);
                 }
             }
@@ -775,7 +779,7 @@ impl Driver {
                 tokio::select! {
                     msg = self.rx.recv(), if !self.orphaned => match msg {
                         Some(msg) => {
-                            if self.accept(msg).is_some() {
+                            if self.accept(msg, Instant::now()).is_some() {
                                 return None;
                             }
                         }
@@ -795,7 +799,7 @@ impl Driver {
                     result = &mut attempt => break result,
                     msg = self.rx.recv(), if !self.orphaned => match msg {
                         Some(msg) => {
-                            if self.accept(msg).is_some() {
+                            if self.accept(msg, Instant::now()).is_some() {
                                 return None;
                             }
                         }
