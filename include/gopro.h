@@ -123,6 +123,17 @@
 #define GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000
 
 /**
+ * The server's default number of scrapes its metrics port serves at once.
+ */
+#define GOPRO_DEFAULT_METRICS_MAX_SCRAPERS 64
+
+/**
+ * The server's default time a metrics scraper has to send its request's
+ * headers (ms).
+ */
+#define GOPRO_DEFAULT_METRICS_HEADER_TIMEOUT_MS 10000
+
+/**
  * The client's default time allowed to connect (ms).
  */
 #define GOPRO_DEFAULT_CONNECT_TIMEOUT_MS 10000
@@ -1539,6 +1550,27 @@ enum gopro_status gopro_server_config_set_authenticator(struct gopro_server_conf
  */
 enum gopro_status gopro_server_config_set_metrics_listen(struct gopro_server_config *config,
                                                          const char *addr);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * How many scrapes the metrics port serves at once (at least 1; default
+ * `GOPRO_DEFAULT_METRICS_MAX_SCRAPERS`, 64): a connection beyond them is
+ * closed at once.
+ */
+enum gopro_status gopro_server_config_set_metrics_max_scrapers(struct gopro_server_config *config,
+                                                               size_t max);
+#endif
+
+#if defined(GOPRO_RUNTIME)
+/**
+ * How long a metrics scraper has to send a request's headers, in
+ * milliseconds, from its connection (or its previous response) on (more
+ * than 0; default `GOPRO_DEFAULT_METRICS_HEADER_TIMEOUT_MS`); then its
+ * connection is closed.
+ */
+enum gopro_status gopro_server_config_set_metrics_header_timeout(struct gopro_server_config *config,
+                                                                 uint64_t ms);
 #endif
 
 #if defined(GOPRO_RUNTIME)

@@ -739,6 +739,26 @@ class ServerConfig {
     detail::check(gopro_server_config_set_proxy_protocol(config_.get(), copy.c_str()));
     return *this;
   }
+  /* Prometheus metrics at http://addr/metrics ("host:port"; port 0 picks
+   * a free one, Server::metrics_port tells which). */
+  ServerConfig &metrics_listen(std::string_view addr) {
+    if (addr.find('\0') != std::string_view::npos) {
+      throw Error(GOPRO_STATUS_INVALID_ARGUMENT, "metrics_listen: the address contains a NUL byte");
+    }
+    const std::string copy(addr);
+    detail::check(gopro_server_config_set_metrics_listen(config_.get(), copy.c_str()));
+    return *this;
+  }
+  /* Scrapes served at once; one more is closed at once. */
+  ServerConfig &metrics_max_scrapers(std::size_t max) {
+    detail::check(gopro_server_config_set_metrics_max_scrapers(config_.get(), max));
+    return *this;
+  }
+  /* The time a scraper has to send its request's headers. */
+  ServerConfig &metrics_header_timeout(std::chrono::milliseconds d) {
+    detail::check(gopro_server_config_set_metrics_header_timeout(config_.get(), detail::millis(d)));
+    return *this;
+  }
 
   const gopro_server_config *handle() const noexcept { return config_.get(); }
 
@@ -793,6 +813,13 @@ class Server {
   std::uint16_t port() const {
     std::uint16_t port = 0;
     detail::check(gopro_server_port(server_.get(), &port));
+    return port;
+  }
+  /* The port the metrics are served on (ServerConfig::metrics_listen),
+   * 0 without metrics; GOPRO_STATUS_CLOSED once stopped. */
+  std::uint16_t metrics_port() const {
+    std::uint16_t port = 0;
+    detail::check(gopro_server_metrics_port(server_.get(), &port));
     return port;
   }
 

@@ -29,6 +29,11 @@ pub const GOPRO_DEFAULT_MAX_BUFFERED_REPLIES: usize = 1048576;
 pub const GOPRO_DEFAULT_MEMORY_BUDGET: usize = 268435456;
 /// The server's default time a TLS client has to finish its handshake (ms).
 pub const GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10000;
+/// The server's default number of scrapes its metrics port serves at once.
+pub const GOPRO_DEFAULT_METRICS_MAX_SCRAPERS: usize = 64;
+/// The server's default time a metrics scraper has to send its request's
+/// headers (ms).
+pub const GOPRO_DEFAULT_METRICS_HEADER_TIMEOUT_MS: u64 = 10000;
 
 /// The client's default time allowed to connect (ms).
 pub const GOPRO_DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10000;
@@ -67,6 +72,11 @@ const _: () = {
     assert!(GOPRO_DEFAULT_MEMORY_BUDGET == server::DEFAULT_MEMORY_BUDGET);
     assert!(GOPRO_DEFAULT_RAISE_NOFILE_LIMIT == server::DEFAULT_RAISE_NOFILE_LIMIT);
     assert!(GOPRO_DEFAULT_REUSE_PORT == server::DEFAULT_REUSE_PORT);
+    assert!(GOPRO_DEFAULT_METRICS_MAX_SCRAPERS == server::DEFAULT_METRICS_MAX_SCRAPERS);
+    assert!(
+        GOPRO_DEFAULT_METRICS_HEADER_TIMEOUT_MS as u128
+            == server::DEFAULT_METRICS_HEADER_TIMEOUT.as_millis()
+    );
     assert!(
         GOPRO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS as u128
             == server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_millis()

@@ -316,6 +316,33 @@ pub unsafe extern "C" fn gopro_server_config_set_metrics_listen(
     })
 }
 
+/// How many scrapes the metrics port serves at once (at least 1; default
+/// `GOPRO_DEFAULT_METRICS_MAX_SCRAPERS`, 64): a connection beyond them is
+/// closed at once.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_metrics_max_scrapers(
+    config: *mut gopro_server_config,
+    max: usize,
+) -> gopro_status {
+    set(config, Some(ServerSetting::MetricsMaxScrapers), |b| {
+        Ok(b.metrics_max_scrapers(max))
+    })
+}
+
+/// How long a metrics scraper has to send a request's headers, in
+/// milliseconds, from its connection (or its previous response) on (more
+/// than 0; default `GOPRO_DEFAULT_METRICS_HEADER_TIMEOUT_MS`); then its
+/// connection is closed.
+#[no_mangle]
+pub unsafe extern "C" fn gopro_server_config_set_metrics_header_timeout(
+    config: *mut gopro_server_config,
+    ms: u64,
+) -> gopro_status {
+    set(config, Some(ServerSetting::MetricsHeaderTimeout), |b| {
+        Ok(b.metrics_header_timeout(Duration::from_millis(ms)))
+    })
+}
+
 /// Frees server settings. NULL is ignored. Servers started with them are
 /// not affected.
 #[no_mangle]

@@ -46,6 +46,11 @@ pub(crate) const MEMORY_BUDGET: usize = gopro::server::DEFAULT_MEMORY_BUDGET;
 /// A server's time allowed for a TLS handshake, in seconds.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: f64 =
     gopro::server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs_f64();
+/// Scrapes a server's metrics port serves at once.
+pub(crate) const METRICS_MAX_SCRAPERS: usize = gopro::server::DEFAULT_METRICS_MAX_SCRAPERS;
+/// A metrics scraper's time allowed for its request's headers, in seconds.
+pub(crate) const METRICS_HEADER_TIMEOUT: f64 =
+    gopro::server::DEFAULT_METRICS_HEADER_TIMEOUT.as_secs_f64();
 
 /// Whether a server raises its open-files soft limit to the hard limit.
 pub(crate) const RAISE_NOFILE_LIMIT: bool = gopro::server::DEFAULT_RAISE_NOFILE_LIMIT;
@@ -79,6 +84,8 @@ pub(crate) fn table(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("raise_nofile_limit", RAISE_NOFILE_LIMIT)?;
     dict.set_item("reuse_port", REUSE_PORT)?;
     dict.set_item("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)?;
+    dict.set_item("metrics_max_scrapers", METRICS_MAX_SCRAPERS)?;
+    dict.set_item("metrics_header_timeout", METRICS_HEADER_TIMEOUT)?;
     dict.set_item(
         "client_auth",
         crate::tls::client_auth_name(gopro::tls::ClientAuth::default()),

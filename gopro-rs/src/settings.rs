@@ -183,6 +183,10 @@ settings! {
         ProxyProtocol = "proxy_protocol" => DefaultValue::Off,
         /// [`metrics_listen`](crate::server::ServerBuilder::metrics_listen)
         MetricsListen = "metrics_listen" => DefaultValue::Off,
+        /// [`metrics_max_scrapers`](crate::server::ServerBuilder::metrics_max_scrapers)
+        MetricsMaxScrapers = "metrics_max_scrapers" => DefaultValue::Count(crate::server::DEFAULT_METRICS_MAX_SCRAPERS as u64),
+        /// [`metrics_header_timeout`](crate::server::ServerBuilder::metrics_header_timeout)
+        MetricsHeaderTimeout = "metrics_header_timeout" => DefaultValue::Duration(crate::server::DEFAULT_METRICS_HEADER_TIMEOUT),
     }
 }
 

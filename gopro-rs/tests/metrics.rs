@@ -416,9 +416,6 @@ async fn the_readme_lists_every_metric() {
     assert_eq!(listed, served, "the README's metrics table and a scrape");
 }
 
-/// Scrapes a metrics port serves at once (the core's `metrics::Limits`).
-const MAX_SCRAPERS: usize = 64;
-
 /// Everything the peer sends until it closes; a reset counts as a close.
 async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
@@ -431,9 +428,11 @@ async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() {
-    let server = Server::builder()
+/// `max` scrapes under way at once, each half a request head in (well
+/// within the header timeout), and one more: that one is closed at once,
+/// unanswered, and the `max` are served.
+async fn past_max_scrapes_one_is_closed(builder: gopro::server::ServerBuilder, max: usize) {
+    let server = builder
         .listen("127.0.0.1:0")
         .metrics_listen("127.0.0.1:0")
         .bind()
@@ -442,17 +441,16 @@ async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() 
     let metrics = server.metrics_addr().unwrap();
     let handle = server.shutdown_handle();
     let task = tokio::spawn(server.run());
-    // 64 scrapes under way, each half a request head in (well within the
-    // 10 s header timeout). The port accepts in the order of connection,
-    // so these are the first 64 it takes.
+    // The port accepts in the order of connection, so these are the first
+    // `max` it takes.
     let head = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n");
     let mut scrapes = Vec::new();
-    for _ in 0..MAX_SCRAPERS {
+    for _ in 0..max {
         let mut scrape = TcpStream::connect(metrics).await.unwrap();
         scrape.write_all(head.as_bytes()).await.unwrap();
         scrapes.push(scrape);
     }
-    // The 65th is closed unanswered, at once: not at the header timeout.
+    // Closed unanswered, at once: not at the header timeout.
     let mut extra = TcpStream::connect(metrics).await.unwrap();
     let _ = extra
         .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
@@ -462,10 +460,11 @@ async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() 
         .expect("the scrape past the limit was not closed at once");
     assert!(
         answer.is_empty(),
-        "the 65th scrape was answered: {}",
+        "scrape {} of {max} was answered: {}",
+        max + 1,
         String::from_utf8_lossy(&answer[..answer.len().min(200)])
     );
-    // The 64 are served meanwhile.
+    // The others are served meanwhile.
     for (i, scrape) in scrapes.iter_mut().enumerate() {
         scrape
             .write_all(b"Connection: close\r\n\r\n")
@@ -483,4 +482,86 @@ async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() 
     assert_eq!(status, 200);
     handle.shutdown();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_64_scrapes_at_once_a_connection_is_closed_and_the_64_are_served() {
+    past_max_scrapes_one_is_closed(Server::builder(), 64).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_max_scrapers_sets_the_limit() {
+    past_max_scrapes_one_is_closed(Server::builder().metrics_max_scrapers(3), 3).await;
+}
+
+/// The header timeout at 1 s (the default 10 s would cost CI the
+/// difference): half a request head is closed at it, unanswered, while a
+/// head finished at half of it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_request_head_is_closed_at_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let margin = Duration::from_millis(1500);
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .metrics_listen("127.0.0.1:0")
+        .metrics_header_timeout(timeout)
+        .bind()
+        .await
+        .unwrap();
+    let addr = server.metrics_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    let head = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n");
+
+    let started = std::time::Instant::now();
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(head.as_bytes()).await.unwrap();
+    let mut in_time = TcpStream::connect(addr).await.unwrap();
+    in_time.write_all(head.as_bytes()).await.unwrap();
+    let finished = tokio::spawn(async move {
+        tokio::time::sleep(timeout / 2).await;
+        in_time
+            .write_all(b"Connection: close\r\n\r\n")
+            .await
+            .unwrap();
+        until_closed(&mut in_time).await
+    });
+
+    let answer = tokio::time::timeout(timeout + margin * 2, until_closed(&mut half))
+        .await
+        .expect("half a head was never closed");
+    let closed = started.elapsed();
+    assert!(
+        answer.is_empty(),
+        "half a head was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        closed >= timeout && closed < timeout + margin,
+        "half a head closed after {closed:?}, the header timeout is {timeout:?}"
+    );
+    let answer = String::from_utf8(finished.await.unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("gopro_connections_open 0"), "{answer}");
+    handle.shutdown();
+    task.await.unwrap();
+}
+
+/// No scrapes at all, or no time for headers, is refused by name.
+#[test]
+fn zero_scrapers_or_a_zero_header_timeout_is_refused() {
+    let err = Server::builder()
+        .metrics_max_scrapers(0)
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("metrics_max_scrapers"), "{err}");
+    let err = Server::builder()
+        .metrics_header_timeout(Duration::ZERO)
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("metrics_header_timeout"), "{err}");
+    Server::builder()
+        .metrics_max_scrapers(1)
+        .validate()
+        .unwrap();
 }

@@ -358,12 +358,19 @@ class Server:
         tls: TlsServerConfig | None = None,
         tls_handshake_timeout: float = 10.0,
         metrics_listen: str | None = None,
+        metrics_max_scrapers: int = 64,
+        metrics_header_timeout: float = 10.0,
         proxy_protocol: Iterable[str] | None = None,
     ) -> Server:
         """`reuse_port`: bind with SO_REUSEPORT, so that several servers
         (each with it on) listen on one port and Linux spreads new
         connections among them; off, a port in use raises BindError from
         start().
+
+        `metrics_listen`: "host:port" to serve Prometheus metrics on at
+        /metrics, to at most `metrics_max_scrapers` scrapes at once (one
+        more is closed at once), each closed unless its request's headers
+        come within `metrics_header_timeout` seconds.
 
         `proxy_protocol`: the trusted balancers' addresses or networks
         (``["10.0.0.0/8", "127.0.0.1"]``; a lone str raises TypeError);

@@ -4,6 +4,7 @@ package's text parser."""
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -109,5 +110,84 @@ def test_gopro_serve_metrics_listen() -> None:
         m = scrape(addr)
         assert m[("gopro_frames_received_total", (("command", "heartbeat"),))] == 1
         assert m[("gopro_connections_accepted_total", ())] == 1
+    finally:
+        assert server.stop() == 0
+
+
+def closed_unanswered(sock: socket.socket) -> float:
+    """Reads until the server closes `sock` (10 s at most); asserts nothing
+    came; the time it took."""
+    started = time.monotonic()
+    sock.settimeout(10)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    assert got == b"", got[:200]
+    return time.monotonic() - started
+
+
+def hold_scrapes(addr: str, n: int) -> list[socket.socket]:
+    """`n` scrapes under way, each half a request head in."""
+    host, port = addr.rsplit(":", 1)
+    held = []
+    for _ in range(n):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        held.append(sock)
+    return held
+
+
+def test_metrics_limits_at_their_boundary() -> None:
+    for bad in ({"metrics_max_scrapers": 0}, {"metrics_header_timeout": 0.0}):
+        with pytest.raises(gopro.ConfigError) as info:
+            gopro.Server("127.0.0.1:0", **bad)  # type: ignore[arg-type]
+        assert info.value.setting == next(iter(bad))
+    with pytest.raises(ValueError):
+        gopro.Server("127.0.0.1:0", metrics_header_timeout=-1.0)
+    server = gopro.Server(
+        "127.0.0.1:0", metrics_listen="127.0.0.1:0", metrics_max_scrapers=2,
+        metrics_header_timeout=0.5,
+    )
+    with server:
+        addr = server.metrics_addr
+        assert addr is not None
+        started = time.monotonic()
+        held = hold_scrapes(addr, 2)
+        # The third is closed at once, unanswered.
+        (extra,) = hold_scrapes(addr, 1)
+        assert closed_unanswered(extra) < 0.4
+        # The two, never finishing their heads, at the header timeout.
+        for sock in held:
+            closed_unanswered(sock)
+        elapsed = time.monotonic() - started
+        assert 0.5 <= elapsed < 3, elapsed
+        for sock in [*held, extra]:
+            sock.close()
+        assert scrape(addr)[("gopro_connections_open", ())] == 0
+
+
+def test_gopro_serve_metrics_limits() -> None:
+    server = Process(
+        [str(need(GOPRO_BIN)), "serve", "--listen", "127.0.0.1:0", "--metrics-listen",
+         "127.0.0.1:0", "--metrics-max-scrapers", "1", "--metrics-header-timeout", "30s"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        lines: list[str] = []
+        while time.monotonic() < deadline and not lines:
+            lines = [line for line in server.lines if "metrics on http://" in line]
+            time.sleep(0.02)
+        assert lines, server.lines
+        addr = lines[0].split("metrics on http://", 1)[1].split()[0].removesuffix("/metrics")
+        (held,) = hold_scrapes(addr, 1)
+        (extra,) = hold_scrapes(addr, 1)
+        assert closed_unanswered(extra) < 5  # not at the 30 s header timeout
+        held.sendall(b"Connection: close\r\n\r\n")
+        assert held.recv(13) == b"HTTP/1.1 200 "
+        held.close()
+        extra.close()
     finally:
         assert server.stop() == 0

@@ -400,6 +400,25 @@ static void test_proxy_protocol() {
   REQUIRE(server.stats().proxy_headers == 1 && server.stats().errors_proxy == 0);
 }
 
+// The metrics settings: refused values throw, and the port the metrics
+// are served on is known (0 without metrics). What the port serves, and
+// its limits at their boundary, are test_metrics.c's.
+static void test_metrics() {
+  gopro::ServerConfig config;
+  THROWS(config.metrics_max_scrapers(0), GOPRO_STATUS_INVALID_ARGUMENT);
+  THROWS(config.metrics_header_timeout(0ms), GOPRO_STATUS_INVALID_ARGUMENT);
+  THROWS(config.metrics_listen(std::string_view("127.0.0.1:0\0x", 13)),
+         GOPRO_STATUS_INVALID_ARGUMENT);
+  config.metrics_listen("127.0.0.1:0").metrics_max_scrapers(1).metrics_header_timeout(2s);
+  gopro::Server server = gopro::Server::start("127.0.0.1:0", config);
+  const std::uint16_t metrics = server.metrics_port();
+  REQUIRE(metrics != 0 && metrics != server.port());
+  server.stop();
+  THROWS(server.metrics_port(), GOPRO_STATUS_CLOSED);
+  gopro::Server plain = gopro::Server::start("127.0.0.1:0");
+  REQUIRE(plain.metrics_port() == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s GOPRO_BIN\n", argv[0]);
@@ -417,6 +436,7 @@ int main(int argc, char **argv) {
   test_server();
   test_authenticator();
   test_proxy_protocol();
+  test_metrics();
   std::printf("test_hpp: passed\n");
   return 0;
 }

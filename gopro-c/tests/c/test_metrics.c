@@ -1,10 +1,15 @@
 /* The C server's Prometheus endpoint (gopro_server_config_set_metrics_listen,
  * gopro_server_metrics_port): scraped over a plain socket after known
- * traffic, its lines checked exactly. Usage: test_metrics */
+ * traffic, its lines checked exactly; and its limits
+ * (gopro_server_config_set_metrics_max_scrapers, _set_metrics_header_timeout)
+ * at their boundary. Usage: test_metrics */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -52,6 +57,68 @@ static void expect_line(const char *response, const char *line) {
   }
   fprintf(stderr, "no line \"%s\" in:\n%s\n", line, response);
   exit(1);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Reads until the peer closes (or resets), 8 s at most; the bytes read. */
+static size_t until_closed(int fd) {
+  char buf[4096];
+  size_t got = 0;
+  ssize_t n;
+  struct timeval limit = {8, 0};
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) == 0);
+  while ((n = read(fd, buf, sizeof buf)) > 0) {
+    got += (size_t)n;
+  }
+  CHECK(n == 0 || errno == ECONNRESET); /* not the 8 s limit */
+  return got;
+}
+
+/* One scrape at most, 1 s for its headers: a second connection is closed
+ * at once, and the first, half a request head in, at the timeout. (1 s,
+ * not less: these tests also run under valgrind.) */
+static void limits(void) {
+  static const char half_head[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  gopro_server_config *config = NULL;
+  gopro_server *server = NULL;
+  uint16_t port = 0;
+  double started, after;
+  int first, second;
+
+  OK(gopro_server_config_new(&config));
+  EXPECT(gopro_server_config_set_metrics_max_scrapers(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_metrics_header_timeout(config, 0), GOPRO_STATUS_INVALID_ARGUMENT);
+  EXPECT(gopro_server_config_set_metrics_max_scrapers(NULL, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  EXPECT(gopro_server_config_set_metrics_header_timeout(NULL, 1), GOPRO_STATUS_NULL_ARGUMENT);
+  OK(gopro_server_config_set_metrics_listen(config, "127.0.0.1:0"));
+  OK(gopro_server_config_set_metrics_max_scrapers(config, 1));
+  OK(gopro_server_config_set_metrics_header_timeout(config, 1000));
+  OK(gopro_server_start("127.0.0.1:0", config, &server));
+  gopro_server_config_free(config);
+  OK(gopro_server_metrics_port(server, &port));
+
+  started = now_ms();
+  first = loopback_connect(port);
+  CHECK(write(first, half_head, sizeof half_head - 1) == (ssize_t)(sizeof half_head - 1));
+  second = loopback_connect(port);
+  CHECK(until_closed(second) == 0);
+  after = now_ms() - started;
+  CHECK(after < 800); /* at once, not at the header timeout */
+  close(second);
+  CHECK(until_closed(first) == 0);
+  after = now_ms() - started;
+  if (after < 1000 || after > 6000) {
+    fprintf(stderr, "half a head closed after %.0f ms; the header timeout is 1000 ms\n", after);
+    exit(1);
+  }
+  close(first);
+  OK(gopro_server_stop(server));
+  gopro_server_free(server);
 }
 
 int main(void) {
@@ -121,6 +188,7 @@ int main(void) {
   OK(gopro_server_metrics_port(server, &metrics_port));
   CHECK(metrics_port == 0);
   gopro_server_free(server);
+  limits();
   printf("test_metrics: passed\n");
   return 0;
 }

@@ -111,6 +111,8 @@ impl Server {
         tls = None,
         tls_handshake_timeout = defaults::TLS_HANDSHAKE_TIMEOUT,
         metrics_listen = None,
+        metrics_max_scrapers = defaults::METRICS_MAX_SCRAPERS,
+        metrics_header_timeout = defaults::METRICS_HEADER_TIMEOUT,
         proxy_protocol = None,
     ),
     // The defaults' values, for `inspect.signature` and the stub; a test
@@ -119,7 +121,7 @@ impl Server {
         max_body=10485760, max_connections=10000, grace=10.0, prelogin_max_body=16384, \
         max_login_failures=3, max_buffered_replies=1048576, memory_budget=268435456, \
         raise_nofile_limit=True, tls=None, tls_handshake_timeout=10.0, metrics_listen=None,
-        proxy_protocol=None)")]
+        metrics_max_scrapers=64, metrics_header_timeout=10.0, proxy_protocol=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -138,6 +140,8 @@ impl Server {
         tls: Option<&Bound<'_, PyAny>>,
         tls_handshake_timeout: f64,
         metrics_listen: Option<&str>,
+        metrics_max_scrapers: usize,
+        metrics_header_timeout: f64,
         proxy_protocol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Server> {
         let tls = crate::tls::server_tls(tls)?;
@@ -155,7 +159,9 @@ impl Server {
             .max_buffered_replies(max_buffered_replies)
             .memory_budget(memory_budget)
             .raise_nofile_limit(raise_nofile_limit)
-            .tls_handshake_timeout(seconds("tls_handshake_timeout", tls_handshake_timeout)?);
+            .tls_handshake_timeout(seconds("tls_handshake_timeout", tls_handshake_timeout)?)
+            .metrics_max_scrapers(metrics_max_scrapers)
+            .metrics_header_timeout(seconds("metrics_header_timeout", metrics_header_timeout)?);
         let base = match &tls {
             Some(tls) => base.tls(tls.clone()),
             None => base,

@@ -64,7 +64,8 @@ struct State {
 /// `Server(listen, *, reuse_port, read_timeout, write_timeout, max_body,
 /// max_connections, grace, prelogin_max_body, max_login_failures,
 /// max_buffered_replies, memory_budget, raise_nofile_limit, tls,
-/// tls_handshake_timeout, metrics_listen, proxy_protocol)`: the settings of the core's
+/// tls_handshake_timeout, metrics_listen, metrics_max_scrapers,
+/// metrics_header_timeout, proxy_protocol)`: the settings of the core's
 /// `ServerBuilder`, with its defaults (times in seconds; `grace=0` stops at
 /// once). `reuse_port`: bind with SO_REUSEPORT, so that several servers
 /// (each with it on, in one process or several) listen on one port and
@@ -73,7 +74,10 @@ struct State {
 /// the open-files soft limit to the hard limit. `tls`: a `TlsServerConfig`, and the port speaks
 /// TLS only (a plaintext client is told so in an ERROR and closed);
 /// `tls_handshake_timeout` bounds each handshake. `metrics_listen`:
-/// "host:port" to serve Prometheus metrics on at `/metrics`. `proxy_protocol`: behind
+/// "host:port" to serve Prometheus metrics on at `/metrics`, to at most
+/// `metrics_max_scrapers` scrapes at once (one more is closed), each
+/// closed unless its request's headers come within
+/// `metrics_header_timeout`. `proxy_protocol`: behind
 /// a balancer speaking the PROXY protocol (v1 or v2), a list of its
 /// addresses or networks (`["10.0.0.0/8", "127.0.0.1"]`; a lone str raises
 /// `TypeError`): only they may connect, each connection starting with a

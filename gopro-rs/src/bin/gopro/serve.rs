@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use gopro::server::{
     Server, StatsHandle, DEFAULT_LISTEN, DEFAULT_MAX_BUFFERED_REPLIES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MEMORY_BUDGET,
+    DEFAULT_MEMORY_BUDGET, DEFAULT_METRICS_MAX_SCRAPERS,
 };
 use tracing::{info, warn};
 
@@ -47,6 +47,12 @@ pub(crate) struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Scrapes the metrics port serves at once; one more is closed at once.
+    #[arg(long, default_value_t = DEFAULT_METRICS_MAX_SCRAPERS)]
+    metrics_max_scrapers: usize,
+    /// Time a metrics scraper has to send its request's headers.
+    #[arg(long, value_parser = crate::duration, default_value = "10s")]
+    metrics_header_timeout: Duration,
     /// Worker threads [default: the CPUs this process may use; 1 runs on the current thread].
     #[arg(long)]
     threads: Option<usize>,
@@ -75,6 +81,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(addr) = args.metrics_listen {
             builder = builder.metrics_listen(addr);
         }
+        builder = builder
+            .metrics_max_scrapers(args.metrics_max_scrapers)
+            .metrics_header_timeout(args.metrics_header_timeout);
         if let Some(expected) = args.auth {
             let expected = bytes::Bytes::from(expected);
             builder = builder.authenticator(move |credentials: bytes::Bytes| {
