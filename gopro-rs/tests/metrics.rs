@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::server::Peer;
-use gopro::server::{Server, ServerError};
+use gopro::server::{Server, ServerBuilder, ServerError};
 use gopro::{Command, Frame};
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +37,43 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         );
     }
     (status, body.to_string())
+}
+
+/// A server of `builder` on a free port, with its metrics on another,
+/// running until [`stop`](Running::stop).
+struct Running {
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    stats: gopro::server::StatsHandle,
+    handle: gopro::server::ShutdownHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(builder: ServerBuilder) -> Running {
+        let server = builder
+            .listen("127.0.0.1:0")
+            .metrics_listen("127.0.0.1:0")
+            .bind()
+            .await
+            .unwrap();
+        Running {
+            addr: server.local_addr(),
+            metrics: server.metrics_addr().expect("a metrics address"),
+            stats: server.stats(),
+            handle: server.shutdown_handle(),
+            task: tokio::spawn(server.run()),
+        }
+    }
+
+    /// Shuts the server down and waits (20 s at most) until it has stopped.
+    async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("server stops")
+            .unwrap();
+    }
 }
 
 /// The samples of one scrape, by name and labels (`name{k="v"}`, labels
@@ -120,29 +157,23 @@ fn frame(command: u8, body: &'static [u8]) -> Frame {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_after_known_traffic_counts_it_exactly() {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .authenticator(|credentials: Bytes| async move {
-            if &credentials[..] == b"secret" {
-                Ok(())
-            } else {
-                Err("wrong credentials")
-            }
-        })
-        .handler(16, |frame: Frame| async move {
-            tokio::time::sleep(Duration::from_millis(30)).await;
-            Ok::<_, String>(frame.body)
-        })
-        .bind()
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let metrics = server.metrics_addr().expect("a metrics address");
+    let server = Running::start(
+        Server::builder()
+            .authenticator(|credentials: Bytes| async move {
+                if &credentials[..] == b"secret" {
+                    Ok(())
+                } else {
+                    Err("wrong credentials")
+                }
+            })
+            .handler(16, |frame: Frame| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok::<_, String>(frame.body)
+            }),
+    )
+    .await;
+    let (addr, metrics, stats) = (server.addr, server.metrics, server.stats.clone());
     assert_ne!(metrics.port(), 0);
-    let stats = server.stats();
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
 
     // Nothing yet: every family is there, at zero.
     let m = Metrics::scrape(metrics).await;
@@ -258,11 +289,7 @@ async fn a_scrape_after_known_traffic_counts_it_exactly() {
     assert_eq!((status, body.as_str()), (200, ""));
 
     // Shutdown: a GOAWAY to each open connection, then the metrics port closes.
-    handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(20), task)
-        .await
-        .expect("server stops")
-        .unwrap();
+    server.stop().await;
     assert_eq!(stats.snapshot().frames_out_by_command.goaway, 2);
     assert!(
         TcpStream::connect(metrics).await.is_err(),
@@ -276,16 +303,8 @@ async fn a_scrape_after_known_traffic_counts_it_exactly() {
 /// (an ERROR), is counted exactly.
 #[tokio::test]
 async fn a_batch_of_mixed_frames_is_counted_by_class() {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .max_body(20)
-        .bind()
-        .await
-        .unwrap();
-    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
+    let server = Running::start(Server::builder().max_body(20)).await;
+    let (addr, metrics) = (server.addr, server.metrics);
     let mut peer = Peer::connect(addr).await;
     let frames = [
         frame(0, b""),
@@ -322,22 +341,13 @@ async fn a_batch_of_mixed_frames_is_counted_by_class() {
         let key = format!("gopro_frames_sent_total{{command=\"{class}\"}}");
         assert_eq!(m.get(&key), sent as f64, "{key}");
     }
-    handle.shutdown();
-    task.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_refused_connection_and_a_protocol_error_are_counted() {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .max_connections(1)
-        .bind()
-        .await
-        .unwrap();
-    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
+    let server = Running::start(Server::builder().max_connections(1)).await;
+    let (addr, metrics) = (server.addr, server.metrics);
     let mut first = Peer::connect(addr).await;
     first.send_raw(b"XX\x01\x00\x00\x00\x00\x00").await;
     first.expect_error("magic").await;
@@ -365,8 +375,7 @@ async fn a_refused_connection_and_a_protocol_error_are_counted() {
     assert_eq!(m.get("gopro_frames_sent_total{command=\"error\"}"), 1.0);
     assert_eq!(m.get("gopro_connections_open"), 1.0);
     assert_eq!(held.request(&frame(0, b"")).await, frame(0, b""));
-    handle.shutdown();
-    task.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -395,18 +404,9 @@ async fn a_metrics_address_that_cannot_be_bound_fails_bind() {
 
 #[tokio::test]
 async fn the_readme_lists_every_metric() {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .bind()
-        .await
-        .unwrap();
-    let metrics = server.metrics_addr().unwrap();
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
-    let served = Metrics::scrape(metrics).await.families;
-    handle.shutdown();
-    task.await.unwrap();
+    let server = Running::start(Server::builder()).await;
+    let served = Metrics::scrape(server.metrics).await.families;
+    server.stop().await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let listed: Vec<String> = gopro::error_samples::readme_rows(&readme, "metrics")
@@ -431,16 +431,9 @@ async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
 /// `max` scrapes under way at once, each half a request head in (well
 /// within the header timeout), and one more: that one is closed at once,
 /// unanswered, and the `max` are served.
-async fn past_max_scrapes_one_is_closed(builder: gopro::server::ServerBuilder, max: usize) {
-    let server = builder
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .bind()
-        .await
-        .unwrap();
-    let metrics = server.metrics_addr().unwrap();
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
+async fn past_max_scrapes_one_is_closed(builder: ServerBuilder, max: usize) {
+    let server = Running::start(builder).await;
+    let metrics = server.metrics;
     // The port accepts in the order of connection, so these are the first
     // `max` it takes.
     let head = format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\n");
@@ -480,8 +473,7 @@ async fn past_max_scrapes_one_is_closed(builder: gopro::server::ServerBuilder, m
     // Done, they make room again.
     let (status, _) = http(metrics, "GET", "/metrics").await;
     assert_eq!(status, 200);
-    handle.shutdown();
-    task.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,16 +493,8 @@ async fn metrics_max_scrapers_sets_the_limit() {
 async fn half_a_request_head_is_closed_at_the_header_timeout() {
     let timeout = Duration::from_secs(1);
     let margin = Duration::from_millis(1500);
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .metrics_listen("127.0.0.1:0")
-        .metrics_header_timeout(timeout)
-        .bind()
-        .await
-        .unwrap();
-    let addr = server.metrics_addr().unwrap();
-    let handle = server.shutdown_handle();
-    let task = tokio::spawn(server.run());
+    let server = Running::start(Server::builder().metrics_header_timeout(timeout)).await;
+    let addr = server.metrics;
     let head = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n");
 
     let started = std::time::Instant::now();
@@ -543,8 +527,7 @@ async fn half_a_request_head_is_closed_at_the_header_timeout() {
     let answer = String::from_utf8(finished.await.unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(answer.contains("gopro_connections_open 0"), "{answer}");
-    handle.shutdown();
-    task.await.unwrap();
+    server.stop().await;
 }
 
 /// No scrapes at all, or no time for headers, is refused by name.
