@@ -47,8 +47,7 @@ struct Tls {
 struct Raw<'a> {
     tcp: &'a TcpStream,
     /// A read filled less than the room rustls gave it: the socket held no
-    /// more, and its readiness is cleared (as [`read_plain`] does), so that
-    /// the reader stops without one more system call to learn EAGAIN.
+    /// more, and its readiness is cleared ([`read_once`]).
     drained: bool,
 }
 
@@ -64,23 +63,9 @@ impl<'a> Raw<'a> {
 impl io::Read for Raw<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let tcp = self.tcp;
-        let room = buf.len();
-        let mut len = 0;
-        let result = tcp.try_io(Interest::READABLE, || {
-            len = tcp.try_read(buf)?;
-            if len > 0 && len < room {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
-        });
-        match result {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => {
-                self.drained = true;
-                Ok(len)
-            }
-            Err(e) => Err(e),
-            Ok(()) => Ok(len),
-        }
+        let (len, drained) = read_once(tcp, buf.len(), || tcp.try_read(buf))?;
+        self.drained |= drained;
+        Ok(len)
     }
 }
 
@@ -252,20 +237,36 @@ impl Stream {
 #[inline]
 fn read_plain(tcp: &TcpStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
     let room = limit.min(buf.capacity() - buf.len());
+    read_once(tcp, room, || {
+        tcp.try_read_buf(&mut (&mut *buf).limit(limit))
+    })
+    .map(|(len, _)| len)
+}
+
+/// One read of `tcp` by `read`, into `room` bytes. A read that fills less
+/// than the room (the socket held no more) clears the socket's readiness,
+/// so that the reader stops without one more system call to learn EAGAIN;
+/// the bytes read, and whether the readiness was cleared. (`read` runs
+/// inside `try_io`: both clear the readiness only as of the event they
+/// saw, so neither can lose a newer one.)
+#[inline]
+fn read_once(
+    tcp: &TcpStream,
+    room: usize,
+    mut read: impl FnMut() -> io::Result<usize>,
+) -> io::Result<(usize, bool)> {
     let mut len = 0;
-    // (`try_read_buf` inside `try_io`: both clear the readiness only as of
-    // the event they saw, so neither can lose a newer one.)
     let result = tcp.try_io(Interest::READABLE, || {
-        len = tcp.try_read_buf(&mut (&mut *buf).limit(limit))?;
+        len = read()?;
         if len > 0 && len < room {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(())
     });
     match result {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => Ok(len),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && len > 0 => Ok((len, true)),
         Err(e) => Err(e),
-        Ok(()) => Ok(len),
+        Ok(()) => Ok((len, false)),
     }
 }
 

@@ -559,6 +559,26 @@ fn next(rx: &mpsc::Receiver<Outcome>) -> Outcome {
         .expect("a callback was never called")
 }
 
+/// The next `n` outcomes, waited for off the runtime's threads.
+async fn outcomes(rx: mpsc::Receiver<Outcome>, n: usize) -> Vec<Outcome> {
+    tokio::task::spawn_blocking(move || (0..n).map(|_| next(&rx)).collect())
+        .await
+        .unwrap()
+}
+
+/// Gathers a MESSAGE "x" for each of `tags`, each of which must fit.
+fn gather_each(
+    client: &Client,
+    gathered: &mut Gathered,
+    tx: &mpsc::Sender<Outcome>,
+    tags: std::ops::Range<usize>,
+) {
+    for i in tags {
+        let full = client.try_gather(gathered, Command::MESSAGE, b"x", report(tx, i));
+        assert!(full.unwrap().is_none(), "request {i} did not fit");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_gathered_request_gets_its_own_reply() {
     let server = start_default().await;
@@ -583,10 +603,7 @@ async fn each_gathered_request_gets_its_own_reply() {
     assert_eq!(client.stats().requests, 0);
     client.submit_gathered(&mut gathered);
     assert!(gathered.is_empty());
-    let rx = tokio::task::spawn_blocking(move || (0..100).map(|_| next(&rx)).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    for (i, result) in rx {
+    for (i, result) in outcomes(rx, 100).await {
         let reply = result.unwrap();
         assert_eq!(reply.body, format!("Server says: call {i}"), "request {i}");
     }
@@ -603,10 +620,7 @@ async fn a_full_client_gives_the_callback_back() {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let mut gathered = Gathered::default();
-    for i in 0..2 {
-        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
-        assert!(full.unwrap().is_none());
-    }
+    gather_each(&client, &mut gathered, &tx, 0..2);
     let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 2));
     assert!(
         full.unwrap().is_some(),
@@ -614,13 +628,10 @@ async fn a_full_client_gives_the_callback_back() {
     );
     assert_eq!(gathered.len(), 2);
     client.submit_gathered(&mut gathered);
-    let got = tokio::task::spawn_blocking(move || [next(&rx), next(&rx)])
-        .await
-        .unwrap();
+    let got = outcomes(rx, 2).await;
     assert!(got.iter().all(|(i, r)| *i < 2 && r.is_ok()));
     // The room came back with the replies.
-    let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 3));
-    assert!(full.unwrap().is_none());
+    gather_each(&client, &mut gathered, &tx, 3..4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,15 +651,9 @@ async fn unanswered_gathered_requests_all_time_out() {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let mut gathered = Gathered::default();
-    for i in 0..3 {
-        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
-        assert!(full.unwrap().is_none());
-    }
+    gather_each(&client, &mut gathered, &tx, 0..3);
     client.submit_gathered(&mut gathered);
-    let got = tokio::task::spawn_blocking(move || [next(&rx), next(&rx), next(&rx)])
-        .await
-        .unwrap();
-    for (i, (at, result)) in got.into_iter().enumerate() {
+    for (i, (at, result)) in outcomes(rx, 3).await.into_iter().enumerate() {
         assert_eq!(at, i);
         assert!(
             matches!(result, Err(ClientError::Timeout { .. })),
@@ -664,10 +669,7 @@ async fn gathered_requests_never_sent_are_told_so() {
     let (tx, rx) = mpsc::channel();
     // Dropped before the hand-over.
     let mut gathered = Gathered::default();
-    for i in 0..2 {
-        let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, i));
-        assert!(full.unwrap().is_none());
-    }
+    gather_each(&client, &mut gathered, &tx, 0..2);
     drop(gathered);
     for i in 0..2 {
         let (at, result) = next(&rx);
@@ -679,8 +681,7 @@ async fn gathered_requests_never_sent_are_told_so() {
     }
     // Handed over once the client is closed.
     let mut gathered = Gathered::default();
-    let full = client.try_gather(&mut gathered, Command::MESSAGE, b"x", report(&tx, 2));
-    assert!(full.unwrap().is_none());
+    gather_each(&client, &mut gathered, &tx, 2..3);
     client.close();
     client.submit_gathered(&mut gathered);
     let (_, result) = next(&rx);

@@ -76,10 +76,7 @@ impl Client {
         let encoder = Encoder::with_max_body(self.shared.max_body);
         encode_request(&encoder, command.into(), body, &mut gathered.wire)?;
         gathered.callbacks.push_back(done);
-        match &mut gathered.permit {
-            Some(held) => held.merge(permit),
-            None => gathered.permit = Some(permit),
-        }
+        Permit::hold(&mut gathered.permit, permit);
         Ok(None)
     }
 
@@ -93,8 +90,10 @@ impl Client {
         };
         let wire = gathered.wire.split().freeze();
         let callbacks = std::mem::take(&mut gathered.callbacks);
-        if let Err(e) = self.check_open() {
-            give_all(callbacks, e, || self.ended_error());
+        if self.check_open().is_err() {
+            for done in callbacks {
+                done(Err(self.ended_error()));
+            }
             return;
         }
         let requests = callbacks.len();
@@ -102,13 +101,5 @@ impl Client {
         // A message refused (the connection ended meanwhile) gives its
         // callbacks `Closed` as it is dropped (see `Reply::disarm`).
         let _ = self.post(Msg::Encoded { wire, reply });
-    }
-}
-
-/// Gives `first` to the first callback and `more()` to each other one.
-fn give_all(callbacks: VecDeque<Callback>, first: ClientError, more: impl Fn() -> ClientError) {
-    let mut first = Some(first);
-    for done in callbacks {
-        done(Err(first.take().unwrap_or_else(&more)));
     }
 }

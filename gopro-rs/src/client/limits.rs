@@ -55,9 +55,12 @@ pub(super) struct Permit {
 }
 
 impl Permit {
-    /// Holds `other`'s room too, until this one is dropped.
-    pub(super) fn merge(&mut self, mut other: Permit) {
-        self.room += std::mem::take(&mut other.room);
+    /// Adds `permit`'s room to what `held` holds (one permit for a batch).
+    pub(super) fn hold(held: &mut Option<Permit>, mut permit: Permit) {
+        match held {
+            Some(held) => held.room += std::mem::take(&mut permit.room),
+            None => *held = Some(permit),
+        }
     }
 }
 

@@ -55,10 +55,7 @@ impl Outbox {
         let mut gathered = self.lock();
         encode(&mut gathered.wire)?;
         gathered.requests += 1;
-        match &mut gathered.permit {
-            Some(held) => held.merge(permit),
-            None => gathered.permit = Some(permit),
-        }
+        Permit::hold(&mut gathered.permit, permit);
         // Sequentially consistent, as is the waiting count of the reply
         // stream: a `send` and a `recv` of one handle on two threads each
         // write one and read the other, and at least one sees the other.
