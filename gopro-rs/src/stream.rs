@@ -129,6 +129,23 @@ impl Stream {
         }
     }
 
+    /// The socket as a std socket (left non-blocking), and the client side
+    /// of its TLS session, for a client driven by an event loop that is not
+    /// tokio's. Called inside the runtime, which lets the socket go.
+    pub(crate) fn into_client_parts(
+        self,
+    ) -> io::Result<(std::net::TcpStream, Option<rustls::ClientConnection>)> {
+        let tcp = self.tcp.into_std()?;
+        let tls = match self.tls.map(|t| t.conn) {
+            None => None,
+            Some(rustls::Connection::Client(conn)) => Some(conn),
+            Some(rustls::Connection::Server(_)) => {
+                return Err(io::Error::other("a server's TLS session is not a client's"))
+            }
+        };
+        Ok((tcp, tls))
+    }
+
     /// The TCP socket under the stream.
     pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp

@@ -91,11 +91,6 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Fails unless an event loop runs on this thread.
-pub(super) fn in_running_loop(py: Python<'_>) -> PyResult<()> {
-    running_loop(py).map(drop)
-}
-
 /// The event loop running on this thread, or the error of
 /// `asyncio.get_running_loop`. The loop last seen running here is the one
 /// if it still holds the same `_thread_id` object (asyncio's loops set it

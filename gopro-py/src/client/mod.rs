@@ -1,29 +1,23 @@
-//! `Client` (blocking) and `AsyncClient` (asyncio), both over the core's
-//! tokio client, which one connection's callers share: no call holds the
+//! `Client` (blocking) over the core's tokio client, and `AsyncClient`
+//! (asyncio) driven on the event loop itself over the core's sans-IO
+//! pipeline. Both are shared by any number of callers: no call holds the
 //! connection while it waits, and a call dropped half way (Ctrl-C, asyncio
 //! cancellation, `wait_for`) leaves it as it is, its reply discarded.
 //!
-//! An asyncio `request` hands the core a callback that resolves the loop's
-//! future through the loop's waker (see `wakeup`): no task per call, and
-//! one wake-up for every reply of a read. The requests of one turn of the
-//! loop go to the connection task together (see `gather`). A `send` that
-//! only queues bytes, or a `recv` whose reply is already there, is done on
-//! the calling thread (`try_send` / `try_recv`). Any other call is polled
-//! once on the calling thread, then waited for: by a blocking call on its
-//! own thread with the GIL released, by an asyncio call in a task on the
-//! shared runtime.
+//! A blocking `send` that only queues bytes, or a `recv` whose reply is
+//! already there, is done on the calling thread (`try_send` / `try_recv`).
+//! Any other blocking call is polled once on the calling thread, then
+//! waited for on its own thread with the GIL released.
 //!
 //! The files: `calls` (the core calls as futures, and what they return to
-//! Python), `gather` (a loop turn's requests, handed over together), `slot`
-//! (the open connection and the checks of a request's arguments),
-//! `awaitable` (what an asyncio call returns), `blocking` (`Client`) and
-//! `asyncio` (`AsyncClient`).
+//! Python), `slot` (the open connection and the checks of a request's
+//! arguments), `awaitable` (what an asyncio call returns), `blocking`
+//! (`Client`) and `on_loop` (`AsyncClient`).
 
-mod asyncio;
 mod awaitable;
 mod blocking;
 mod calls;
-mod gather;
+mod on_loop;
 mod slot;
 
 use std::future::Future;
@@ -36,8 +30,8 @@ use pyo3::prelude::*;
 
 use crate::util::{body_bytes, seconds};
 
-pub(crate) use asyncio::AsyncClient;
 pub(crate) use blocking::Client;
+pub(crate) use on_loop::AsyncClient;
 
 type CoreClient = gopro::client::Client;
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send>>;

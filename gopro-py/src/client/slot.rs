@@ -87,38 +87,9 @@ impl Slot {
         }
     }
 
-    /// The requests of a batch call (`Frame`s or `(command, body)` pairs),
-    /// encoded back to back: one buffer for the batch, not one per body.
+    /// The requests of a batch call, encoded (see [`encode_batch`]).
     pub(super) fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-        let py = items.py();
-        // Room for the headers at least; bodies grow it.
-        let mut wire = BytesMut::with_capacity(items.len().unwrap_or(0) * gopro::HEADER_LEN);
-        let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
-            gopro::client::encode_request(&self.1, gopro::Command(command), body, &mut wire)
-                .map_err(|e| client_err(py, e))
-        };
-        for item in items.try_iter()? {
-            let item = item?;
-            // A plain tuple is not asked whether it is a `Frame`: that check
-            // walks the type's bases, and pairs are the common case.
-            if !item.is_exact_instance_of::<PyTuple>() {
-                if let Ok(frame) = item.cast::<Frame>() {
-                    let (command, body) = frame.get().parts(py);
-                    push(command, body)?;
-                    continue;
-                }
-            }
-            let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
-            let Some(pair) = pair else {
-                return Err(PyTypeError::new_err(format!(
-                    "a batch holds gopro.Frame objects or (command, body) pairs, not {}",
-                    item.get_type().name()?
-                )));
-            };
-            let command = command_code(&pair.get_item(0)?)?;
-            with_body(&pair.get_item(1)?, |body| push(command, body))??;
-        }
-        Ok(wire.freeze())
+        encode_batch(&self.1, items)
     }
 
     pub(super) fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -149,4 +120,38 @@ impl Slot {
             .unwrap_or_else(|e| e.into_inner())
             .is_none()
     }
+}
+
+/// The requests of a batch call (`Frame`s or `(command, body)` pairs),
+/// encoded back to back: one buffer for the batch, not one per body.
+pub(super) fn encode_batch(encoder: &gopro::Encoder, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    let py = items.py();
+    // Room for the headers at least; bodies grow it.
+    let mut wire = BytesMut::with_capacity(items.len().unwrap_or(0) * gopro::HEADER_LEN);
+    let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
+        gopro::client::encode_request(encoder, gopro::Command(command), body, &mut wire)
+            .map_err(|e| client_err(py, e))
+    };
+    for item in items.try_iter()? {
+        let item = item?;
+        // A plain tuple is not asked whether it is a `Frame`: that check
+        // walks the type's bases, and pairs are the common case.
+        if !item.is_exact_instance_of::<PyTuple>() {
+            if let Ok(frame) = item.cast::<Frame>() {
+                let (command, body) = frame.get().parts(py);
+                push(command, body)?;
+                continue;
+            }
+        }
+        let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+        let Some(pair) = pair else {
+            return Err(PyTypeError::new_err(format!(
+                "a batch holds gopro.Frame objects or (command, body) pairs, not {}",
+                item.get_type().name()?
+            )));
+        };
+        let command = command_code(&pair.get_item(0)?)?;
+        with_body(&pair.get_item(1)?, |body| push(command, body))??;
+    }
+    Ok(wire.freeze())
 }

@@ -214,6 +214,45 @@ impl ClientBuilder {
         ClientSetting::ALL.iter().try_for_each(|&s| self.check(s))
     }
 
+    /// The settings, checked, for a driver of its own over
+    /// [`Socket`](super::socket::Socket) and [`Pipeline`] (the asyncio
+    /// client, which runs on the event loop itself).
+    pub fn settings<A: AsRef<str>>(
+        &self,
+        addrs: impl IntoIterator<Item = A>,
+    ) -> Result<ClientSettings, ClientError> {
+        self.validate()?;
+        let addrs: Arc<[String]> = addrs.into_iter().map(|a| a.as_ref().to_string()).collect();
+        if addrs.is_empty() {
+            return Err(ConfigError::TooSmall {
+                setting: "addresses",
+                value: 0,
+                min: 1,
+            }
+            .into());
+        }
+        Ok(ClientSettings {
+            addrs,
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            keep_alive: self.keep_alive,
+            max_in_flight: self.max_in_flight,
+            max_queued_bytes: self.max_queued_bytes,
+            reconnect: self
+                .reconnect
+                .then_some((self.reconnect_delay, self.reconnect_max_delay)),
+            login: self.login.clone(),
+            tls: self.tls.clone(),
+            pipeline: PipelineConfig {
+                max_body: self.max_body,
+                resend: self.reconnect,
+                // Sent by `Socket::open` before the socket is handed over.
+                login: None,
+                repeatable: self.repeatable,
+            },
+        })
+    }
+
     /// Connects to `addr` (`host:port`). Fails with [`ClientError::Config`]
     /// on an invalid setting.
     pub async fn connect(self, addr: &str) -> Result<Client, ClientError> {
@@ -282,6 +321,47 @@ impl ClientBuilder {
             }),
         }
     }
+}
+
+/// A client's settings, checked ([`ClientBuilder::settings`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// The addresses, tried in turn.
+    pub addrs: Arc<[String]>,
+    /// The limit for one connection attempt (TLS handshake and LOGIN included).
+    pub connect_timeout: Duration,
+    /// How long a call waits.
+    pub timeout: Duration,
+    /// The keep-alive interval, if any.
+    pub keep_alive: Option<Duration>,
+    /// Requests in flight at most.
+    pub max_in_flight: usize,
+    /// Bytes queued at most.
+    pub max_queued_bytes: usize,
+    /// The first and largest waits between reconnection attempts, when the
+    /// client reconnects.
+    pub reconnect: Option<(Duration, Duration)>,
+    /// Credentials sent as LOGIN first on every connection.
+    pub login: Option<Bytes>,
+    /// TLS, when the client speaks it.
+    pub tls: Option<ClientTls>,
+    /// The pipeline's settings.
+    pub pipeline: PipelineConfig,
+}
+
+impl ClientSettings {
+    /// How long the oldest unanswered request may wait before the server is
+    /// taken as gone: a little over the call timeout, so that the caller
+    /// hears of its own timeout first.
+    pub fn response_timeout(&self) -> Duration {
+        response_timeout(self.timeout)
+    }
+}
+
+/// See [`ClientSettings::response_timeout`].
+pub(super) fn response_timeout(timeout: Duration) -> Duration {
+    timeout + timeout / 10
 }
 
 /// Marks the connection task as ended when dropped: after `run` returns,

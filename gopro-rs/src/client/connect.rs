@@ -61,7 +61,7 @@ async fn open_one(addr: &str, tls: Option<&ClientTls>) -> Result<Stream, ClientE
 /// Exponential back-off with jitter: attempt `n` waits between half and
 /// all of `initial × 2ⁿ`, never more than `max`.
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
@@ -69,7 +69,8 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    pub(super) fn new(initial: Duration, max: Duration) -> Backoff {
+    /// Waits from `initial`, doubling, up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(0);
@@ -82,12 +83,12 @@ impl Backoff {
     }
 
     /// A connection was made: the next loss starts from the beginning.
-    pub(super) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// The wait before the next attempt.
-    pub(super) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let base = self
             .initial
             .saturating_mul(1 << self.attempt.min(20))

@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Sleep};
 use tracing::{debug, info, warn};
 
 use super::connect::{open, Backoff};
+use super::end::{clone_error, copy_codec_error, End};
 use super::pipeline::{Event, Fate, Pipeline, Position};
 use super::reply::Reply;
 use super::{reply_result, ClientError, ClientStats};
@@ -197,31 +198,6 @@ struct Waiter {
     since: Instant,
 }
 
-/// Why a connection ended.
-enum End {
-    /// The client was closed, or every handle dropped with nothing left to do.
-    Closed,
-    GoAway(String),
-    Lost(String),
-    /// The server's bytes are not GoPro: its requests in flight get the error.
-    Protocol(crate::Error),
-    /// The TLS session failed (an alert from the server, or bytes that are
-    /// not TLS): nothing sent on it was handled.
-    Tls(String),
-}
-
-/// How a failed read or write ends the connection: a TLS error (rustls'
-/// error inside the I/O error) or a lost connection.
-fn io_end(what: &str, e: std::io::Error) -> End {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => End::Tls(tls.to_string()),
-        None => End::Lost(format!("{what} failed: {e}")),
-    }
-}
-
 pub(super) struct Driver {
     pipeline: Pipeline,
     waiters: VecDeque<Waiter>,
@@ -300,33 +276,13 @@ impl Driver {
                 None => self.serve(&mut stream).await,
             };
             // A session that worked and then failed lost its connection.
-            let end = match end {
-                End::Tls(reason) if self.answered => End::Lost(reason),
-                end => end,
-            };
+            let end = end.after(self.answered);
             drop(stream);
-            let reason = match end {
-                End::Closed => {
-                    self.finish(Ended::Closed);
-                    return;
-                }
-                End::GoAway(ref reason) => {
-                    info!(addr = %self.settings.addrs[index], reason, "gopro client: the server is going away");
-                    format!("the server is going away ({reason})")
-                }
-                End::Lost(ref reason) => {
-                    warn!(addr = %self.settings.addrs[index], reason, "gopro client: connection lost");
-                    reason.clone()
-                }
-                End::Protocol(ref e) => {
-                    warn!(addr = %self.settings.addrs[index], error = %e, "gopro client: invalid bytes from the server");
-                    format!("invalid bytes from the server: {e}")
-                }
-                End::Tls(ref reason) => {
-                    warn!(addr = %self.settings.addrs[index], reason, "gopro client: TLS session failed");
-                    reason.clone()
-                }
-            };
+            if matches!(end, End::Closed) {
+                self.finish(Ended::Closed);
+                return;
+            }
+            end.log(&self.settings.addrs[index]);
             let reconnect = backoff.is_some() && !self.orphaned;
             if !reconnect && matches!(end, End::GoAway(_)) {
                 // Requests already queued when the server went away count
@@ -354,13 +310,7 @@ impl Driver {
                 self.state.end(ended.clone());
             }
             let addr = Arc::clone(&self.settings.addrs);
-            let cause = match &end {
-                End::GoAway(reason) => Cause::GoAway(reason),
-                End::Protocol(e) => Cause::Protocol(e),
-                End::Tls(reason) => Cause::Tls(&addr[index], reason),
-                _ => Cause::Lost(&reason),
-            };
-            self.fail(&failed, cause);
+            self.fail(&failed, &end, &addr[index]);
             let (Some(backoff), None) = (backoff.as_mut(), ended.as_ref()) else {
                 self.finish(ended.unwrap_or(Ended::Closed));
                 return;
@@ -404,10 +354,10 @@ impl Driver {
     }
 
     /// Gives the requests of a connection ended their errors.
-    fn fail(&mut self, failed: &[(Position, Fate)], cause: Cause<'_>) {
+    fn fail(&mut self, failed: &[(Position, Fate)], end: &End, addr: &str) {
         let unanswered = failed.len();
         for &(position, fate) in failed {
-            self.give_failure(position, fate, cause, unanswered);
+            self.give_failure(position, fate, end, addr, unanswered);
         }
         self.flushes.clear();
     }
@@ -416,33 +366,14 @@ impl Driver {
         &mut self,
         position: Position,
         fate: Fate,
-        cause: Cause<'_>,
+        end: &End,
+        addr: &str,
         unanswered: usize,
     ) {
-        let error = match (fate, cause) {
-            // The server ended the TLS session: it handled nothing sent on
-            // it after that (a refused client certificate ends it before
-            // any request is read).
-            (_, Cause::Tls(addr, reason)) => ClientError::Tls {
-                addr: addr.into(),
-                reason: reason.into(),
-            },
-            (Fate::MayHaveBeenHandled, Cause::Protocol(e)) => {
-                self.state.lost.fetch_add(1, Ordering::Relaxed);
-                ClientError::Protocol(copy_codec_error(e))
-            }
-            (Fate::MayHaveBeenHandled, Cause::Lost(reason) | Cause::GoAway(reason)) => {
-                self.state.lost.fetch_add(1, Ordering::Relaxed);
-                ClientError::Lost {
-                    reason: reason.to_string(),
-                }
-            }
-            (Fate::NotHandled, Cause::GoAway(reason)) => ClientError::GoAway {
-                reason: reason.to_string(),
-                unanswered,
-            },
-            (Fate::NotHandled, _) => ClientError::Closed { unanswered },
-        };
+        let error = end.failure(fate, addr, unanswered);
+        if matches!(error, ClientError::Lost { .. } | ClientError::Protocol(_)) {
+            self.state.lost.fetch_add(1, Ordering::Relaxed);
+        }
         self.give(position, Err(error));
     }
 
@@ -481,7 +412,8 @@ impl Driver {
                     self.give(position, reply_result(frame));
                 }
                 Event::Failed { position, fate } => {
-                    self.give_failure(position, fate, Cause::Lost("the connection was lost"), 1);
+                    let lost = End::Lost("the connection was lost".to_string());
+                    self.give_failure(position, fate, &lost, "", 1);
                 }
                 Event::LoggedIn => {
                     if let Some(ready) = self.ready.take() {
@@ -569,12 +501,12 @@ impl Driver {
                 Ok(n) => self.pipeline.wrote(n, Instant::now()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_end("write", e)),
+                Err(e) => return Err(End::from_io("write", e)),
             }
         }
         // Over TLS, encrypted bytes may wait in rustls for the socket.
         if let Err(e) = stream.flush_now() {
-            return Err(io_end("write", e));
+            return Err(End::from_io("write", e));
         }
         if !self.flushes.is_empty() {
             let written = self.pipeline.bytes_written();
@@ -594,10 +526,7 @@ impl Driver {
                         return Some(end);
                     }
                     // Inside a reply, the stream is cut short (SPEC §2).
-                    return Some(match self.pipeline.end_of_stream() {
-                        Some(e) => End::Protocol(e),
-                        None => End::Lost("the server closed the connection".to_string()),
-                    });
+                    return Some(End::end_of_stream(self.pipeline.end_of_stream()));
                 }
                 Ok(_) => {
                     if let Some(end) = self.events() {
@@ -606,7 +535,7 @@ impl Driver {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Some(io_end("read", e)),
+                Err(e) => return Some(End::from_io("read", e)),
             }
         }
     }
@@ -644,7 +573,7 @@ impl Driver {
     /// longer than a call's timeout, so that a lone caller of a server gone
     /// silent is told it timed out, not that the connection was lost.
     fn response_timeout(&self) -> Duration {
-        self.settings.timeout + self.settings.timeout / 10
+        super::builder::response_timeout(self.settings.timeout)
     }
 
     /// The timer fired: the server stopped answering, or a keep-alive is due.
@@ -702,7 +631,7 @@ impl Driver {
                 biased;
                 ready = stream.readable() => {
                     if let Err(e) = ready {
-                        return io_end("read", e);
+                        return End::from_io("read", e);
                     }
                     if let Some(end) = self.read_now(stream) {
                         return end;
@@ -721,7 +650,7 @@ impl Driver {
                 },
                 ready = stream.writable(), if wants_write => {
                     if let Err(e) = ready {
-                        return io_end("write", e);
+                        return End::from_io("write", e);
                     }
                 }
                 () = &mut self.timer, if self.armed.is_some() => {
@@ -855,56 +784,5 @@ impl Driver {
             }
         }
         self.waiters.retain(|w| w.reply.remaining() > 0);
-    }
-}
-
-/// Why the requests of a connection ended fail.
-#[derive(Clone, Copy)]
-enum Cause<'a> {
-    GoAway(&'a str),
-    Lost(&'a str),
-    Protocol(&'a crate::Error),
-    /// The address and what rustls said.
-    Tls(&'a str, &'a str),
-}
-
-/// The codec's error again, for each request it fails.
-fn copy_codec_error(e: &crate::Error) -> crate::Error {
-    use crate::Error;
-    match e {
-        Error::BadMagic { found } => Error::BadMagic { found: *found },
-        Error::BodyTooLarge { length, limit } => Error::BodyTooLarge {
-            length: *length,
-            limit: *limit,
-        },
-        Error::UnsupportedVersion { found, expected } => Error::UnsupportedVersion {
-            found: *found,
-            expected: *expected,
-        },
-        Error::UnexpectedEof { received, expected } => Error::UnexpectedEof {
-            received: *received,
-            expected: *expected,
-        },
-        Error::BufferTooSmall { needed, capacity } => Error::BufferTooSmall {
-            needed: *needed,
-            capacity: *capacity,
-        },
-        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-    }
-}
-
-/// A copy of an error made for many callers (the kinds `finish` uses).
-fn clone_error(e: &ClientError) -> ClientError {
-    match e {
-        ClientError::GoAway { reason, unanswered } => ClientError::GoAway {
-            reason: reason.clone(),
-            unanswered: *unanswered,
-        },
-        ClientError::Protocol(e) => ClientError::Protocol(copy_codec_error(e)),
-        ClientError::Tls { addr, reason } => ClientError::Tls {
-            addr: addr.clone(),
-            reason: reason.clone(),
-        },
-        _ => ClientError::Closed { unanswered: 0 },
     }
 }

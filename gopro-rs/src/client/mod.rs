@@ -39,13 +39,16 @@
 
 mod builder;
 mod connect;
+pub use connect::Backoff;
 mod driver;
+pub mod end;
 mod error;
 mod gathered;
 mod limits;
 mod outbox;
 pub mod pipeline;
 mod reply;
+pub mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +58,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 pub use builder::{
-    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_RECONNECT_DELAY, DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_TIMEOUT,
+    ClientBuilder, ClientSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_RECONNECT_DELAY, DEFAULT_RECONNECT_MAX_DELAY,
+    DEFAULT_TIMEOUT,
 };
 pub use error::ClientError;
 pub use gathered::Gathered;
@@ -325,11 +329,7 @@ impl Client {
 
     /// A HEARTBEAT round trip; the reply must echo it.
     pub async fn heartbeat(&self) -> Result<(), ClientError> {
-        let reply = self.request(Command::HEARTBEAT, Bytes::new()).await?;
-        if reply.command != Command::HEARTBEAT || !reply.body.is_empty() {
-            return Err(unexpected(Command::HEARTBEAT, reply));
-        }
-        Ok(())
+        heartbeat_result(self.request(Command::HEARTBEAT, Bytes::new()).await?)
     }
 
     /// Logs in; the server must answer LOGIN `OK`. (To log in on every
@@ -548,7 +548,7 @@ impl Client {
 }
 
 /// What a reply means for its caller: an ERROR frame is [`ClientError::Server`].
-pub(crate) fn reply_result(frame: Frame) -> Result<Frame, ClientError> {
+pub fn reply_result(frame: Frame) -> Result<Frame, ClientError> {
     if frame.command == Command::ERROR {
         return Err(ClientError::Server {
             reason: frame.body_text().into_owned(),
@@ -558,10 +558,19 @@ pub(crate) fn reply_result(frame: Frame) -> Result<Frame, ClientError> {
 }
 
 /// What a LOGIN's reply means: `OK`, or why not.
-pub(crate) fn login_result(frame: Frame) -> Result<(), ClientError> {
+pub fn login_result(frame: Frame) -> Result<(), ClientError> {
     let reply = reply_result(frame)?;
     if reply.command != Command::LOGIN || reply.body != "OK" {
         return Err(unexpected(Command::LOGIN, reply));
+    }
+    Ok(())
+}
+
+/// What a HEARTBEAT's reply means: the echo of an empty HEARTBEAT, or why not.
+pub fn heartbeat_result(frame: Frame) -> Result<(), ClientError> {
+    let reply = reply_result(frame)?;
+    if reply.command != Command::HEARTBEAT || !reply.body.is_empty() {
+        return Err(unexpected(Command::HEARTBEAT, reply));
     }
     Ok(())
 }

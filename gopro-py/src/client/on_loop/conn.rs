@@ -1,0 +1,850 @@
+//! One asyncio connection's state, driven on its event loop: the core's
+//! sans-IO [`Pipeline`] over a non-blocking [`Socket`], with the asyncio
+//! futures waiting for each position. Every call and every loop callback
+//! takes the state's lock, does its work without waiting, and tells the
+//! loop what to watch next; nothing here blocks the loop.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gopro::client::end::{clone_error, End};
+use gopro::client::pipeline::{Event, Pipeline, Position};
+use gopro::client::socket::Socket;
+use gopro::client::{Backoff, ClientError, ClientSettings};
+use gopro::Frame;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyWeakrefMethods, PyWeakrefReference};
+use tracing::info;
+
+use crate::errors::client_err;
+
+/// What a reply becomes for its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum As {
+    Frame,
+    Heartbeat,
+    Login,
+}
+
+/// A caller's asyncio future, held weakly: a caller gone takes its future
+/// with it (and a loop that ended is not kept alive by one), and the reply
+/// is then discarded.
+pub(super) struct Waiter(Py<PyWeakrefReference>);
+
+impl Waiter {
+    pub(super) fn new(future: &Bound<'_, PyAny>) -> PyResult<Waiter> {
+        Ok(Waiter(PyWeakrefReference::new(future)?.unbind()))
+    }
+
+    /// Resolves the future, if its caller still waits.
+    fn resolve(&self, py: Python<'_>, make: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) {
+        let Some(future) = self.0.bind(py).upgrade() else {
+            return;
+        };
+        if future
+            .call_method0(intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+            .unwrap_or(true)
+        {
+            return;
+        }
+        // A future whose loop has closed cannot take a result; nobody
+        // awaits it any more.
+        let _ = match make(py) {
+            Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+            Err(e) => future.call_method1(intern!(py, "set_exception"), (e.value(py),)),
+        };
+    }
+
+    fn fail(&self, py: Python<'_>, e: ClientError) {
+        self.resolve(py, |py| Err(client_err(py, e)));
+    }
+}
+
+/// The replies of a `request_many`, gathered until the last (or the first
+/// error) comes.
+pub(super) struct Batch {
+    frames: Vec<Frame>,
+    left: usize,
+    error: Option<ClientError>,
+    waiter: Waiter,
+}
+
+impl Batch {
+    pub(super) fn new(n: usize, waiter: Waiter) -> Batch {
+        Batch {
+            frames: Vec::with_capacity(n),
+            left: n,
+            error: None,
+            waiter,
+        }
+    }
+
+    /// Takes one result; resolves the caller with the last, or the first error.
+    fn add(&mut self, py: Python<'_>, result: Result<Frame, ClientError>) {
+        self.left -= 1;
+        if self.error.is_some() {
+            return;
+        }
+        match result {
+            Ok(frame) => self.frames.push(frame),
+            Err(e) => self.error = Some(e),
+        }
+        if self.left == 0 || self.error.is_some() {
+            let frames = std::mem::take(&mut self.frames);
+            let error = self.error.as_ref().map(clone_error_exact);
+            self.waiter.resolve(py, |py| replies(py, frames, error));
+        }
+    }
+}
+
+/// A batch's replies as Python sees them: a list; or the error, carrying
+/// the replies before it as `.replies`.
+pub(super) fn replies(
+    py: Python<'_>,
+    frames: Vec<Frame>,
+    error: Option<ClientError>,
+) -> PyResult<Py<PyAny>> {
+    let list = PyList::new(py, crate::codec::Frame::many_untracked(py, &frames)?)?;
+    match error {
+        None => Ok(list.into_any().unbind()),
+        Some(e) => {
+            let err = client_err(py, e);
+            err.value(py).setattr("replies", list)?;
+            Err(err)
+        }
+    }
+}
+
+/// An error kept for a caller that is told later (a batch's first error).
+fn clone_error_exact(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Server { reason } => ClientError::Server {
+            reason: reason.clone(),
+        },
+        ClientError::Lost { reason } => ClientError::Lost {
+            reason: reason.clone(),
+        },
+        ClientError::Timeout { waiting_to, after } => ClientError::Timeout {
+            waiting_to,
+            after: *after,
+        },
+        ClientError::Closed { unanswered } => ClientError::Closed {
+            unanswered: *unanswered,
+        },
+        other => clone_error(other),
+    }
+}
+
+/// Where the reply to a position goes.
+pub(super) enum Dest {
+    /// A call awaiting its own reply.
+    Call(Waiter, As),
+    /// A `send`: the reply goes to `recv`.
+    Stream,
+    /// One of the requests of a `request_many`.
+    Batch(Arc<Mutex<Batch>>),
+}
+
+/// A `recv` or `recv_many` waiting for replies of `send`s.
+pub(super) struct Recv {
+    waiter: Waiter,
+    /// Replies wanted; 0 for a single `recv`.
+    many: usize,
+    frames: Vec<Frame>,
+    deadline: Instant,
+}
+
+/// A request waiting for room in the client.
+struct Pending {
+    wire: Bytes,
+    dests: Vec<Dest>,
+    since: Instant,
+    /// Resolved when admitted (a `send` that waited), else `None`.
+    admitted: Option<Waiter>,
+}
+
+/// A client's counters (see `ClientStats`).
+#[derive(Default, Clone, Copy)]
+pub(super) struct Stats {
+    pub(super) requests: u64,
+    pub(super) replies: u64,
+    pub(super) reconnects: u64,
+    pub(super) resent: u64,
+    pub(super) lost: u64,
+}
+
+/// What the loop should watch, from the state's point of view.
+#[derive(Default)]
+pub(super) struct Wants {
+    pub(super) read: bool,
+    pub(super) write: bool,
+    pub(super) timer: Option<Instant>,
+}
+
+/// The state of one asyncio connection.
+pub(super) struct Conn {
+    pub(super) settings: ClientSettings,
+    pipeline: Pipeline,
+    pub(super) socket: Option<Socket>,
+    /// The index of the address connected to.
+    index: usize,
+    dests: VecDeque<(Position, Dest)>,
+    /// Per-call deadlines of the calls waiting for their own replies.
+    deadlines: VecDeque<(Instant, Position)>,
+    stream: VecDeque<Result<Frame, ClientError>>,
+    /// `send`s whose replies have not come yet.
+    stream_expected: usize,
+    recvs: VecDeque<Recv>,
+    flushes: Vec<(u64, Waiter, Instant)>,
+    pending: VecDeque<Pending>,
+    /// The error of every call once the client has ended for good.
+    pub(super) ended: Option<ClientError>,
+    /// `close` was called: calls fail at once.
+    pub(super) closed: bool,
+    /// The `AsyncClient` is gone: close once nothing waits.
+    pub(super) orphaned: bool,
+    backoff: Option<Backoff>,
+    /// A connection is being opened.
+    pub(super) connecting: bool,
+    answered: bool,
+    pub(super) stats: Stats,
+}
+
+impl Conn {
+    pub(super) fn new(settings: ClientSettings, socket: Socket, index: usize) -> Conn {
+        let mut pipeline = Pipeline::new(settings.pipeline.clone());
+        pipeline.start_connection(Instant::now());
+        Conn {
+            backoff: settings
+                .reconnect
+                .map(|(first, max)| Backoff::new(first, max)),
+            settings,
+            pipeline,
+            socket: Some(socket),
+            index,
+            dests: VecDeque::new(),
+            deadlines: VecDeque::new(),
+            stream: VecDeque::new(),
+            stream_expected: 0,
+            recvs: VecDeque::new(),
+            flushes: Vec::new(),
+            pending: VecDeque::new(),
+            ended: None,
+            closed: false,
+            orphaned: false,
+            connecting: false,
+            answered: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The error for a call made now, if the client has ended.
+    pub(super) fn ended_error(&self) -> Option<ClientError> {
+        self.ended.as_ref().map(clone_error)
+    }
+
+    fn addr(&self) -> &str {
+        &self.settings.addrs[self.index]
+    }
+
+    /// Whether `requests` more, `bytes` long in all, fit now (a request
+    /// alone in the client always fits).
+    pub(super) fn has_room(&self, requests: usize, bytes: usize) -> bool {
+        let in_flight = self.pipeline.in_flight();
+        let queued = self.pipeline.queued_bytes();
+        self.pending.is_empty()
+            && (in_flight == 0
+                || (in_flight + requests <= self.settings.max_in_flight
+                    && queued + bytes <= self.settings.max_queued_bytes))
+    }
+
+    /// Queues frames already encoded and checked, their replies going to
+    /// `dests` (one per frame, in order); if the client is full they wait
+    /// for room, and `admitted` is told when they go.
+    pub(super) fn submit(
+        &mut self,
+        py: Python<'_>,
+        wire: Bytes,
+        dests: Vec<Dest>,
+        admitted: Option<Waiter>,
+        now: Instant,
+    ) -> bool {
+        if !self.has_room(dests.len(), wire.len()) {
+            self.pending.push_back(Pending {
+                wire,
+                dests,
+                since: now,
+                admitted,
+            });
+            return false;
+        }
+        self.queue(py, wire, dests, now);
+        if let Some(waiter) = admitted {
+            waiter.resolve(py, |py| Ok(py.None()));
+        }
+        true
+    }
+
+    fn queue(&mut self, py: Python<'_>, wire: Bytes, dests: Vec<Dest>, now: Instant) {
+        let range = match self.pipeline.submit_encoded(&wire) {
+            Ok(range) => range,
+            Err(e) => {
+                // Checked when encoded: this is a bug, told to the callers.
+                for dest in dests {
+                    self.give_to(py, dest, Err(clone_error_exact(&e)));
+                }
+                return;
+            }
+        };
+        self.stats.requests += range.end - range.start;
+        let deadline = now + self.settings.timeout;
+        for (position, dest) in range.zip(dests) {
+            match &dest {
+                Dest::Call(..) => self.deadlines.push_back((deadline, position)),
+                Dest::Batch(_)
+                    if self
+                        .deadlines
+                        .back()
+                        .is_none_or(|(_, p)| *p + 1 != position) =>
+                {
+                    self.deadlines.push_back((deadline, position))
+                }
+                Dest::Stream => self.stream_expected += 1,
+                Dest::Batch(_) => {}
+            }
+            self.dests.push_back((position, dest));
+        }
+    }
+
+    /// Requests that waited for room go, in order, while there is room.
+    fn admit(&mut self, py: Python<'_>) {
+        let now = Instant::now();
+        while let Some(first) = self.pending.front() {
+            let in_flight = self.pipeline.in_flight();
+            let fits = in_flight == 0
+                || (in_flight + first.dests.len() <= self.settings.max_in_flight
+                    && self.pipeline.queued_bytes() + first.wire.len()
+                        <= self.settings.max_queued_bytes);
+            if !fits {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.queue(py, p.wire, p.dests, now);
+            if let Some(waiter) = p.admitted {
+                waiter.resolve(py, |py| Ok(py.None()));
+            }
+        }
+    }
+
+    /// A `recv` of one reply (`many == 0`) or of `many`; `Err` for at once.
+    pub(super) fn recv(
+        &mut self,
+        py: Python<'_>,
+        many: usize,
+        waiter: Waiter,
+    ) -> Result<(), (ClientError, Vec<Frame>)> {
+        let wanted = many.max(1);
+        let available = self.stream.len() + self.stream_expected;
+        let waiting: usize = self
+            .recvs
+            .iter()
+            .map(|r| r.many.max(1) - r.frames.len())
+            .sum();
+        if wanted > available.saturating_sub(waiting) {
+            if let Some(e) = self.ended_error().filter(|_| available == 0) {
+                return Err((e, Vec::new()));
+            }
+            return Err((
+                ClientError::NothingInFlight {
+                    wanted,
+                    in_flight: available.saturating_sub(waiting),
+                },
+                Vec::new(),
+            ));
+        }
+        self.recvs.push_back(Recv {
+            waiter,
+            many,
+            frames: Vec::new(),
+            deadline: Instant::now() + self.settings.timeout,
+        });
+        self.feed_recvs(py);
+        Ok(())
+    }
+
+    /// Hands the replies that came to the `recv`s waiting, in order.
+    fn feed_recvs(&mut self, py: Python<'_>) {
+        while let Some(recv) = self.recvs.front_mut() {
+            let Some(result) = self.stream.pop_front() else {
+                return;
+            };
+            match result {
+                Ok(frame) if recv.many == 0 => {
+                    recv.waiter.resolve(py, |py| {
+                        Ok(crate::codec::Frame::new_untracked(py, &frame)?.into_any())
+                    });
+                }
+                Err(e) if recv.many == 0 => recv.waiter.fail(py, e),
+                Ok(frame) => {
+                    recv.frames.push(frame);
+                    if recv.frames.len() < recv.many {
+                        continue;
+                    }
+                    let frames = std::mem::take(&mut recv.frames);
+                    recv.waiter.resolve(py, |py| replies(py, frames, None));
+                }
+                Err(e) => {
+                    let frames = std::mem::take(&mut recv.frames);
+                    recv.waiter.resolve(py, |py| replies(py, frames, Some(e)));
+                }
+            }
+            self.recvs.pop_front();
+        }
+    }
+
+    /// A `flush`: `None` if nothing is left to write.
+    pub(super) fn flush(&mut self, waiter: Waiter) -> Option<Waiter> {
+        let tls_waits = self.socket.as_ref().is_some_and(Socket::wants_write);
+        if self.pipeline.queued_bytes() == 0 && !tls_waits && self.pending.is_empty() {
+            return Some(waiter);
+        }
+        let mark = self.pipeline.bytes_queued()
+            + self
+                .pending
+                .iter()
+                .map(|p| p.wire.len() as u64)
+                .sum::<u64>();
+        self.flushes
+            .push((mark, waiter, Instant::now() + self.settings.timeout));
+        None
+    }
+
+    /// Hands a result to where the reply to `position` goes.
+    fn give(&mut self, py: Python<'_>, position: Position, result: Result<Frame, ClientError>) {
+        while let Some(&(front, _)) = self.dests.front() {
+            if front > position {
+                return;
+            }
+            let Some((front, dest)) = self.dests.pop_front() else {
+                return;
+            };
+            if front == position {
+                self.give_to(py, dest, result);
+                return;
+            }
+        }
+    }
+
+    fn give_to(&mut self, py: Python<'_>, dest: Dest, result: Result<Frame, ClientError>) {
+        match dest {
+            Dest::Call(waiter, kind) => waiter.resolve(py, |py| {
+                let value = result.map_err(|e| client_err(py, e))?;
+                let out = match kind {
+                    As::Frame => gopro::client::reply_result(value)
+                        .map(|f| crate::codec::Frame::new_untracked(py, &f).map(|f| f.into_any())),
+                    As::Heartbeat => gopro::client::heartbeat_result(value).map(|()| Ok(py.None())),
+                    As::Login => gopro::client::login_result(value).map(|()| Ok(py.None())),
+                };
+                out.map_err(|e| client_err(py, e))?
+            }),
+            Dest::Stream => {
+                self.stream_expected -= 1;
+                self.stream
+                    .push_back(result.and_then(gopro::client::reply_result));
+                self.feed_recvs(py);
+            }
+            Dest::Batch(batch) => {
+                let result = result.and_then(gopro::client::reply_result);
+                batch
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(py, result);
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; the connection's end if it failed.
+    pub(super) fn write_now(&mut self, py: Python<'_>) -> Option<End> {
+        let socket = self.socket.as_mut()?;
+        loop {
+            let out = self.pipeline.to_write();
+            if out.is_empty() {
+                break;
+            }
+            match socket.write(out) {
+                Ok(n) => self.pipeline.wrote(n, Instant::now()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(End::from_io("write", e)),
+            }
+        }
+        if let Err(e) = socket.flush() {
+            return Some(End::from_io("write", e));
+        }
+        if !self.flushes.is_empty() {
+            let written = self.pipeline.bytes_written();
+            let tls_waits = socket.wants_write();
+            let mut i = 0;
+            while i < self.flushes.len() {
+                if self.flushes[i].0 <= written && !tls_waits {
+                    let (_, waiter, _) = self.flushes.swap_remove(i);
+                    waiter.resolve(py, |py| Ok(py.None()));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads what the socket has now and hands out what it brought; the
+    /// connection's end if it ended.
+    pub(super) fn read_now(&mut self, py: Python<'_>) -> Option<End> {
+        loop {
+            let socket = self.socket.as_mut()?;
+            let buf = self.pipeline.read_buf();
+            let room = buf.capacity() - buf.len();
+            match socket.read_into(buf) {
+                Ok(0) => {
+                    if let Some(end) = self.events(py) {
+                        return Some(end);
+                    }
+                    return Some(End::end_of_stream(self.pipeline.end_of_stream()));
+                }
+                Ok(n) => {
+                    if let Some(end) = self.events(py) {
+                        return Some(end);
+                    }
+                    if n < room {
+                        // The socket held no more: no system call to learn it.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(End::from_io("read", e)),
+            }
+        }
+        self.admit(py);
+        self.close_if_orphaned_and_idle()
+    }
+
+    fn close_if_orphaned_and_idle(&self) -> Option<End> {
+        (self.orphaned && self.dests.is_empty() && self.pending.is_empty()).then_some(End::Closed)
+    }
+
+    /// Takes what the server's bytes mean; the connection's end if it ended.
+    fn events(&mut self, py: Python<'_>) -> Option<End> {
+        let now = Instant::now();
+        while let Some(event) = self.pipeline.poll_event(now) {
+            match event {
+                Event::Reply { position, frame } => {
+                    self.answered = true;
+                    self.stats.replies += 1;
+                    self.give(py, position, Ok(frame));
+                }
+                Event::Failed { position, fate } => {
+                    let lost = End::Lost("the connection was lost".to_string());
+                    let error = lost.failure(fate, "", 1);
+                    self.count(&error);
+                    self.give(py, position, Err(error));
+                }
+                // LOGIN is sent by `Socket::open`, before the pipeline.
+                Event::LoggedIn | Event::LoginRefused(_) => {}
+                Event::GoAway { reason } => return Some(End::GoAway(reason)),
+                Event::Protocol(e) => return Some(End::Protocol(e)),
+                Event::Unsolicited(frame) => {
+                    return Some(End::Lost(format!(
+                        "the server sent {} with no request waiting for it",
+                        frame.command
+                    )))
+                }
+            }
+        }
+        None
+    }
+
+    fn count(&mut self, error: &ClientError) {
+        if matches!(error, ClientError::Lost { .. } | ClientError::Protocol(_)) {
+            self.stats.lost += 1;
+        }
+    }
+
+    /// The connection ended: its requests get their outcomes, and the
+    /// client reconnects (`true`) or ends for good.
+    pub(super) fn end(&mut self, py: Python<'_>, end: End) -> bool {
+        let end = end.after(self.answered);
+        let addr = self.addr().to_string();
+        end.log(&addr);
+        if let Some(socket) = self.socket.take() {
+            socket.close();
+        }
+        let reconnect = self.backoff.is_some() && !matches!(end, End::Closed) && !self.orphaned;
+        if !reconnect {
+            // Ended for good: said before any caller hears of it.
+            self.ended = Some(end.final_error(&addr));
+            // Requests waiting for room count among those left unanswered.
+            for p in std::mem::take(&mut self.pending) {
+                self.queue(py, p.wire, p.dests, Instant::now());
+                if let Some(waiter) = p.admitted {
+                    waiter.fail(py, end.final_error(&addr));
+                }
+            }
+        }
+        let failed = self.pipeline.end_connection(reconnect);
+        let unanswered = failed.len();
+        for (position, fate) in failed {
+            let error = end.failure(fate, &addr, unanswered);
+            self.count(&error);
+            self.give(py, position, Err(error));
+        }
+        for (_, waiter, _) in self.flushes.drain(..) {
+            waiter.fail(py, end.final_error(&addr));
+        }
+        if !reconnect {
+            self.finish(py);
+        }
+        reconnect
+    }
+
+    /// Every call still waiting fails with the client's end.
+    fn finish(&mut self, py: Python<'_>) {
+        let error = self
+            .ended
+            .get_or_insert(ClientError::Closed { unanswered: 0 });
+        let error = clone_error(error);
+        for (_, dest) in std::mem::take(&mut self.dests) {
+            self.give_to(py, dest, Err(clone_error(&error)));
+        }
+        for recv in std::mem::take(&mut self.recvs) {
+            if recv.many == 0 {
+                recv.waiter.fail(py, clone_error(&error));
+            } else {
+                recv.waiter
+                    .resolve(py, |py| replies(py, recv.frames, Some(clone_error(&error))));
+            }
+        }
+        self.deadlines.clear();
+        self.stream_expected = 0;
+    }
+
+    /// The wait before the next attempt to connect.
+    pub(super) fn next_delay(&mut self) -> Duration {
+        self.backoff
+            .as_mut()
+            .map_or(Duration::ZERO, Backoff::next_delay)
+    }
+
+    /// A new connection is open.
+    pub(super) fn connected(&mut self, socket: Socket, index: usize) {
+        if let Some(backoff) = &mut self.backoff {
+            backoff.reset();
+        }
+        self.socket = Some(socket);
+        self.index = index;
+        self.answered = false;
+        self.stats.reconnects += 1;
+        info!(addr = %self.addr(), "gopro client: reconnected");
+        let again = self.pipeline.start_connection(Instant::now());
+        if again > 0 {
+            self.stats.resent += again as u64;
+            info!(
+                requests = again,
+                "gopro client: sending again the requests left unanswered"
+            );
+        }
+    }
+
+    /// Where the next attempt starts: the address after the last one.
+    pub(super) fn next_index(&self) -> usize {
+        self.index + 1
+    }
+
+    /// Calls whose time is up fail; the connection's end if the server
+    /// stopped answering.
+    pub(super) fn on_timer(&mut self, py: Python<'_>) -> Option<End> {
+        let now = Instant::now();
+        let timeout = self.settings.timeout;
+        let waiting_to = if self.socket.is_some() {
+            "get a reply"
+        } else {
+            "reconnect"
+        };
+        while let Some(&(at, position)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let at = self.dests.partition_point(|(p, _)| *p < position);
+            match self.dests.get(at) {
+                Some((p, Dest::Call(waiter, _))) if *p == position => {
+                    waiter.fail(
+                        py,
+                        ClientError::Timeout {
+                            waiting_to,
+                            after: timeout,
+                        },
+                    );
+                }
+                Some((p, Dest::Batch(batch))) if *p == position => {
+                    let mut batch = batch.lock().unwrap_or_else(|e| e.into_inner());
+                    if batch.error.is_none() && batch.left > 0 {
+                        let error = ClientError::Timeout {
+                            waiting_to,
+                            after: timeout,
+                        };
+                        batch.error = Some(clone_error_exact(&error));
+                        let frames = std::mem::take(&mut batch.frames);
+                        batch
+                            .waiter
+                            .resolve(py, |py| replies(py, frames, Some(error)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        while self.recvs.front().is_some_and(|r| r.deadline <= now) {
+            if let Some(recv) = self.recvs.pop_front() {
+                let error = ClientError::Timeout {
+                    waiting_to: "get a reply",
+                    after: timeout,
+                };
+                if recv.many == 0 {
+                    recv.waiter.fail(py, error);
+                } else {
+                    // Replies taken go back, for the next `recv`.
+                    for frame in recv.frames.into_iter().rev() {
+                        self.stream.push_front(Ok(frame));
+                    }
+                    recv.waiter.fail(py, error);
+                }
+            }
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.since + timeout <= now)
+        {
+            if let Some(p) = self.pending.pop_front() {
+                let error = ClientError::Timeout {
+                    waiting_to: "get room in the client",
+                    after: timeout,
+                };
+                if let Some(waiter) = &p.admitted {
+                    waiter.fail(py, clone_error_exact(&error));
+                }
+                for dest in p.dests {
+                    if !matches!(dest, Dest::Stream) {
+                        self.give_to(py, dest, Err(clone_error_exact(&error)));
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.flushes.len() {
+            if self.flushes[i].2 <= now {
+                let (_, waiter, _) = self.flushes.swap_remove(i);
+                waiter.fail(
+                    py,
+                    ClientError::Timeout {
+                        waiting_to: "write the requests",
+                        after: timeout,
+                    },
+                );
+            } else {
+                i += 1;
+            }
+        }
+        if self.socket.is_some() {
+            let response = self.settings.response_timeout();
+            if self
+                .pipeline
+                .reply_deadline(response)
+                .is_some_and(|at| at <= now)
+            {
+                return Some(End::Lost(format!(
+                    "no reply from the server for {response:?}"
+                )));
+            }
+            if let Some(interval) = self.settings.keep_alive {
+                if self
+                    .pipeline
+                    .keep_alive_due(interval)
+                    .is_some_and(|due| due <= now)
+                {
+                    self.pipeline.keep_alive();
+                }
+            }
+        }
+        None
+    }
+
+    /// What the loop should watch now.
+    pub(super) fn wants(&self) -> Wants {
+        let Some(socket) = &self.socket else {
+            return Wants {
+                timer: self.deadline(),
+                ..Wants::default()
+            };
+        };
+        Wants {
+            read: true,
+            write: !self.pipeline.to_write().is_empty() || socket.wants_write(),
+            timer: self.deadline(),
+        }
+    }
+
+    /// Whether bytes wait to be written.
+    pub(super) fn has_output(&self) -> bool {
+        self.socket.is_some() && !self.pipeline.to_write().is_empty()
+    }
+
+    /// The earliest time the timer must look again.
+    fn deadline(&self) -> Option<Instant> {
+        let mut at = [
+            self.deadlines.front().map(|d| d.0),
+            self.recvs.front().map(|r| r.deadline),
+            self.pending
+                .front()
+                .map(|p| p.since + self.settings.timeout),
+            self.flushes.iter().map(|f| f.2).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if self.socket.is_some() {
+            let reply = self
+                .pipeline
+                .reply_deadline(self.settings.response_timeout());
+            let keep_alive = self
+                .settings
+                .keep_alive
+                .and_then(|i| self.pipeline.keep_alive_due(i));
+            at = [at, reply, keep_alive].into_iter().flatten().min();
+        }
+        at
+    }
+
+    /// Calls answered drop their deadlines (positions before the oldest
+    /// waiting are answered).
+    pub(super) fn prune_deadlines(&mut self) {
+        let oldest = self.dests.front().map(|d| d.0);
+        while let Some(&(_, position)) = self.deadlines.front() {
+            if oldest.is_some_and(|o| position >= o) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+    }
+
+    /// Nothing waits for a reply or for room.
+    pub(super) fn is_idle(&self) -> bool {
+        self.dests.is_empty() && self.pending.is_empty()
+    }
+}
