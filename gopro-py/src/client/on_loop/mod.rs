@@ -45,6 +45,10 @@ struct Registered {
     reading: Option<i32>,
     writing: Option<i32>,
     flush_soon: bool,
+    /// Requests made since the last write, and how many the last write
+    /// held: whether callers make their requests one at a time.
+    since_write: usize,
+    last_write: usize,
     /// When the timer fires, and its handle (held weakly: the loop holds it).
     timer: Option<(Instant, Py<PyWeakrefReference>)>,
 }
@@ -340,6 +344,7 @@ impl Driver {
     fn _on_flush(slf: &Bound<'_, Self>) -> PyResult<()> {
         let mut inner = lock(slf.get())?;
         inner.reg.flush_soon = false;
+        inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
         if inner.reg.writing.is_none() {
             if let Some(end) = inner.conn.write_now(slf.py()) {
                 inner.end(slf, end);
@@ -477,10 +482,25 @@ impl AsyncClient {
         let future = inner.future(&running)?;
         let wire = encode(&driver.get().encoder, command, body);
         let dest = Dest::Call(Waiter::new(&future)?, kind);
+        // A request made while nothing is in flight goes at once when the
+        // requests come one at a time (the last write held one): a lone
+        // request awaited is best served so. Otherwise the requests of one
+        // turn of the loop go together at its end.
+        let alone = inner.conn.is_idle()
+            && inner.reg.last_write <= 1
+            && !inner.reg.flush_soon
+            && inner.reg.writing.is_none();
+        inner.reg.since_write += 1;
         inner
             .conn
             .submit(py, wire, vec![dest], None, Instant::now());
-        inner.sync(driver, false);
+        if alone {
+            inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
+            if let Some(end) = inner.conn.write_now(py) {
+                inner.end(driver, end);
+            }
+        }
+        inner.sync(driver, alone);
         Ok(future)
     }
 }

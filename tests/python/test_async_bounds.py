@@ -1,0 +1,119 @@
+"""AsyncClient's bounds and idle keep-alive, against servers scripted here:
+requests beyond `max_in_flight`, or beyond `max_queued_bytes` not yet
+written, wait in the client (nothing more is written, nothing more is
+buffered) and go once replies make room; an idle client sends HEARTBEATs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import gopro
+from test_client import FakeServer
+
+
+class Frames:
+    """Reads frames from a socket, keeping what a read brought beyond one."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.decoder = gopro.Decoder()
+
+    def next(self) -> gopro.Frame | None:
+        """The next frame; None if the socket's timeout passed first."""
+        while True:
+            for frame in self.decoder:
+                return frame
+            try:
+                data = self.conn.recv(1 << 20)
+            except socket.timeout:
+                return None
+            if not data:
+                raise EOFError
+            self.decoder.feed(data)
+
+
+async def test_requests_past_max_in_flight_wait_unwritten() -> None:
+    seen: dict[str, int] = {"most_unanswered": 0, "quiet_at_4": 0}
+
+    def script(conn: socket.socket) -> None:
+        frames = Frames(conn)
+        unanswered: list[gopro.Frame] = []
+        answered = 0
+        while answered < 10:
+            # Quiet for 0.3 s with requests unanswered: all the client may
+            # write has been written.
+            conn.settimeout(0.3 if unanswered else 5)
+            frame = frames.next()
+            if frame is not None:
+                unanswered.append(frame)
+                seen["most_unanswered"] = max(seen["most_unanswered"], len(unanswered))
+                continue
+            if len(unanswered) == 4:
+                seen["quiet_at_4"] += 1
+            conn.sendall(b"".join(gopro.encode(1, b"re " + f.body) for f in unanswered))
+            answered += len(unanswered)
+            unanswered.clear()
+
+    server = FakeServer(script)
+    async with await gopro.AsyncClient.connect(server.addr, timeout=10, max_in_flight=4) as client:
+        replies = await asyncio.gather(*(client.request(1, b"%d" % i) for i in range(10)))
+    server.close()
+    assert [r.body for r in replies] == [b"re %d" % i for i in range(10)]
+    assert seen["most_unanswered"] == 4
+    assert seen["quiet_at_4"] >= 2
+
+
+async def test_a_server_that_stops_reading_fills_the_byte_cap_and_no_more() -> None:
+    release = threading.Event()
+    body = bytes(256 * 1024)
+
+    def script(conn: socket.socket) -> None:
+        release.wait(10)
+        frames = Frames(conn)
+        for _ in range(64):
+            frame = frames.next()
+            assert frame is not None
+            conn.sendall(gopro.encode(1, b"%d" % len(frame.body)))
+
+    server = FakeServer(script)
+    client = await gopro.AsyncClient.connect(
+        server.addr, timeout=20, max_queued_bytes=1024 * 1024
+    )
+    calls = [asyncio.ensure_future(client.request(1, body)) for _ in range(64)]
+    await asyncio.sleep(0.5)
+    # 16 MiB asked for: what the kernel took plus at most the cap went into
+    # the client's pipeline; the rest waits, its bytes not copied anywhere.
+    queued = client.stats.requests
+    assert 4 <= queued < 48, queued
+    assert not any(c.done() for c in calls)
+    release.set()
+    replies = await asyncio.gather(*calls)
+    await client.close()
+    server.close()
+    assert [r.body for r in replies] == [b"262144"] * 64
+    assert client.stats.requests == 64
+
+
+async def test_an_idle_client_sends_heartbeats() -> None:
+    commands: list[int] = []
+
+    def script(conn: socket.socket) -> None:
+        frames = Frames(conn)
+        conn.settimeout(5)
+        while True:
+            frame = frames.next()
+            assert frame is not None
+            commands.append(frame.command)
+            conn.sendall(gopro.encode(frame.command, frame.body))
+            if frame.command == gopro.Command.MESSAGE:
+                return
+
+    server = FakeServer(script)
+    async with await gopro.AsyncClient.connect(server.addr, timeout=5, keep_alive=0.1) as client:
+        await asyncio.sleep(0.55)
+        assert (await client.request(1, b"after")).body == b"after"
+    server.close()
+    assert commands[-1] == gopro.Command.MESSAGE
+    assert commands.count(gopro.Command.HEARTBEAT) >= 3, commands
