@@ -300,23 +300,52 @@ impl Conn {
                 return;
             }
         };
-        self.stats.requests += range.end - range.start;
         let deadline = now + self.settings.timeout;
-        for (position, dest) in range.zip(dests) {
-            match &dest {
-                Dest::Call(..) => self.deadlines.push_back((deadline, position)),
-                Dest::Batch(_)
-                    if self
-                        .deadlines
-                        .back()
-                        .is_none_or(|(_, p)| *p + 1 != position) =>
-                {
-                    self.deadlines.push_back((deadline, position))
-                }
-                Dest::Stream => self.stream_expected += 1,
-                Dest::Batch(_) => {}
-            }
-            self.dests.push_back((position, dest));
+        for (i, (position, dest)) in range.zip(dests).enumerate() {
+            // A batch times out as one, from its first request.
+            let timed =
+                matches!(dest, Dest::Call(..)) || (i == 0 && matches!(dest, Dest::Batch(_)));
+            self.track(position, dest, timed.then_some(deadline));
+        }
+    }
+
+    /// One request, encoded straight into the pipeline, if it fits now;
+    /// `false` (nothing queued) if it must wait for room.
+    pub(super) fn try_push(
+        &mut self,
+        command: gopro::Command,
+        body: &[u8],
+        dest: Dest,
+        now: Instant,
+    ) -> Result<bool, ClientError> {
+        if !self.has_room(1, gopro::HEADER_LEN + body.len()) {
+            return Ok(false);
+        }
+        let position = self.pipeline.submit(command, body)?;
+        let timed = matches!(dest, Dest::Call(..));
+        self.track(position, dest, timed.then(|| now + self.settings.timeout));
+        Ok(true)
+    }
+
+    /// Where the reply to `position` goes, and until when its caller waits.
+    fn track(&mut self, position: Position, dest: Dest, deadline: Option<Instant>) {
+        self.stats.requests += 1;
+        if let Some(deadline) = deadline {
+            self.deadlines.push_back((deadline, position));
+        }
+        if matches!(dest, Dest::Stream) {
+            self.stream_expected += 1;
+        }
+        self.dests.push_back((position, dest));
+    }
+
+    /// The reply a `recv` would get at once, if one is there and no other
+    /// `recv` waits before it.
+    pub(super) fn try_recv(&mut self) -> Option<Result<Frame, ClientError>> {
+        if self.recvs.is_empty() {
+            self.stream.pop_front()
+        } else {
+            None
         }
     }
 

@@ -464,6 +464,41 @@ fn enter<'a, 'py>(
 }
 
 impl AsyncClient {
+    /// A `send`: queued at once when there is room, else a future of its
+    /// admission.
+    fn send_one<'py>(
+        &self,
+        py: Python<'py>,
+        command: u8,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let driver = self.driver.bind(py);
+        let encoder = &driver.get().encoder;
+        gopro::client::check_body(encoder.max_body(), body.len()).map_err(|e| client_err(py, e))?;
+        let (mut inner, running) = enter(driver)?;
+        if let Some(e) = inner.conn.ended_error() {
+            return ready(py, Err(client_err(py, e)));
+        }
+        let now = Instant::now();
+        if inner.conn.has_room(1, gopro::HEADER_LEN + body.len()) {
+            inner
+                .conn
+                .try_push(gopro::Command(command), body, Dest::Stream, now)
+                .map_err(|e| client_err(py, e))?;
+            inner.sync(driver, false);
+            return ready(py, Ok(py.None()));
+        }
+        // Full: the send waits for room, after the requests before it.
+        let future = inner.future(&running)?;
+        let admitted = Waiter::new(&future)?;
+        let wire = encode(encoder, command, body);
+        inner
+            .conn
+            .submit(py, wire, vec![Dest::Stream], Some(admitted), now);
+        inner.sync(driver, false);
+        Ok(future)
+    }
+
     /// One request whose reply goes to a future of its own.
     fn call<'py>(
         &self,
@@ -480,7 +515,6 @@ impl AsyncClient {
             return ready(py, Err(client_err(py, e)));
         }
         let future = inner.future(&running)?;
-        let wire = encode(&driver.get().encoder, command, body);
         let dest = Dest::Call(Waiter::new(&future)?, kind);
         // A request made while nothing is in flight goes at once when the
         // requests come one at a time (the last write held one): a lone
@@ -491,9 +525,7 @@ impl AsyncClient {
             && !inner.reg.flush_soon
             && inner.reg.writing.is_none();
         inner.reg.since_write += 1;
-        inner
-            .conn
-            .submit(py, wire, vec![dest], None, Instant::now());
+        push(py, &mut inner, &driver.get().encoder, command, body, dest)?;
         if alone {
             inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
             if let Some(end) = inner.conn.write_now(py) {
@@ -503,6 +535,29 @@ impl AsyncClient {
         inner.sync(driver, alone);
         Ok(future)
     }
+}
+
+/// Queues one request, straight into the pipeline when it fits, else to
+/// wait for room.
+fn push(
+    py: Python<'_>,
+    inner: &mut Inner,
+    encoder: &gopro::Encoder,
+    command: u8,
+    body: &[u8],
+    dest: Dest,
+) -> PyResult<()> {
+    let now = Instant::now();
+    if inner.conn.has_room(1, gopro::HEADER_LEN + body.len()) {
+        inner
+            .conn
+            .try_push(gopro::Command(command), body, dest, now)
+            .map_err(|e| client_err(py, e))?;
+    } else {
+        let wire = encode(encoder, command, body);
+        inner.conn.submit(py, wire, vec![dest], None, now);
+    }
+    Ok(())
 }
 
 fn encode(encoder: &gopro::Encoder, command: u8, body: &[u8]) -> Bytes {
@@ -594,39 +649,10 @@ impl AsyncClient {
     fn send<'py>(&self, command: &Obj<'py>, body: Option<&Obj<'py>>) -> PyResult<Obj<'py>> {
         let py = command.py();
         let code = command_code(command)?;
-        let driver = self.driver.bind(py);
-        let wire = {
-            let encoder = &driver.get().encoder;
-            let encode = |b: &[u8]| {
-                let mut wire = bytes::BytesMut::new();
-                gopro::client::encode_request(encoder, gopro::Command(code), b, &mut wire)
-                    .map(|()| wire.freeze())
-            };
-            match body {
-                Some(body) => with_body(body, encode)?,
-                None => encode(b""),
-            }
-            .map_err(|e| client_err(py, e))?
-        };
-        let (mut inner, running) = enter(driver)?;
-        if let Some(e) = inner.conn.ended_error() {
-            return ready(py, Err(client_err(py, e)));
+        match body {
+            Some(body) => with_body(body, |b| self.send_one(py, code, b))?,
+            None => self.send_one(py, code, b""),
         }
-        if inner.conn.has_room(1, wire.len()) {
-            inner
-                .conn
-                .submit(py, wire, vec![Dest::Stream], None, Instant::now());
-            inner.sync(driver, false);
-            return ready(py, Ok(py.None()));
-        }
-        // Full: the send waits for room, after the requests before it.
-        let future = inner.future(&running)?;
-        let admitted = Waiter::new(&future)?;
-        inner
-            .conn
-            .submit(py, wire, vec![Dest::Stream], Some(admitted), Instant::now());
-        inner.sync(driver, false);
-        Ok(future)
     }
 
     /// Writes every queued request.
@@ -782,6 +808,15 @@ impl AsyncClient {
     fn receive<'py>(&self, py: Python<'py>, many: usize) -> PyResult<Bound<'py, PyAny>> {
         let driver = self.driver.bind(py);
         let (mut inner, running) = enter(driver)?;
+        if many == 0 {
+            if let Some(result) = inner.conn.try_recv() {
+                let result = result.map_err(|e| client_err(py, e));
+                return ready(
+                    py,
+                    result.and_then(|f| Ok(crate::codec::Frame::new_untracked(py, &f)?.into_any())),
+                );
+            }
+        }
         let future = inner.future(&running)?;
         let result = inner.conn.recv(py, many, Waiter::new(&future)?);
         inner.sync(driver, false);
