@@ -89,7 +89,7 @@ impl Slot {
 
     /// The requests of a batch call, encoded (see [`encode_batch`]).
     pub(super) fn batch(&self, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-        encode_batch(&self.1, items)
+        encode_batch(&self.1, items).map(|(wire, _)| wire)
     }
 
     pub(super) fn get(&self, py: Python<'_>) -> PyResult<Arc<CoreClient>> {
@@ -123,12 +123,18 @@ impl Slot {
 }
 
 /// The requests of a batch call (`Frame`s or `(command, body)` pairs),
-/// encoded back to back: one buffer for the batch, not one per body.
-pub(super) fn encode_batch(encoder: &gopro::Encoder, items: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+/// encoded back to back: one buffer for the batch, not one per body; and
+/// how many there are.
+pub(super) fn encode_batch(
+    encoder: &gopro::Encoder,
+    items: &Bound<'_, PyAny>,
+) -> PyResult<(Bytes, usize)> {
     let py = items.py();
     // Room for the headers at least; bodies grow it.
     let mut wire = BytesMut::with_capacity(items.len().unwrap_or(0) * gopro::HEADER_LEN);
+    let mut n = 0;
     let mut push = |command: u8, body: &[u8]| -> PyResult<()> {
+        n += 1;
         gopro::client::encode_request(encoder, gopro::Command(command), body, &mut wire)
             .map_err(|e| client_err(py, e))
     };
@@ -153,5 +159,5 @@ pub(super) fn encode_batch(encoder: &gopro::Encoder, items: &Bound<'_, PyAny>) -
         let command = command_code(&pair.get_item(0)?)?;
         with_body(&pair.get_item(1)?, |body| push(command, body))??;
     }
-    Ok(wire.freeze())
+    Ok((wire.freeze(), n))
 }

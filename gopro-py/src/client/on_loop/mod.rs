@@ -698,12 +698,11 @@ impl AsyncClient {
     fn send_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
         let py = requests.py();
         let driver = self.driver.bind(py);
-        let wire = encode_batch(&driver.get().encoder, requests)?;
+        let (wire, n) = encode_batch(&driver.get().encoder, requests)?;
         let (mut inner, running) = enter(driver)?;
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        let n = count(&driver.get().encoder, &wire);
         let future = inner.future(&running)?;
         let dests = (0..n).map(|_| Dest::Stream).collect();
         inner.conn.submit(py, wire, dests, None, Instant::now());
@@ -736,12 +735,11 @@ impl AsyncClient {
     fn request_many<'py>(&self, requests: &Obj<'py>) -> PyResult<Obj<'py>> {
         let py = requests.py();
         let driver = self.driver.bind(py);
-        let wire = encode_batch(&driver.get().encoder, requests)?;
+        let (wire, n) = encode_batch(&driver.get().encoder, requests)?;
         let (mut inner, running) = enter(driver)?;
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        let n = count(&driver.get().encoder, &wire);
         if n == 0 {
             return ready(py, conn::replies(py, Vec::new(), None));
         }
@@ -826,11 +824,6 @@ impl AsyncClient {
             Err((e, _)) => ready(py, Err(client_err(py, e))),
         }
     }
-}
-
-/// How many frames a checked batch holds.
-fn count(encoder: &gopro::Encoder, wire: &[u8]) -> usize {
-    gopro::client::pipeline::check_encoded(encoder.max_body(), wire).unwrap_or(0)
 }
 
 /// Closes the client: at once on the loop's thread (or with no loop
