@@ -10,6 +10,7 @@ import socket
 import threading
 
 import gopro
+import pytest
 from test_client import FakeServer
 
 
@@ -117,3 +118,43 @@ async def test_an_idle_client_sends_heartbeats() -> None:
     server.close()
     assert commands[-1] == gopro.Command.MESSAGE
     assert commands.count(gopro.Command.HEARTBEAT) >= 3, commands
+
+
+async def test_cancelled_receives_and_waiting_sends_leave_no_trace() -> None:
+    """A `recv` cancelled by `wait_for` takes no reply from the next one; a
+    `send` cancelled while it waited for room is never sent."""
+    release = threading.Event()
+    got: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        frames = Frames(conn)
+        conn.settimeout(5)
+        first = frames.next()
+        assert first is not None
+        got.append(first.body)
+        release.wait(5)
+        conn.sendall(gopro.encode(1, b"re " + first.body))
+        conn.settimeout(0.5)
+        try:
+            while (frame := frames.next()) is not None:
+                got.append(frame.body)
+                conn.sendall(gopro.encode(1, b"re " + frame.body))
+        except EOFError:
+            pass  # the client closed
+
+    server = FakeServer(script)
+    client = await gopro.AsyncClient.connect(server.addr, timeout=5, max_in_flight=1)
+    await client.send(1, b"a")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(client.recv(), 0.1)
+    waiting = asyncio.ensure_future(client.send(1, b"cancelled"))  # the client is full
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()
+    release.set()
+    assert (await client.recv()).body == b"re a"
+    await client.send(1, b"b")
+    assert (await client.recv()).body == b"re b"
+    await client.close()
+    server.close()
+    assert got == [b"a", b"b"]

@@ -435,3 +435,19 @@ def test_reload_tls(certs: Path, tmp_path: Path) -> None:
             assert client.request(16, b"new").body == b"new"
     with pytest.raises(RuntimeError, match="no TLS"):
         gopro.Server("127.0.0.1:0").reload_tls()
+
+
+@pytest.mark.parametrize("peer", ["gopro_serve", "go_server"])
+async def test_async_large_batches_over_tls(
+    peer: str, certs: Path, request: pytest.FixtureRequest
+) -> None:
+    """Megabytes each way in one batch: rustls takes the requests as the
+    socket drains (never all at once), and every decrypted reply is handed
+    out, the last small ones after a large one included."""
+    server: Process = request.getfixturevalue(peer)
+    bodies = [bytes([65 + i % 26]) * (200_000 if i % 3 == 0 else 5) for i in range(60)]
+    async with await gopro.AsyncClient.connect(server.addr, timeout=20, tls=ca(certs)) as client:
+        replies = await client.request_many([(1, b) for b in bodies])
+        assert [r.body for r in replies] == [b"Server says: " + b for b in bodies]
+        tail = await asyncio.gather(client.request(1, b"x" * 300_000), client.request(1, b"end"))
+        assert [r.body for r in tail] == [b"Server says: " + b"x" * 300_000, b"Server says: end"]

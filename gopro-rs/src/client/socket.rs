@@ -113,13 +113,26 @@ impl Socket {
         };
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            match tls.reader().read(&mut chunk) {
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    return Ok(n);
+            // Every decrypted byte is handed out: the loop watches the
+            // socket, and bytes left inside rustls would wait for the next
+            // bytes on the socket.
+            let mut total = 0;
+            let closed = loop {
+                match tls.reader().read(&mut chunk) {
+                    // The peer's close_notify: the end of the stream.
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        total += n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                    // The error comes again at the next read, after these bytes.
+                    Err(_) if total > 0 => break false,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            };
+            if total > 0 || closed {
+                return Ok(total);
             }
             // At the end of the stream (0), rustls notes it, and its reader
             // says next whether the session was closed properly.
@@ -133,17 +146,27 @@ impl Socket {
     }
 
     /// Writes what the socket takes now; `WouldBlock` when it takes
-    /// nothing. Over TLS, every byte is taken and encrypted, and records may
-    /// wait for room in the socket (see [`flush`](Self::flush)).
+    /// nothing. Over TLS, bytes are taken (encrypted) only while the records
+    /// already made have gone to the socket, so that rustls holds little;
+    /// see [`flush`](Self::flush).
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => socket2::SockRef::from(&self.tcp).send_with_flags(data, libc::MSG_NOSIGNAL),
-            Some(tls) => {
-                let n = tls.writer().write(data)?;
-                self.flush()?;
-                Ok(n)
-            }
+        if self.tls.is_none() {
+            return socket2::SockRef::from(&self.tcp).send_with_flags(data, libc::MSG_NOSIGNAL);
         }
+        self.flush()?;
+        let Some(tls) = &mut self.tls else {
+            return Ok(0);
+        };
+        if tls.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // rustls stops taking bytes (0) once its buffer of records is full.
+        let n = tls.writer().write(data)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.flush()?;
+        Ok(n)
     }
 
     /// Whether TLS records wait for room in the socket.

@@ -16,7 +16,7 @@ use gopro::client::{Backoff, ClientError, ClientSettings};
 use gopro::Frame;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::PyList;
 use tracing::info;
 
 use crate::errors::client_err;
@@ -29,28 +29,43 @@ pub(super) enum As {
     Login,
 }
 
-/// A caller's asyncio future, held weakly: a caller gone takes its future
-/// with it (and a loop that ended is not kept alive by one), and the reply
-/// is then discarded.
-pub(super) struct Waiter(Py<PyWeakrefReference>);
+/// A caller's asyncio future. Held strongly, as a transport holds its
+/// protocol's futures: asyncio keeps only weak references to tasks, and a
+/// task awaiting a reply must not be collected meanwhile. Forgotten when
+/// the client moves to another loop (the futures of a loop that has ended
+/// are nobody's), so that an ended loop is not kept alive by them.
+pub(super) struct Waiter(Option<Py<PyAny>>);
 
 impl Waiter {
     pub(super) fn new(future: &Bound<'_, PyAny>) -> PyResult<Waiter> {
-        Ok(Waiter(PyWeakrefReference::new(future)?.unbind()))
+        Ok(Waiter(Some(future.clone().unbind())))
+    }
+
+    /// Whether its caller has stopped waiting (cancelled, or forgotten).
+    fn is_done(&self, py: Python<'_>) -> bool {
+        let Some(future) = &self.0 else {
+            return true;
+        };
+        future
+            .bind(py)
+            .call_method0(intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+            .unwrap_or(true)
+    }
+
+    fn forget(&mut self) {
+        self.0 = None;
     }
 
     /// Resolves the future, if its caller still waits.
     fn resolve(&self, py: Python<'_>, make: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>>) {
-        let Some(future) = self.0.bind(py).upgrade() else {
-            return;
-        };
-        if future
-            .call_method0(intern!(py, "done"))
-            .and_then(|d| d.is_truthy())
-            .unwrap_or(true)
-        {
+        if self.is_done(py) {
             return;
         }
+        let Some(future) = &self.0 else {
+            return;
+        };
+        let future = future.bind(py);
         // A future whose loop has closed cannot take a result; nobody
         // awaits it any more.
         let _ = match make(py) {
@@ -81,6 +96,11 @@ impl Batch {
             error: None,
             waiter,
         }
+    }
+
+    /// Whether its caller has had its outcome (or stopped waiting).
+    fn finished(&self, py: Python<'_>) -> bool {
+        self.left == 0 || self.error.is_some() || self.waiter.is_done(py)
     }
 
     /// Takes one result; resolves the caller with the last, or the first error.
@@ -167,6 +187,24 @@ struct Pending {
     admitted: Option<Waiter>,
 }
 
+impl Pending {
+    /// Whether every caller of it has stopped waiting.
+    fn abandoned(&self, py: Python<'_>) -> bool {
+        if let Some(waiter) = &self.admitted {
+            return waiter.is_done(py);
+        }
+        self.dests.iter().all(|dest| match dest {
+            Dest::Call(waiter, _) => waiter.is_done(py),
+            Dest::Batch(batch) => batch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .waiter
+                .is_done(py),
+            Dest::Stream => false,
+        })
+    }
+}
+
 /// A client's counters (see `ClientStats`).
 #[derive(Default, Clone, Copy)]
 pub(super) struct Stats {
@@ -195,6 +233,8 @@ pub(super) struct Conn {
     dests: VecDeque<(Position, Dest)>,
     /// Per-call deadlines of the calls waiting for their own replies.
     deadlines: VecDeque<(Instant, Position)>,
+    /// The deadlines of `request_many` batches, each timed as one.
+    batch_deadlines: VecDeque<(Instant, Arc<Mutex<Batch>>)>,
     stream: VecDeque<Result<Frame, ClientError>>,
     /// `send`s whose replies have not come yet.
     stream_expected: usize,
@@ -228,6 +268,7 @@ impl Conn {
             index,
             dests: VecDeque::new(),
             deadlines: VecDeque::new(),
+            batch_deadlines: VecDeque::new(),
             stream: VecDeque::new(),
             stream_expected: 0,
             recvs: VecDeque::new(),
@@ -295,16 +336,21 @@ impl Conn {
             Err(e) => {
                 // Checked when encoded: this is a bug, told to the callers.
                 for dest in dests {
-                    self.give_to(py, dest, Err(clone_error_exact(&e)));
+                    if !matches!(dest, Dest::Stream) {
+                        self.give_to(py, dest, Err(clone_error_exact(&e)));
+                    }
                 }
                 return;
             }
         };
         let deadline = now + self.settings.timeout;
-        for (i, (position, dest)) in range.zip(dests).enumerate() {
-            // A batch times out as one, from its first request.
-            let timed =
-                matches!(dest, Dest::Call(..)) || (i == 0 && matches!(dest, Dest::Batch(_)));
+        if let Some(Dest::Batch(batch)) = dests.first() {
+            // A batch times out as one.
+            self.batch_deadlines
+                .push_back((deadline, Arc::clone(batch)));
+        }
+        for (position, dest) in range.zip(dests) {
+            let timed = matches!(dest, Dest::Call(..));
             self.track(position, dest, timed.then_some(deadline));
         }
     }
@@ -364,6 +410,10 @@ impl Conn {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
+            if p.abandoned(py) {
+                // Cancelled while it waited: never sent.
+                continue;
+            }
             self.queue(py, p.wire, p.dests, now);
             if let Some(waiter) = p.admitted {
                 waiter.resolve(py, |py| Ok(py.None()));
@@ -378,6 +428,7 @@ impl Conn {
         many: usize,
         waiter: Waiter,
     ) -> Result<(), (ClientError, Vec<Frame>)> {
+        self.drop_cancelled_recvs(py);
         let wanted = many.max(1);
         let available = self.stream.len() + self.stream_expected;
         let waiting: usize = self
@@ -407,9 +458,37 @@ impl Conn {
         Ok(())
     }
 
+    /// `recv`s whose callers stopped waiting go; replies a cancelled
+    /// `recv_many` had taken go back for the next `recv`.
+    fn drop_cancelled_recvs(&mut self, py: Python<'_>) {
+        if !self.recvs.iter().any(|r| r.waiter.is_done(py)) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.recvs.len());
+        for recv in std::mem::take(&mut self.recvs) {
+            if !recv.waiter.is_done(py) {
+                kept.push_back(recv);
+                continue;
+            }
+            for frame in recv.frames.into_iter().rev() {
+                self.stream.push_front(Ok(frame));
+            }
+        }
+        self.recvs = kept;
+    }
+
     /// Hands the replies that came to the `recv`s waiting, in order.
     fn feed_recvs(&mut self, py: Python<'_>) {
         while let Some(recv) = self.recvs.front_mut() {
+            if recv.waiter.is_done(py) {
+                // Cancelled: what it took goes back for the next.
+                let frames = std::mem::take(&mut recv.frames);
+                for frame in frames.into_iter().rev() {
+                    self.stream.push_front(Ok(frame));
+                }
+                self.recvs.pop_front();
+                continue;
+            }
             let Some(result) = self.stream.pop_front() else {
                 return;
             };
@@ -507,6 +586,8 @@ impl Conn {
                 break;
             }
             match socket.write(out) {
+                // Nothing taken: the same as no room.
+                Ok(0) => break,
                 Ok(n) => self.pipeline.wrote(n, Instant::now()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -638,6 +719,10 @@ impl Conn {
         }
         if !reconnect {
             self.finish(py);
+        } else {
+            // Room made by the requests that failed: those waiting for it
+            // go with the next connection.
+            self.admit(py);
         }
         reconnect
     }
@@ -660,7 +745,62 @@ impl Conn {
             }
         }
         self.deadlines.clear();
+        self.batch_deadlines.clear();
         self.stream_expected = 0;
+    }
+
+    /// An orphaned client without a connection whose callers have all
+    /// stopped waiting ends, instead of trying to connect for nobody.
+    pub(super) fn give_up_if_orphaned(&mut self, py: Python<'_>) -> bool {
+        if !self.orphaned || self.socket.is_some() || self.ended.is_some() {
+            return false;
+        }
+        let nobody = self.dests.iter().all(|(_, dest)| match dest {
+            Dest::Call(waiter, _) => waiter.is_done(py),
+            Dest::Batch(batch) => batch.lock().unwrap_or_else(|e| e.into_inner()).finished(py),
+            // Nobody can `recv` from a client that is gone.
+            Dest::Stream => true,
+        }) && self.pending.iter().all(|p| p.abandoned(py));
+        if nobody {
+            self.ended = Some(ClientError::Closed { unanswered: 0 });
+            self.pending.clear();
+            self.pipeline.end_connection(false);
+            self.finish(py);
+        }
+        nobody
+    }
+
+    /// Forgets every caller's future: the loop they belong to has ended.
+    /// Their requests keep their places; the replies are discarded.
+    pub(super) fn forget_waiters(&mut self) {
+        for (_, dest) in &mut self.dests {
+            match dest {
+                Dest::Call(waiter, _) => waiter.forget(),
+                Dest::Batch(batch) => batch
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .waiter
+                    .forget(),
+                Dest::Stream => {}
+            }
+        }
+        for p in &mut self.pending {
+            if let Some(waiter) = &mut p.admitted {
+                waiter.forget();
+            }
+            for dest in &mut p.dests {
+                if let Dest::Call(waiter, _) = dest {
+                    waiter.forget();
+                }
+            }
+        }
+        // Replies taken by a `recv_many` of that loop go back.
+        for recv in std::mem::take(&mut self.recvs).into_iter().rev() {
+            for frame in recv.frames.into_iter().rev() {
+                self.stream.push_front(Ok(frame));
+            }
+        }
+        self.flushes.clear();
     }
 
     /// The wait before the next attempt to connect.
@@ -721,23 +861,29 @@ impl Conn {
                         },
                     );
                 }
-                Some((p, Dest::Batch(batch))) if *p == position => {
-                    let mut batch = batch.lock().unwrap_or_else(|e| e.into_inner());
-                    if batch.error.is_none() && batch.left > 0 {
-                        let error = ClientError::Timeout {
-                            waiting_to,
-                            after: timeout,
-                        };
-                        batch.error = Some(clone_error_exact(&error));
-                        let frames = std::mem::take(&mut batch.frames);
-                        batch
-                            .waiter
-                            .resolve(py, |py| replies(py, frames, Some(error)));
-                    }
-                }
                 _ => {}
             }
         }
+        while let Some((at, batch)) = self.batch_deadlines.front() {
+            if *at > now {
+                break;
+            }
+            let mut batch = batch.lock().unwrap_or_else(|e| e.into_inner());
+            if batch.error.is_none() && batch.left > 0 {
+                let error = ClientError::Timeout {
+                    waiting_to,
+                    after: timeout,
+                };
+                batch.error = Some(clone_error_exact(&error));
+                let frames = std::mem::take(&mut batch.frames);
+                batch
+                    .waiter
+                    .resolve(py, |py| replies(py, frames, Some(error)));
+            }
+            drop(batch);
+            self.batch_deadlines.pop_front();
+        }
+        let mut timed_out_recv = false;
         while self.recvs.front().is_some_and(|r| r.deadline <= now) {
             if let Some(recv) = self.recvs.pop_front() {
                 let error = ClientError::Timeout {
@@ -752,8 +898,12 @@ impl Conn {
                         self.stream.push_front(Ok(frame));
                     }
                     recv.waiter.fail(py, error);
+                    timed_out_recv = true;
                 }
             }
+        }
+        if timed_out_recv {
+            self.feed_recvs(py);
         }
         while self
             .pending
@@ -775,6 +925,7 @@ impl Conn {
                 }
             }
         }
+        self.admit(py);
         let mut i = 0;
         while i < self.flushes.len() {
             if self.flushes[i].2 <= now {
@@ -838,6 +989,7 @@ impl Conn {
     fn deadline(&self) -> Option<Instant> {
         let mut at = [
             self.deadlines.front().map(|d| d.0),
+            self.batch_deadlines.front().map(|d| d.0),
             self.recvs.front().map(|r| r.deadline),
             self.pending
                 .front()
@@ -862,7 +1014,14 @@ impl Conn {
 
     /// Calls answered drop their deadlines (positions before the oldest
     /// waiting are answered).
-    pub(super) fn prune_deadlines(&mut self) {
+    pub(super) fn prune_deadlines(&mut self, py: Python<'_>) {
+        while self
+            .batch_deadlines
+            .front()
+            .is_some_and(|(_, b)| b.lock().unwrap_or_else(|e| e.into_inner()).finished(py))
+        {
+            self.batch_deadlines.pop_front();
+        }
         let oldest = self.dests.front().map(|d| d.0);
         while let Some(&(_, position)) = self.deadlines.front() {
             if oldest.is_some_and(|o| position >= o) {

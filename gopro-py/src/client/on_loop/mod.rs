@@ -14,6 +14,7 @@
 
 mod conn;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,10 @@ pub(crate) struct Driver {
     /// The loop bound, for the runtime's thread to find (no Python code
     /// runs while this lock is held).
     bound: Mutex<Option<Py<PyWeakrefReference>>>,
+    /// Asked from where the state's lock could not be taken (another
+    /// thread, or a drop during a callback): done by the next callback.
+    close_asked: AtomicBool,
+    orphaned: AtomicBool,
 }
 
 fn lock(d: &Driver) -> PyResult<MutexGuard<'_, Inner>> {
@@ -78,6 +83,50 @@ fn lock(d: &Driver) -> PyResult<MutexGuard<'_, Inner>> {
             "the AsyncClient is in use on another thread: an AsyncClient belongs to the event loop that runs it",
         )),
     }
+}
+
+/// The state for a loop callback; when another thread holds it (a
+/// `close` or a counter read), the callback runs again at the loop's next
+/// turn instead.
+fn lock_or_later<'a>(
+    slf: &'a Bound<'_, Driver>,
+    callback: &str,
+) -> PyResult<Option<MutexGuard<'a, Inner>>> {
+    let py = slf.py();
+    let d = slf.get();
+    let mut inner = match d.inner.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            if let Some(event_loop) = bound_loop(slf) {
+                event_loop.call_method1(intern!(py, "call_soon"), (slf.getattr(callback)?,))?;
+            }
+            return Ok(None);
+        }
+    };
+    // What was asked while the lock was held elsewhere.
+    if d.close_asked.load(Ordering::Acquire) {
+        inner.close_now(slf);
+    } else if d.orphaned.load(Ordering::Acquire) && !inner.conn.orphaned {
+        inner.conn.orphaned = true;
+        if inner.conn.is_idle() || inner.conn.give_up_if_orphaned(py) {
+            inner.close_now(slf);
+        }
+    }
+    Ok(Some(inner))
+}
+
+/// The loop the client is bound to, read without the state's lock.
+fn bound_loop<'py>(slf: &Bound<'py, Driver>) -> Option<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let weak = slf
+        .get()
+        .bound
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|w| w.clone_ref(py));
+    weak.and_then(|w| w.bind(py).upgrade())
 }
 
 fn is_true(obj: PyResult<Bound<'_, PyAny>>) -> bool {
@@ -104,6 +153,10 @@ impl Inner {
             }
         }
         self.unregister(py);
+        if self.reg.event_loop.is_some() {
+            // The futures of the loop before are nobody's now.
+            self.conn.forget_waiters();
+        }
         let weak = PyWeakrefReference::new(running)?.unbind();
         *slf.get().bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(weak.clone_ref(py));
         self.reg = Registered {
@@ -232,7 +285,7 @@ impl Inner {
     /// reconnects or ends.
     fn end(&mut self, slf: &Bound<'_, Driver>, end: End) {
         let py = slf.py();
-        if self.conn.end(py, end) {
+        if self.conn.end(py, end) && !self.conn.give_up_if_orphaned(py) {
             self.connect_later(slf, Duration::ZERO);
         }
     }
@@ -289,7 +342,7 @@ impl Inner {
                     self.end(slf, end);
                 }
             }
-            Err(_) if self.conn.ended.is_some() => {}
+            Err(_) if self.conn.ended.is_some() || self.conn.give_up_if_orphaned(slf.py()) => {}
             Err(e) => {
                 let delay = self.conn.next_delay();
                 tracing::debug!(error = %e, ?delay, "gopro client: reconnect failed; trying again");
@@ -317,23 +370,30 @@ impl Inner {
 #[pymethods]
 impl Driver {
     fn _on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut inner = lock(slf.get())?;
+        let Some(mut inner) = lock_or_later(slf, "_on_readable")? else {
+            return Ok(());
+        };
         let end = inner.conn.read_now(slf.py());
+        let mut wrote = false;
         if let Some(end) = end {
             inner.end(slf, end);
         } else if inner.conn.socket.as_ref().is_some_and(Socket::wants_write) {
-            // TLS answered something (a key update): it goes now.
+            // TLS answered something (a key update): it goes now, and what
+            // the socket does not take waits for its room.
+            wrote = true;
             if let Some(end) = inner.conn.write_now(slf.py()) {
                 inner.end(slf, end);
             }
         }
-        inner.conn.prune_deadlines();
-        inner.sync(slf, false);
+        inner.conn.prune_deadlines(slf.py());
+        inner.sync(slf, wrote);
         Ok(())
     }
 
     fn _on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut inner = lock(slf.get())?;
+        let Some(mut inner) = lock_or_later(slf, "_on_writable")? else {
+            return Ok(());
+        };
         if let Some(end) = inner.conn.write_now(slf.py()) {
             inner.end(slf, end);
         }
@@ -342,7 +402,9 @@ impl Driver {
     }
 
     fn _on_flush(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut inner = lock(slf.get())?;
+        let Some(mut inner) = lock_or_later(slf, "_on_flush")? else {
+            return Ok(());
+        };
         inner.reg.flush_soon = false;
         inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
         if inner.reg.writing.is_none() {
@@ -355,7 +417,9 @@ impl Driver {
     }
 
     fn _on_timer(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut inner = lock(slf.get())?;
+        let Some(mut inner) = lock_or_later(slf, "_on_timer")? else {
+            return Ok(());
+        };
         inner.reg.timer = None;
         if let Some(end) = inner.conn.on_timer(slf.py()) {
             inner.end(slf, end);
@@ -370,7 +434,9 @@ impl Driver {
     }
 
     fn _on_connected(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let mut inner = lock(slf.get())?;
+        let Some(mut inner) = lock_or_later(slf, "_on_connected")? else {
+            return Ok(());
+        };
         let result = slf
             .get()
             .opened
@@ -385,7 +451,14 @@ impl Driver {
     }
 
     fn _close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        lock(slf.get())?.close_now(slf);
+        slf.get().close_asked.store(true, Ordering::Release);
+        // Closed by `lock_or_later` as it takes the lock.
+        drop(lock_or_later(slf, "_close")?);
+        Ok(())
+    }
+
+    fn _orphaned(slf: &Bound<'_, Self>) -> PyResult<()> {
+        drop(lock_or_later(slf, "_orphaned")?);
         Ok(())
     }
 }
@@ -407,6 +480,8 @@ impl Output for Connected {
                 opened: Arc::default(),
                 encoder,
                 bound: Mutex::default(),
+                close_asked: AtomicBool::new(false),
+                orphaned: AtomicBool::new(false),
             },
         )?;
         if let Ok(running) = running_loop(py) {
@@ -454,11 +529,24 @@ fn enter<'a, 'py>(
     driver: &'a Bound<'py, Driver>,
 ) -> PyResult<(MutexGuard<'a, Inner>, Bound<'py, PyAny>)> {
     let py = driver.py();
-    let mut inner = lock(driver.get())?;
-    if inner.conn.closed {
+    let d = driver.get();
+    if d.close_asked.load(Ordering::Acquire) {
         return Err(closed_err(py));
     }
     let running = running_loop(py)?;
+    // Another thread's running loop drives it: refused before the lock,
+    // which that loop's callbacks need.
+    if let Some(bound) = bound_loop(driver) {
+        if !bound.is(&running) && is_true(bound.call_method0(intern!(py, "is_running"))) {
+            return Err(PyRuntimeError::new_err(
+                "the AsyncClient is driven by an event loop running on another thread",
+            ));
+        }
+    }
+    let mut inner = lock(d)?;
+    if inner.conn.closed {
+        return Err(closed_err(py));
+    }
     inner.bind(driver, &running)?;
     Ok((inner, running))
 }
@@ -760,7 +848,8 @@ impl AsyncClient {
     /// Whether `close` was called.
     #[getter]
     fn closed(&self) -> bool {
-        lock(self.driver.get()).is_ok_and(|inner| inner.conn.closed)
+        let d = self.driver.get();
+        d.close_asked.load(Ordering::Acquire) || lock(d).is_ok_and(|inner| inner.conn.closed)
     }
 
     /// The client's counters (requests, replies, reconnects, resent, lost).
@@ -831,6 +920,13 @@ impl AsyncClient {
 fn close(driver: &Bound<'_, Driver>) {
     let py = driver.py();
     let Ok(mut inner) = lock(driver.get()) else {
+        // Busy on another thread: its loop closes it at its next turn.
+        driver.get().close_asked.store(true, Ordering::Release);
+        if let Some(event_loop) = bound_loop(driver) {
+            if let Ok(callback) = driver.getattr(intern!(py, "_close")) {
+                let _ = event_loop.call_method1(intern!(py, "call_soon_threadsafe"), (callback,));
+            }
+        }
         return;
     };
     if let Some(event_loop) = inner.bound_loop(py) {
@@ -841,7 +937,7 @@ fn close(driver: &Bound<'_, Driver>) {
                     .call_method1(intern!(py, "call_soon_threadsafe"), (callback,))
                     .is_ok()
                 {
-                    inner.conn.closed = true;
+                    driver.get().close_asked.store(true, Ordering::Release);
                     return;
                 }
             }
@@ -856,23 +952,24 @@ impl Drop for AsyncClient {
         // has its replies.
         Python::attach(|py| {
             let driver = self.driver.bind(py);
-            let Ok(mut inner) = lock(driver.get()) else {
-                return;
-            };
-            if inner.conn.closed {
-                return;
+            let d = driver.get();
+            d.orphaned.store(true, Ordering::Release);
+            match d.inner.try_lock() {
+                Ok(inner) => {
+                    drop(inner);
+                    drop(lock_or_later(driver, "_orphaned"));
+                }
+                // Taken by a callback this drop interrupted, or another
+                // thread: the loop sees to it at its next turn.
+                Err(_) => {
+                    if let (Some(event_loop), Ok(callback)) =
+                        (bound_loop(driver), driver.getattr(intern!(py, "_orphaned")))
+                    {
+                        let _ = event_loop
+                            .call_method1(intern!(py, "call_soon_threadsafe"), (callback,));
+                    }
+                }
             }
-            inner.conn.orphaned = true;
-            drop(inner);
-            close_if_idle(driver);
         });
-    }
-}
-
-/// An orphaned client with nothing in flight closes now.
-fn close_if_idle(driver: &Bound<'_, Driver>) {
-    let idle = lock(driver.get()).is_ok_and(|inner| inner.conn.is_idle());
-    if idle {
-        close(driver);
     }
 }
