@@ -179,6 +179,13 @@ impl Inner {
             self.connect_later(slf, Duration::ZERO);
         }
         self.sync(slf, true);
+        if self.conn.socket.is_some() && self.reg.reading.is_none() {
+            // A loop that cannot watch a socket (asyncio's proactor loop).
+            return Err(PyRuntimeError::new_err(
+                "gopro.AsyncClient needs an event loop that watches sockets (loop.add_reader): \
+                 asyncio's selector loop or uvloop",
+            ));
+        }
         Ok(())
     }
 
