@@ -236,7 +236,7 @@ PY
 
 # --- Rolling restart: drain, SIGTERM, DOWN, start, up (DRAIN), ready, UP.
 note "rolling restart of s1, s2, s3 under load (drain, SIGTERM, start, ready)"
-start_load rolling 16
+start_load rolling 22
 sleep 1.5
 for n in 1 2 3; do
   t0=$SECONDS
@@ -257,7 +257,7 @@ wait_load rolling
 judge rolling none none 4 3 || fail "the rolling restart lost or broke calls"
 
 # --- SIGKILL: the busiest server dies mid-load, and is started again.
-start_load kill 9
+start_load kill 12
 sleep 2
 victim=1 most=-1
 for n in 1 2 3; do
