@@ -158,3 +158,33 @@ async def test_cancelled_receives_and_waiting_sends_leave_no_trace() -> None:
     await client.close()
     server.close()
     assert got == [b"a", b"b"]
+
+
+async def test_a_request_waiting_for_room_times_out_as_such() -> None:
+    """With the client full and the server silent, the request in flight
+    times out waiting for its reply, and the one behind it waiting for room
+    in the client: it was never written."""
+    done = threading.Event()
+    got: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        frames = Frames(conn)
+        conn.settimeout(2)
+        try:
+            while (frame := frames.next()) is not None:
+                got.append(frame.body)
+        except EOFError:
+            pass
+        done.wait(5)
+
+    server = FakeServer(script)
+    client = await gopro.AsyncClient.connect(server.addr, timeout=0.3, max_in_flight=1)
+    first = asyncio.ensure_future(client.request(1, b"first"))
+    second = asyncio.ensure_future(client.request(1, b"second"))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(r, gopro.Timeout) for r in results), results
+    assert "reply" in str(results[0]) and "room" in str(results[1]), results
+    await client.close()
+    done.set()
+    server.close()
+    assert got == [b"first"]

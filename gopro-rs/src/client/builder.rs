@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::connect::open;
-use super::driver::{Driver, Settings, State};
+use super::driver::{Driver, State};
 use super::limits::Limits;
 use super::pipeline::{CommandSet, Pipeline, PipelineConfig};
 use super::{Client, ClientError, Shared};
@@ -266,36 +266,23 @@ impl ClientBuilder {
         self,
         addrs: impl IntoIterator<Item = A>,
     ) -> Result<Client, ClientError> {
-        self.validate()?;
-        let addrs: Arc<[String]> = addrs.into_iter().map(|a| a.as_ref().to_string()).collect();
-        if addrs.is_empty() {
-            return Err(ConfigError::TooSmall {
-                setting: "addresses",
-                value: 0,
-                min: 1,
-            }
-            .into());
-        }
-        let (stream, index) = open(&addrs, 0, self.connect_timeout, self.tls.as_ref()).await?;
+        let settings = self.settings(addrs)?;
+        let (stream, index) = open(
+            &settings.addrs,
+            0,
+            settings.connect_timeout,
+            settings.tls.as_ref(),
+        )
+        .await?;
+        // This client's pipeline sends the LOGIN itself, first on every
+        // connection.
         let pipeline = Pipeline::new(PipelineConfig {
-            max_body: self.max_body,
-            resend: self.reconnect,
             login: self.login.clone(),
-            repeatable: self.repeatable,
+            ..settings.pipeline.clone()
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State::default());
         let (ready, is_ready) = oneshot::channel();
-        let settings = Settings {
-            addrs,
-            connect_timeout: self.connect_timeout,
-            timeout: self.timeout,
-            keep_alive: self.keep_alive,
-            reconnect: self
-                .reconnect
-                .then_some((self.reconnect_delay, self.reconnect_max_delay)),
-            tls: self.tls,
-        };
         let driver = Driver::new(pipeline, rx, Arc::clone(&state), settings, ready);
         let ended = Finished(Arc::clone(&state));
         tokio::spawn(async move {

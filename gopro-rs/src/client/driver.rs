@@ -19,9 +19,8 @@ use super::connect::{open, Backoff};
 use super::end::{clone_error, copy_codec_error, End};
 use super::pipeline::{Event, Fate, Pipeline, Position};
 use super::reply::Reply;
-use super::{reply_result, ClientError, ClientStats};
+use super::{reply_result, ClientError, ClientSettings, ClientStats};
 use crate::stream::Stream;
-use crate::tls::ClientTls;
 use crate::{Command, Frame};
 
 /// What a caller puts on the queue.
@@ -174,20 +173,6 @@ impl State {
     }
 }
 
-/// The connection task's settings.
-#[derive(Debug)]
-pub(super) struct Settings {
-    pub(super) addrs: Arc<[String]>,
-    pub(super) connect_timeout: Duration,
-    pub(super) timeout: Duration,
-    pub(super) keep_alive: Option<Duration>,
-    /// First and largest wait between reconnection attempts; `None`: the
-    /// client does not reconnect.
-    pub(super) reconnect: Option<(Duration, Duration)>,
-    /// TLS for every connection, when the client speaks it.
-    pub(super) tls: Option<ClientTls>,
-}
-
 /// The requests of one message, waiting for their replies.
 struct Waiter {
     first: Position,
@@ -204,7 +189,7 @@ pub(super) struct Driver {
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     rx: mpsc::UnboundedReceiver<Msg>,
     state: Arc<State>,
-    settings: Settings,
+    settings: ClientSettings,
     /// Told the outcome of the first LOGIN (or that there is none).
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
     /// Every handle is gone: finish what is in flight, then stop.
@@ -229,7 +214,7 @@ impl Driver {
         pipeline: Pipeline,
         rx: mpsc::UnboundedReceiver<Msg>,
         state: Arc<State>,
-        settings: Settings,
+        settings: ClientSettings,
         ready: oneshot::Sender<Result<(), ClientError>>,
     ) -> Driver {
         Driver {
@@ -371,10 +356,15 @@ impl Driver {
         unanswered: usize,
     ) {
         let error = end.failure(fate, addr, unanswered);
-        if matches!(error, ClientError::Lost { .. } | ClientError::Protocol(_)) {
+        self.count(&error);
+        self.give(position, Err(error));
+    }
+
+    /// Counts a request that failed and may have been handled.
+    fn count(&self, error: &ClientError) {
+        if error.may_have_been_handled() {
             self.state.lost.fetch_add(1, Ordering::Relaxed);
         }
-        self.give(position, Err(error));
     }
 
     /// Hands the result of the request at `position` to its waiter, if it
@@ -412,8 +402,9 @@ impl Driver {
                     self.give(position, reply_result(frame));
                 }
                 Event::Failed { position, fate } => {
-                    let lost = End::Lost("the connection was lost".to_string());
-                    self.give_failure(position, fate, &lost, "", 1);
+                    let error = End::failed_in_turn(fate);
+                    self.count(&error);
+                    self.give(position, Err(error));
                 }
                 Event::LoggedIn => {
                     if let Some(ready) = self.ready.take() {
@@ -428,12 +419,7 @@ impl Driver {
                 },
                 Event::GoAway { reason } => return Some(End::GoAway(reason)),
                 Event::Protocol(e) => return Some(End::Protocol(e)),
-                Event::Unsolicited(frame) => {
-                    return Some(End::Lost(format!(
-                        "the server sent {} with no request waiting for it",
-                        frame.command
-                    )))
-                }
+                Event::Unsolicited(frame) => return Some(End::unsolicited(&frame)),
             }
         }
         None

@@ -43,6 +43,21 @@ impl End {
         }
     }
 
+    /// The server sent a frame no request was waiting for: the connection
+    /// cannot be trusted any more.
+    pub fn unsolicited(frame: &crate::Frame) -> End {
+        End::Lost(format!(
+            "the server sent {} with no request waiting for it",
+            frame.command
+        ))
+    }
+
+    /// The error of a request whose connection ended after one before it
+    /// was kept to be written again ([`Event::Failed`](super::pipeline::Event::Failed)).
+    pub fn failed_in_turn(fate: Fate) -> ClientError {
+        End::Lost("the connection was lost".to_string()).failure(fate, "", 1)
+    }
+
     /// A TLS failure after a session that brought replies lost its
     /// connection; before any (a refused client certificate) the session
     /// never worked.
@@ -147,8 +162,9 @@ pub(super) fn copy_codec_error(e: &crate::Error) -> crate::Error {
     }
 }
 
-/// A copy of an error made for many callers (the kinds a client's end
-/// gives: see [`End::final_error`]).
+/// A copy of an error made for many callers: the kinds a client's end
+/// gives ([`End::final_error`]) and those a batch or a timeout hands out;
+/// any other kind becomes `Closed`.
 pub fn clone_error(e: &ClientError) -> ClientError {
     match e {
         ClientError::GoAway { reason, unanswered } => ClientError::GoAway {
@@ -159,6 +175,19 @@ pub fn clone_error(e: &ClientError) -> ClientError {
         ClientError::Tls { addr, reason } => ClientError::Tls {
             addr: addr.clone(),
             reason: reason.clone(),
+        },
+        ClientError::Server { reason } => ClientError::Server {
+            reason: reason.clone(),
+        },
+        ClientError::Lost { reason } => ClientError::Lost {
+            reason: reason.clone(),
+        },
+        ClientError::Timeout { waiting_to, after } => ClientError::Timeout {
+            waiting_to,
+            after: *after,
+        },
+        ClientError::Closed { unanswered } => ClientError::Closed {
+            unanswered: *unanswered,
         },
         _ => ClientError::Closed { unanswered: 0 },
     }

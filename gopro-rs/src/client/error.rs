@@ -132,6 +132,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the request it failed may have been handled by the server
+    /// (the connection was lost, or turned invalid, after it was written):
+    /// what the clients count as lost.
+    pub fn may_have_been_handled(&self) -> bool {
+        matches!(self, ClientError::Lost { .. } | ClientError::Protocol(_))
+    }
+
     /// A short, stable name for the kind of error: `connect`, `tls`, `timeout`,
     /// `closed`, `lost`, `server`, `goaway`, `protocol`, `config`, `body_too_large`,
     /// `invalid_encoded`, `unexpected_reply`, `nothing_in_flight`,

@@ -115,7 +115,7 @@ impl Batch {
         }
         if self.left == 0 || self.error.is_some() {
             let frames = std::mem::take(&mut self.frames);
-            let error = self.error.as_ref().map(clone_error_exact);
+            let error = self.error.as_ref().map(clone_error);
             self.waiter.resolve(py, |py| replies(py, frames, error));
         }
     }
@@ -136,26 +136,6 @@ pub(super) fn replies(
             err.value(py).setattr("replies", list)?;
             Err(err)
         }
-    }
-}
-
-/// An error kept for a caller that is told later (a batch's first error).
-fn clone_error_exact(e: &ClientError) -> ClientError {
-    match e {
-        ClientError::Server { reason } => ClientError::Server {
-            reason: reason.clone(),
-        },
-        ClientError::Lost { reason } => ClientError::Lost {
-            reason: reason.clone(),
-        },
-        ClientError::Timeout { waiting_to, after } => ClientError::Timeout {
-            waiting_to,
-            after: *after,
-        },
-        ClientError::Closed { unanswered } => ClientError::Closed {
-            unanswered: *unanswered,
-        },
-        other => clone_error(other),
     }
 }
 
@@ -213,14 +193,6 @@ pub(super) struct Stats {
     pub(super) reconnects: u64,
     pub(super) resent: u64,
     pub(super) lost: u64,
-}
-
-/// What the loop should watch, from the state's point of view.
-#[derive(Default)]
-pub(super) struct Wants {
-    pub(super) read: bool,
-    pub(super) write: bool,
-    pub(super) timer: Option<Instant>,
 }
 
 /// The state of one asyncio connection.
@@ -294,7 +266,7 @@ impl Conn {
 
     /// Whether `requests` more, `bytes` long in all, fit now (a request
     /// alone in the client always fits).
-    pub(super) fn has_room(&self, requests: usize, bytes: usize) -> bool {
+    fn has_room(&self, requests: usize, bytes: usize) -> bool {
         let in_flight = self.pipeline.in_flight();
         let queued = self.pipeline.queued_bytes();
         self.pending.is_empty()
@@ -337,7 +309,7 @@ impl Conn {
                 // Checked when encoded: this is a bug, told to the callers.
                 for dest in dests {
                     if !matches!(dest, Dest::Stream) {
-                        self.give_to(py, dest, Err(clone_error_exact(&e)));
+                        self.give_to(py, dest, Err(clone_error(&e)));
                     }
                 }
                 return;
@@ -355,22 +327,34 @@ impl Conn {
         }
     }
 
-    /// One request, encoded straight into the pipeline, if it fits now;
-    /// `false` (nothing queued) if it must wait for room.
-    pub(super) fn try_push(
+    /// Queues one request: encoded straight into the pipeline if it fits
+    /// now (`true`), else to wait for room (`false`), `admitted` (asked for
+    /// only then) told when it goes.
+    pub(super) fn push_one(
         &mut self,
+        py: Python<'_>,
         command: gopro::Command,
         body: &[u8],
         dest: Dest,
-        now: Instant,
-    ) -> Result<bool, ClientError> {
-        if !self.has_room(1, gopro::HEADER_LEN + body.len()) {
-            return Ok(false);
+        admitted: impl FnOnce() -> PyResult<Option<Waiter>>,
+    ) -> PyResult<bool> {
+        let now = Instant::now();
+        if self.has_room(1, gopro::HEADER_LEN + body.len()) {
+            let position = self
+                .pipeline
+                .submit(command, body)
+                .map_err(|e| client_err(py, e))?;
+            let timed = matches!(dest, Dest::Call(..));
+            self.track(position, dest, timed.then(|| now + self.settings.timeout));
+            return Ok(true);
         }
-        let position = self.pipeline.submit(command, body)?;
-        let timed = matches!(dest, Dest::Call(..));
-        self.track(position, dest, timed.then(|| now + self.settings.timeout));
-        Ok(true)
+        let admitted = admitted()?;
+        let mut wire = bytes::BytesMut::new();
+        let encoder = gopro::Encoder::with_max_body(self.settings.pipeline.max_body);
+        gopro::client::encode_request(&encoder, command, body, &mut wire)
+            .map_err(|e| client_err(py, e))?;
+        self.submit(py, wire.freeze(), vec![dest], admitted, now);
+        Ok(false)
     }
 
     /// Where the reply to `position` goes, and until when its caller waits.
@@ -646,7 +630,7 @@ impl Conn {
     }
 
     fn close_if_orphaned_and_idle(&self) -> Option<End> {
-        (self.orphaned && self.dests.is_empty() && self.pending.is_empty()).then_some(End::Closed)
+        (self.orphaned && self.is_idle()).then_some(End::Closed)
     }
 
     /// Takes what the server's bytes mean; the connection's end if it ended.
@@ -660,8 +644,7 @@ impl Conn {
                     self.give(py, position, Ok(frame));
                 }
                 Event::Failed { position, fate } => {
-                    let lost = End::Lost("the connection was lost".to_string());
-                    let error = lost.failure(fate, "", 1);
+                    let error = End::failed_in_turn(fate);
                     self.count(&error);
                     self.give(py, position, Err(error));
                 }
@@ -669,19 +652,14 @@ impl Conn {
                 Event::LoggedIn | Event::LoginRefused(_) => {}
                 Event::GoAway { reason } => return Some(End::GoAway(reason)),
                 Event::Protocol(e) => return Some(End::Protocol(e)),
-                Event::Unsolicited(frame) => {
-                    return Some(End::Lost(format!(
-                        "the server sent {} with no request waiting for it",
-                        frame.command
-                    )))
-                }
+                Event::Unsolicited(frame) => return Some(End::unsolicited(&frame)),
             }
         }
         None
     }
 
     fn count(&mut self, error: &ClientError) {
-        if matches!(error, ClientError::Lost { .. } | ClientError::Protocol(_)) {
+        if error.may_have_been_handled() {
             self.stats.lost += 1;
         }
     }
@@ -874,7 +852,7 @@ impl Conn {
                     waiting_to,
                     after: timeout,
                 };
-                batch.error = Some(clone_error_exact(&error));
+                batch.error = Some(clone_error(&error));
                 let frames = std::mem::take(&mut batch.frames);
                 batch
                     .waiter
@@ -916,11 +894,11 @@ impl Conn {
                     after: timeout,
                 };
                 if let Some(waiter) = &p.admitted {
-                    waiter.fail(py, clone_error_exact(&error));
+                    waiter.fail(py, clone_error(&error));
                 }
                 for dest in p.dests {
                     if !matches!(dest, Dest::Stream) {
-                        self.give_to(py, dest, Err(clone_error_exact(&error)));
+                        self.give_to(py, dest, Err(clone_error(&error)));
                     }
                 }
             }
@@ -965,19 +943,12 @@ impl Conn {
         None
     }
 
-    /// What the loop should watch now.
-    pub(super) fn wants(&self) -> Wants {
-        let Some(socket) = &self.socket else {
-            return Wants {
-                timer: self.deadline(),
-                ..Wants::default()
-            };
-        };
-        Wants {
-            read: true,
-            write: !self.pipeline.to_write().is_empty() || socket.wants_write(),
-            timer: self.deadline(),
-        }
+    /// Whether bytes wait for room in the socket (after a write was
+    /// tried): the request bytes, or TLS records.
+    pub(super) fn wants_write(&self) -> bool {
+        self.socket
+            .as_ref()
+            .is_some_and(|socket| !self.pipeline.to_write().is_empty() || socket.wants_write())
     }
 
     /// Whether bytes wait to be written.
@@ -986,7 +957,7 @@ impl Conn {
     }
 
     /// The earliest time the timer must look again.
-    fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         let mut at = [
             self.deadlines.front().map(|d| d.0),
             self.batch_deadlines.front().map(|d| d.0),

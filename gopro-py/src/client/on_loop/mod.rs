@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use gopro::client::end::End;
 use gopro::client::socket::Socket;
 use gopro::client::{ClientError, ClientSettings};
@@ -42,7 +41,6 @@ type Opened = Arc<Mutex<Option<Result<(Socket, usize), ClientError>>>>;
 /// What the loop is asked to do for the connection.
 #[derive(Default)]
 struct Registered {
-    event_loop: Option<Py<PyWeakrefReference>>,
     reading: Option<i32>,
     writing: Option<i32>,
     flush_soon: bool,
@@ -129,40 +127,32 @@ fn bound_loop<'py>(slf: &Bound<'py, Driver>) -> Option<Bound<'py, PyAny>> {
     weak.and_then(|w| w.bind(py).upgrade())
 }
 
+/// A call's future, on the loop it runs on.
+fn create_future<'py>(running: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    running.call_method0(intern!(running.py(), "create_future"))
+}
+
 fn is_true(obj: PyResult<Bound<'_, PyAny>>) -> bool {
     obj.and_then(|o| o.is_truthy()).unwrap_or(false)
 }
 
 impl Inner {
-    fn bound_loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.reg.event_loop.as_ref()?.bind(py).upgrade()
-    }
-
-    /// Binds the connection to `running`, the loop of the call being made.
+    /// Binds the connection to `running`, the loop of the call being made,
+    /// in place of the loop before, which is not running (see `enter`).
     fn bind(&mut self, slf: &Bound<'_, Driver>, running: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let old = self.bound_loop(py);
-        if old.as_ref().is_some_and(|old| old.is(running)) {
-            return Ok(());
-        }
-        if let Some(old) = &old {
-            if is_true(old.call_method0(intern!(py, "is_running"))) {
-                return Err(PyRuntimeError::new_err(
-                    "the AsyncClient is driven by an event loop running on another thread",
-                ));
-            }
-        }
-        self.unregister(py);
-        if self.reg.event_loop.is_some() {
+        self.unregister(slf);
+        let weak = PyWeakrefReference::new(running)?.unbind();
+        let before = slf
+            .get()
+            .bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(weak);
+        if before.is_some() {
             // The futures of the loop before are nobody's now.
             self.conn.forget_waiters();
         }
-        let weak = PyWeakrefReference::new(running)?.unbind();
-        *slf.get().bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(weak.clone_ref(py));
-        self.reg = Registered {
-            event_loop: Some(weak),
-            ..Registered::default()
-        };
+        self.reg = Registered::default();
         // A connection opened while no loop could take it, or one that
         // could not be asked for without a loop.
         if self.conn.connecting {
@@ -190,8 +180,9 @@ impl Inner {
     }
 
     /// Lets go of the loop's watches (if it is still open).
-    fn unregister(&mut self, py: Python<'_>) {
-        let Some(event_loop) = self.bound_loop(py) else {
+    fn unregister(&mut self, slf: &Bound<'_, Driver>) {
+        let py = slf.py();
+        let Some(event_loop) = bound_loop(slf) else {
             return;
         };
         if is_true(event_loop.call_method0(intern!(py, "is_closed"))) {
@@ -215,21 +206,21 @@ impl Inner {
     /// otherwise new bytes go at the loop's next turn.
     fn sync(&mut self, slf: &Bound<'_, Driver>, wrote: bool) {
         let py = slf.py();
-        let Some(event_loop) = self.bound_loop(py) else {
+        let Some(event_loop) = bound_loop(slf) else {
             return;
         };
-        let wants = self.conn.wants();
+        let wants_write = self.conn.wants_write();
         let fd = self.conn.socket.as_ref().map(Socket::raw_fd);
         if self.reg.reading.is_some() && self.reg.reading != fd {
             let old = self.reg.reading.take();
             let _ = event_loop.call_method1(intern!(py, "remove_reader"), (old,));
         }
-        if self.reg.writing.is_some() && (self.reg.writing != fd || (wrote && !wants.write)) {
+        if self.reg.writing.is_some() && (self.reg.writing != fd || (wrote && !wants_write)) {
             let old = self.reg.writing.take();
             let _ = event_loop.call_method1(intern!(py, "remove_writer"), (old,));
         }
         if let Some(fd) = fd {
-            if wants.read && self.reg.reading.is_none() {
+            if self.reg.reading.is_none() {
                 if let Ok(callback) = slf.getattr(intern!(py, "_on_readable")) {
                     if event_loop
                         .call_method1(intern!(py, "add_reader"), (fd, callback))
@@ -239,7 +230,7 @@ impl Inner {
                     }
                 }
             }
-            if wrote && wants.write && self.reg.writing.is_none() {
+            if wrote && wants_write && self.reg.writing.is_none() {
                 if let Ok(callback) = slf.getattr(intern!(py, "_on_writable")) {
                     if event_loop
                         .call_method1(intern!(py, "add_writer"), (fd, callback))
@@ -264,7 +255,7 @@ impl Inner {
                 }
             }
         }
-        if let Some(wanted) = wants.timer {
+        if let Some(wanted) = self.conn.deadline() {
             let armed_in_time = self.reg.timer.as_ref().is_some_and(|(at, _)| *at <= wanted);
             if !armed_in_time {
                 if let Some((_, handle)) = self.reg.timer.take() {
@@ -297,17 +288,26 @@ impl Inner {
         }
     }
 
+    /// Writes what the socket takes now; `true` if the connection ended.
+    fn write(&mut self, slf: &Bound<'_, Driver>) -> bool {
+        match self.conn.write_now(slf.py()) {
+            Some(end) => {
+                self.end(slf, end);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Opens a new connection on the runtime after `delay`; the loop takes
     /// it in `_on_connected`.
     fn connect_later(&mut self, slf: &Bound<'_, Driver>, delay: Duration) {
-        let py = slf.py();
-        let Some(event_loop) = self.bound_loop(py) else {
+        if bound_loop(slf).is_none() {
             return;
-        };
+        }
         self.conn.connecting = true;
         let settings: ClientSettings = self.conn.settings.clone();
         let start = self.conn.next_index();
-        drop(event_loop);
         let driver = slf.clone().unbind();
         let opened = Arc::clone(&slf.get().opened);
         gopro::blocking::runtime().spawn(async move {
@@ -345,9 +345,7 @@ impl Inner {
             Ok((socket, _)) if self.conn.ended.is_some() => socket.close(),
             Ok((socket, index)) => {
                 self.conn.connected(socket, index);
-                if let Some(end) = self.conn.write_now(slf.py()) {
-                    self.end(slf, end);
-                }
+                self.write(slf);
             }
             Err(_) if self.conn.ended.is_some() || self.conn.give_up_if_orphaned(slf.py()) => {}
             Err(e) => {
@@ -365,12 +363,7 @@ impl Inner {
         if self.conn.ended.is_none() {
             self.conn.end(py, End::Closed);
         }
-        self.unregister(py);
-    }
-
-    /// A call's future on the loop it runs on.
-    fn future<'py>(&self, running: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        running.call_method0(intern!(running.py(), "create_future"))
+        self.unregister(slf);
     }
 }
 
@@ -388,9 +381,7 @@ impl Driver {
             // TLS answered something (a key update): it goes now, and what
             // the socket does not take waits for its room.
             wrote = true;
-            if let Some(end) = inner.conn.write_now(slf.py()) {
-                inner.end(slf, end);
-            }
+            inner.write(slf);
         }
         inner.conn.prune_deadlines(slf.py());
         inner.sync(slf, wrote);
@@ -401,9 +392,7 @@ impl Driver {
         let Some(mut inner) = lock_or_later(slf, "_on_writable")? else {
             return Ok(());
         };
-        if let Some(end) = inner.conn.write_now(slf.py()) {
-            inner.end(slf, end);
-        }
+        inner.write(slf);
         inner.sync(slf, true);
         Ok(())
     }
@@ -415,9 +404,7 @@ impl Driver {
         inner.reg.flush_soon = false;
         inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
         if inner.reg.writing.is_none() {
-            if let Some(end) = inner.conn.write_now(slf.py()) {
-                inner.end(slf, end);
-            }
+            inner.write(slf);
         }
         inner.sync(slf, true);
         Ok(())
@@ -432,9 +419,7 @@ impl Driver {
             inner.end(slf, end);
         } else if inner.conn.has_output() && inner.reg.writing.is_none() {
             // A keep-alive.
-            if let Some(end) = inner.conn.write_now(slf.py()) {
-                inner.end(slf, end);
-            }
+            inner.write(slf);
         }
         inner.sync(slf, true);
         Ok(())
@@ -541,20 +526,22 @@ fn enter<'a, 'py>(
         return Err(closed_err(py));
     }
     let running = running_loop(py)?;
+    let bound = bound_loop(driver);
+    let same = bound.as_ref().is_some_and(|bound| bound.is(&running));
     // Another thread's running loop drives it: refused before the lock,
     // which that loop's callbacks need.
-    if let Some(bound) = bound_loop(driver) {
-        if !bound.is(&running) && is_true(bound.call_method0(intern!(py, "is_running"))) {
-            return Err(PyRuntimeError::new_err(
-                "the AsyncClient is driven by an event loop running on another thread",
-            ));
-        }
+    if !same && bound.is_some_and(|bound| is_true(bound.call_method0(intern!(py, "is_running")))) {
+        return Err(PyRuntimeError::new_err(
+            "the AsyncClient is driven by an event loop running on another thread",
+        ));
     }
     let mut inner = lock(d)?;
     if inner.conn.closed {
         return Err(closed_err(py));
     }
-    inner.bind(driver, &running)?;
+    if !same {
+        inner.bind(driver, &running)?;
+    }
     Ok((inner, running))
 }
 
@@ -574,24 +561,22 @@ impl AsyncClient {
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        let now = Instant::now();
-        if inner.conn.has_room(1, gopro::HEADER_LEN + body.len()) {
-            inner
-                .conn
-                .try_push(gopro::Command(command), body, Dest::Stream, now)
-                .map_err(|e| client_err(py, e))?;
-            inner.sync(driver, false);
-            return ready(py, Ok(py.None()));
-        }
-        // Full: the send waits for room, after the requests before it.
-        let future = inner.future(&running)?;
-        let admitted = Waiter::new(&future)?;
-        let wire = encode(encoder, command, body);
-        inner
+        // A send that fits is done at once; one that waits for room gets a
+        // future of its admission.
+        let mut future = None;
+        let went = inner
             .conn
-            .submit(py, wire, vec![Dest::Stream], Some(admitted), now);
+            .push_one(py, gopro::Command(command), body, Dest::Stream, || {
+                let admitted = create_future(&running)?;
+                let waiter = Waiter::new(&admitted)?;
+                future = Some(admitted);
+                Ok(Some(waiter))
+            })?;
         inner.sync(driver, false);
-        Ok(future)
+        match future {
+            Some(future) if !went => Ok(future),
+            _ => ready(py, Ok(py.None())),
+        }
     }
 
     /// One request whose reply goes to a future of its own.
@@ -609,7 +594,7 @@ impl AsyncClient {
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        let future = inner.future(&running)?;
+        let future = create_future(&running)?;
         let dest = Dest::Call(Waiter::new(&future)?, kind);
         // A request made while nothing is in flight goes at once when the
         // requests come one at a time (the last write held one): a lone
@@ -620,46 +605,16 @@ impl AsyncClient {
             && !inner.reg.flush_soon
             && inner.reg.writing.is_none();
         inner.reg.since_write += 1;
-        push(py, &mut inner, &driver.get().encoder, command, body, dest)?;
+        inner
+            .conn
+            .push_one(py, gopro::Command(command), body, dest, || Ok(None))?;
         if alone {
             inner.reg.last_write = std::mem::take(&mut inner.reg.since_write);
-            if let Some(end) = inner.conn.write_now(py) {
-                inner.end(driver, end);
-            }
+            inner.write(driver);
         }
         inner.sync(driver, alone);
         Ok(future)
     }
-}
-
-/// Queues one request, straight into the pipeline when it fits, else to
-/// wait for room.
-fn push(
-    py: Python<'_>,
-    inner: &mut Inner,
-    encoder: &gopro::Encoder,
-    command: u8,
-    body: &[u8],
-    dest: Dest,
-) -> PyResult<()> {
-    let now = Instant::now();
-    if inner.conn.has_room(1, gopro::HEADER_LEN + body.len()) {
-        inner
-            .conn
-            .try_push(gopro::Command(command), body, dest, now)
-            .map_err(|e| client_err(py, e))?;
-    } else {
-        let wire = encode(encoder, command, body);
-        inner.conn.submit(py, wire, vec![dest], None, now);
-    }
-    Ok(())
-}
-
-fn encode(encoder: &gopro::Encoder, command: u8, body: &[u8]) -> Bytes {
-    let mut wire = bytes::BytesMut::new();
-    // The body was checked against the limit.
-    let _ = gopro::client::encode_request(encoder, gopro::Command(command), body, &mut wire);
-    wire.freeze()
 }
 
 #[pymethods]
@@ -757,23 +712,18 @@ impl AsyncClient {
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        if inner.reg.writing.is_none() {
-            if let Some(end) = inner.conn.write_now(py) {
-                inner.end(driver, end);
-                inner.sync(driver, true);
-                return ready(
+        if inner.reg.writing.is_none() && inner.write(driver) {
+            inner.sync(driver, true);
+            let e = inner.conn.ended_error();
+            return ready(
+                py,
+                Err(client_err(
                     py,
-                    Err(client_err(
-                        py,
-                        inner
-                            .conn
-                            .ended_error()
-                            .unwrap_or(ClientError::Closed { unanswered: 0 }),
-                    )),
-                );
-            }
+                    e.unwrap_or(ClientError::Closed { unanswered: 0 }),
+                )),
+            );
         }
-        let future = inner.future(&running)?;
+        let future = create_future(&running)?;
         let waiter = Waiter::new(&future)?;
         let done = inner.conn.flush(waiter).is_some();
         inner.sync(driver, true);
@@ -798,13 +748,11 @@ impl AsyncClient {
         if let Some(e) = inner.conn.ended_error() {
             return ready(py, Err(client_err(py, e)));
         }
-        let future = inner.future(&running)?;
+        let future = create_future(&running)?;
         let dests = (0..n).map(|_| Dest::Stream).collect();
         inner.conn.submit(py, wire, dests, None, Instant::now());
         if inner.reg.writing.is_none() {
-            if let Some(end) = inner.conn.write_now(py) {
-                inner.end(driver, end);
-            }
+            inner.write(driver);
         }
         let done = inner.conn.flush(Waiter::new(&future)?).is_some();
         inner.sync(driver, true);
@@ -838,7 +786,7 @@ impl AsyncClient {
         if n == 0 {
             return ready(py, conn::replies(py, Vec::new(), None));
         }
-        let future = inner.future(&running)?;
+        let future = create_future(&running)?;
         let batch = Arc::new(Mutex::new(Batch::new(n, Waiter::new(&future)?)));
         let dests = (0..n).map(|_| Dest::Batch(Arc::clone(&batch))).collect();
         inner.conn.submit(py, wire, dests, None, Instant::now());
@@ -911,7 +859,7 @@ impl AsyncClient {
                 );
             }
         }
-        let future = inner.future(&running)?;
+        let future = create_future(&running)?;
         let result = inner.conn.recv(py, many, Waiter::new(&future)?);
         inner.sync(driver, false);
         match result {
@@ -936,7 +884,7 @@ fn close(driver: &Bound<'_, Driver>) {
         }
         return;
     };
-    if let Some(event_loop) = inner.bound_loop(py) {
+    if let Some(event_loop) = bound_loop(driver) {
         let here = running_loop(py).is_ok_and(|running| running.is(&event_loop));
         if !here && is_true(event_loop.call_method0(intern!(py, "is_running"))) {
             if let Ok(callback) = driver.getattr(intern!(py, "_close")) {
