@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
@@ -111,8 +111,25 @@ fn waker_for<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, LoopWak
     }
     // The last references to the dead wakers go outside the lock.
     drop(dead);
-    registered?;
+    registered.map_err(|e| {
+        if e.is_instance_of::<PyNotImplementedError>(py) {
+            let refused = needs_watching_loop();
+            refused.set_cause(py, Some(e));
+            refused
+        } else {
+            e
+        }
+    })?;
     Ok(waker)
+}
+
+/// The error for a loop that cannot watch a socket (asyncio's proactor
+/// loop, whose `add_reader` raises `NotImplementedError`).
+pub(crate) fn needs_watching_loop() -> PyErr {
+    PyRuntimeError::new_err(
+        "gopro's asyncio calls need an event loop that watches sockets (loop.add_reader): \
+         asyncio's selector loop or uvloop",
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

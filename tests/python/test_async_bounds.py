@@ -6,11 +6,15 @@ buffered) and go once replies make room; an idle client sends HEARTBEATs."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
+import time
+import weakref
 
 import gopro
 import pytest
+from conftest import Process
 from test_client import FakeServer
 
 
@@ -188,3 +192,108 @@ async def test_a_request_waiting_for_room_times_out_as_such() -> None:
     done.set()
     server.close()
     assert got == [b"first"]
+
+
+async def test_a_flush_the_server_does_not_read_times_out_and_the_connection_stays() -> None:
+    """`flush` waits for its requests to be written within the timeout;
+    it fails at the timeout with a server that takes nothing, and the
+    connection stays while the server still answers."""
+    release = threading.Event()
+    n, body = 24, bytes(1024 * 1024)
+
+    def script(conn: socket.socket) -> None:
+        # Answers the two small requests (written first, whole) without
+        # reading; reads nothing more until released.
+        for small in (b"a", b"b"):
+            time.sleep(0.3)
+            conn.sendall(gopro.encode(1, b"re " + small))
+        release.wait(10)
+        frames = Frames(conn)
+        conn.settimeout(5)
+        for i in range(2 + n):
+            frame = frames.next()
+            assert frame is not None and len(frame.body) == (1 if i < 2 else len(body))
+        conn.sendall(b"".join(gopro.encode(1, b"late") for _ in range(n)))
+        assert frames.next() is not None  # the request after the flush
+        conn.sendall(gopro.encode(1, b"after"))
+
+    server = FakeServer(script)
+    timeout = 1.0
+    client = await gopro.AsyncClient.connect(server.addr, timeout=timeout, max_queued_bytes=64 << 20)
+    await client.send(1, b"a")
+    await client.send(1, b"b")
+    for _ in range(n):
+        await client.send(1, body)  # 24 MiB: far more than the socket takes
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(gopro.Timeout, match="write the requests"):
+        await client.flush()
+    assert loop.time() - started >= timeout * 0.95
+    release.set()
+    assert [(await client.recv()).body for _ in range(2)] == [b"re a", b"re b"]
+    assert [r.body for r in await client.recv_many(n)] == [b"late"] * n
+    assert (await client.request(1, b"x")).body == b"after"
+    await client.close()
+    server.close()
+
+
+def test_a_loop_that_cannot_watch_sockets_is_refused(rust_server: Process) -> None:
+    """asyncio's proactor loop (Windows) has no `add_reader`: connecting,
+    or using a client made on another loop, says what is needed."""
+
+    class NoReaders(asyncio.SelectorEventLoop):
+        def add_reader(self, *args: object) -> None:
+            raise NotImplementedError
+
+    async def connect() -> gopro.AsyncClient:
+        return await gopro.AsyncClient.connect(rust_server.addr, timeout=5)
+
+    async def request(client: gopro.AsyncClient) -> bytes:
+        return (await client.request(1, b"x")).body
+
+    loop = NoReaders()
+    try:
+        with pytest.raises(RuntimeError, match=r"loop\.add_reader"):
+            loop.run_until_complete(connect())
+        client = asyncio.run(connect())
+        with pytest.raises(RuntimeError, match=r"loop\.add_reader"):
+            loop.run_until_complete(request(client))
+    finally:
+        loop.close()
+    # Still whole on a loop that can.
+    assert asyncio.run(request(client)) == b"Server says: x"
+    client.close()
+
+
+def test_a_closed_loop_whose_tasks_await_replies_is_collected() -> None:
+    """A task awaiting a reply holds the client, which holds the task's
+    future: when the loop is closed with the task still waiting, the
+    garbage collector frees them all."""
+    done = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        Frames(conn).next()
+        done.wait(10)  # never answers
+
+    server = FakeServer(script)
+    loop = asyncio.new_event_loop()
+
+    async def connect() -> gopro.AsyncClient:
+        return await gopro.AsyncClient.connect(server.addr, timeout=30)
+
+    client = loop.run_until_complete(connect())
+
+    async def call(client: gopro.AsyncClient) -> None:
+        await client.request(1, b"never answered")
+
+    task = loop.create_task(call(client))
+    loop.run_until_complete(asyncio.sleep(0.1))
+    assert not task.done()
+    loop.close()
+    freed = weakref.ref(task), weakref.ref(loop)
+    loop.set_exception_handler(lambda *_: None)  # "Task was destroyed but it is pending"
+    del task, loop, client
+    gc.collect()
+    assert [ref() for ref in freed] == [None, None]
+    done.set()
+    server.close()

@@ -4,8 +4,8 @@
 //! takes the state's lock, does its work without waiting, and tells the
 //! loop what to watch next; nothing here blocks the loop.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,8 +53,13 @@ impl Waiter {
             .unwrap_or(true)
     }
 
-    fn forget(&mut self) {
+    pub(super) fn forget(&mut self) {
         self.0 = None;
+    }
+
+    /// The future, if it is still held.
+    pub(super) fn future(&self) -> Option<&Py<PyAny>> {
+        self.0.as_ref()
     }
 
     /// Resolves the future, if its caller still waits.
@@ -136,6 +141,15 @@ pub(super) fn replies(
             err.value(py).setattr("replies", list)?;
             Err(err)
         }
+    }
+}
+
+/// A batch's state, unless it is held (it never is across a wait).
+fn try_lock(batch: &Mutex<Batch>) -> Option<MutexGuard<'_, Batch>> {
+    match batch.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -748,30 +762,49 @@ impl Conn {
         nobody
     }
 
-    /// Forgets every caller's future: the loop they belong to has ended.
-    /// Their requests keep their places; the replies are discarded.
-    pub(super) fn forget_waiters(&mut self) {
-        for (_, dest) in &mut self.dests {
+    /// Calls `f` on every caller's future the state holds, each exactly
+    /// once (a batch's future once, however many of its requests wait):
+    /// the garbage collector counts references so.
+    pub(super) fn each_waiter(&mut self, f: &mut dyn FnMut(&mut Waiter)) {
+        let mut batches = HashSet::new();
+        let mut batch = |b: &Arc<Mutex<Batch>>, f: &mut dyn FnMut(&mut Waiter)| {
+            // Not waited for: held only during a resolve, on this thread.
+            if batches.insert(Arc::as_ptr(b)) {
+                if let Some(mut b) = try_lock(b) {
+                    f(&mut b.waiter);
+                }
+            }
+        };
+        let dests = self
+            .dests
+            .iter_mut()
+            .map(|(_, dest)| dest)
+            .chain(self.pending.iter_mut().flat_map(|p| p.dests.iter_mut()));
+        for dest in dests {
             match dest {
-                Dest::Call(waiter, _) => waiter.forget(),
-                Dest::Batch(batch) => batch
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .waiter
-                    .forget(),
+                Dest::Call(waiter, _) => f(waiter),
+                Dest::Batch(b) => batch(b, f),
                 Dest::Stream => {}
             }
         }
-        for p in &mut self.pending {
-            if let Some(waiter) = &mut p.admitted {
-                waiter.forget();
-            }
-            for dest in &mut p.dests {
-                if let Dest::Call(waiter, _) = dest {
-                    waiter.forget();
-                }
-            }
+        for (_, b) in &self.batch_deadlines {
+            batch(b, f);
         }
+        for waiter in self.pending.iter_mut().filter_map(|p| p.admitted.as_mut()) {
+            f(waiter);
+        }
+        for recv in &mut self.recvs {
+            f(&mut recv.waiter);
+        }
+        for (_, waiter, _) in &mut self.flushes {
+            f(waiter);
+        }
+    }
+
+    /// Forgets every caller's future: the loop they belong to has ended.
+    /// Their requests keep their places; the replies are discarded.
+    pub(super) fn forget_waiters(&mut self) {
+        self.each_waiter(&mut Waiter::forget);
         // Replies taken by a `recv_many` of that loop go back.
         for recv in std::mem::take(&mut self.recvs).into_iter().rev() {
             for frame in recv.frames.into_iter().rev() {

@@ -25,6 +25,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
 
 use self::conn::{As, Batch, Conn, Dest, Waiter};
 use super::awaitable::{awaitable, ready, running_loop, Ready};
@@ -171,10 +172,7 @@ impl Inner {
         self.sync(slf, true);
         if self.conn.socket.is_some() && self.reg.reading.is_none() {
             // A loop that cannot watch a socket (asyncio's proactor loop).
-            return Err(PyRuntimeError::new_err(
-                "gopro.AsyncClient needs an event loop that watches sockets (loop.add_reader): \
-                 asyncio's selector loop or uvloop",
-            ));
+            return Err(crate::wakeup::needs_watching_loop());
         }
         Ok(())
     }
@@ -369,6 +367,31 @@ impl Inner {
 
 #[pymethods]
 impl Driver {
+    /// The callers' futures are shown to the garbage collector: a task
+    /// awaiting a reply holds the client, whose state holds the task's
+    /// future, a cycle only the collector can break (a loop closed with
+    /// its tasks still waiting). The state taken elsewhere (this thread is
+    /// inside a call) hides them for this pass: a cycle is then kept, never
+    /// freed too early.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Ok(mut inner) = self.inner.try_lock() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        inner.conn.each_waiter(&mut |waiter| {
+            if result.is_ok() {
+                result = visit.call(waiter.future());
+            }
+        });
+        result
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut inner) = self.inner.try_lock() {
+            inner.conn.each_waiter(&mut |waiter| waiter.forget());
+        }
+    }
+
     fn _on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let Some(mut inner) = lock_or_later(slf, "_on_readable")? else {
             return Ok(());
@@ -619,6 +642,10 @@ impl AsyncClient {
 
 #[pymethods]
 impl AsyncClient {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.driver)
+    }
+
     /// Connects; returns an awaitable of the client.
     #[staticmethod]
     #[pyo3(signature = (addr = None, timeout = defaults::TIMEOUT, *, connect_timeout = defaults::CONNECT_TIMEOUT, max_body = defaults::MAX_BODY, keep_alive = None, reconnect = false, login = None, max_in_flight = defaults::MAX_IN_FLIGHT, max_queued_bytes = defaults::MAX_QUEUED_BYTES, reconnect_delay = defaults::RECONNECT_DELAY, reconnect_max_delay = defaults::RECONNECT_MAX_DELAY, repeatable = None, tls = None),
