@@ -57,6 +57,11 @@ impl Waiter {
         self.0 = None;
     }
 
+    /// The future, no longer held.
+    pub(super) fn take(&mut self) -> Option<Py<PyAny>> {
+        self.0.take()
+    }
+
     /// The future, if it is still held.
     pub(super) fn future(&self) -> Option<&Py<PyAny>> {
         self.0.as_ref()

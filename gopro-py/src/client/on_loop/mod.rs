@@ -387,9 +387,15 @@ impl Driver {
     }
 
     fn __clear__(&self) {
+        let mut futures = Vec::new();
         if let Ok(mut inner) = self.inner.try_lock() {
-            inner.conn.each_waiter(&mut |waiter| waiter.forget());
+            inner
+                .conn
+                .each_waiter(&mut |waiter| futures.extend(waiter.take()));
         }
+        // Let go of outside the lock: a future's last reference can run
+        // Python code (a task's destructor), which may call the client.
+        drop(futures);
     }
 
     fn _on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
