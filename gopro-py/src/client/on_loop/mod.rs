@@ -738,7 +738,8 @@ impl AsyncClient {
         }
     }
 
-    /// Writes every queued request.
+    /// Writes every queued request; raises `Timeout` if they are not all
+    /// written within the timeout (the connection stays).
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let driver = self.driver.bind(py);
         let (mut inner, running) = enter(driver)?;
