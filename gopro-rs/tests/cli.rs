@@ -413,6 +413,103 @@ fn accept_failures_back_off_and_are_reported_with_a_count() {
     );
 }
 
+/// The metrics endpoint's listener backs off and reports as the server's
+/// does when it is out of file descriptors, and serves scrapes again after.
+#[test]
+fn metrics_accept_failures_back_off_and_are_reported_with_a_count() {
+    use std::io::{Read, Write};
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!(
+            "ulimit -n 28 && exec {} serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0",
+            gopro_bin().display()
+        ),
+    ]);
+    let server = common::process::spawn_listening(command, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics: std::net::SocketAddr = loop {
+        let lines = server.log_lines();
+        let found = lines.iter().find_map(|l| {
+            let url = l.split("metrics on http://").nth(1)?;
+            url.split('/').next()?.parse().ok()
+        });
+        if let Some(addr) = found {
+            break addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics line: {lines:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The server's connections take every descriptor left; the scrapes
+    // that come then wait in the metrics listener's queue.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(s) = std::net::TcpStream::connect(server.addr) {
+            held.push(s);
+        }
+    }
+    // Once the server's listener has met the limit (else the scrapes
+    // could be accepted before the descriptors run out).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("accept failed"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the limit was never met"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect(metrics) {
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let lines = server.log_lines();
+    let failures: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("metrics: accept failed"))
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "one report, not one per retry: {lines:#?}"
+    );
+    assert!(failures[0].contains("Too many open files"), "{lines:#?}");
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = std::net::TcpStream::connect(metrics).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        });
+        if scraped.is_ok_and(|text| text.contains("gopro_connections_accepted_total")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrape served again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("metrics: accepting again after")),
+        "no recovery line"
+    );
+}
+
 /// One connection through a balancer that speaks the PROXY protocol:
 /// `header`, then a HEARTBEAT echoed; closed by the client.
 fn heartbeat_after(addr: std::net::SocketAddr, header: &[u8]) {

@@ -19,6 +19,9 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) struct AcceptErrors {
+    /// Which listener, for the log: "" for the server's, "metrics: " for
+    /// the metrics endpoint's.
+    listener: &'static str,
     delay: Duration,
     /// Failures not reported yet.
     unreported: u64,
@@ -43,8 +46,9 @@ pub(super) struct Failure {
 }
 
 impl AcceptErrors {
-    pub(super) fn new() -> AcceptErrors {
+    pub(super) fn new(listener: &'static str) -> AcceptErrors {
         AcceptErrors {
+            listener,
             delay: FIRST_DELAY,
             unreported: 0,
             in_a_row: 0,
@@ -88,7 +92,8 @@ impl AcceptErrors {
             warn!(
                 failures,
                 backoff = ?wait,
-                "accept failed: {e} ({failures} time(s) since the last report; retrying with back-off up to {MAX_DELAY:?})",
+                "{}accept failed: {e} ({failures} time(s) since the last report; retrying with back-off up to {MAX_DELAY:?})",
+                self.listener,
             );
         }
         wait
@@ -101,7 +106,7 @@ impl AcceptErrors {
             if let Some(failures) = self.recovered() {
                 info!(
                     failures,
-                    "accepting again after {failures} failed accept(s)"
+                    "{}accepting again after {failures} failed accept(s)", self.listener
                 );
             }
         }
@@ -118,7 +123,7 @@ mod tests {
 
     #[test]
     fn the_wait_doubles_from_50_ms_up_to_a_second_and_stays() {
-        let mut errors = AcceptErrors::new();
+        let mut errors = AcceptErrors::new("");
         let t0 = Instant::now();
         let mut now = t0;
         let mut waits = Vec::new();
@@ -137,7 +142,7 @@ mod tests {
 
     #[test]
     fn one_warning_per_10_s_with_the_failures_since_the_last() {
-        let mut errors = AcceptErrors::new();
+        let mut errors = AcceptErrors::new("");
         let t0 = Instant::now();
         // The first failure is reported at once, alone.
         assert_eq!(errors.failed_at(t0).report, Some(1));
@@ -162,7 +167,7 @@ mod tests {
     fn failing_and_succeeding_by_turns_still_warns_once_per_10_s() {
         // A process at its descriptor limit: a connection closes, one
         // accept succeeds, the next fails again, every 50 ms.
-        let mut errors = AcceptErrors::new();
+        let mut errors = AcceptErrors::new("");
         let t0 = Instant::now();
         let mut reports = Vec::new();
         let mut recoveries = 0;
@@ -186,7 +191,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_logging_calls_read_the_runtime_clock() {
-        let mut errors = AcceptErrors::new();
+        let mut errors = AcceptErrors::new("");
         let e = io::Error::from_raw_os_error(libc::EMFILE);
         assert_eq!(errors.failed(&e), ms(50));
         assert_eq!(errors.failed(&e), ms(100));

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use super::accept_errors::AcceptErrors;
 use super::stats::{StatsHandle, LATENCY_BOUNDS};
 
 /// The one path served.
@@ -65,12 +66,17 @@ pub(crate) fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
 pub(crate) async fn serve(listener: TcpListener, registry: Registry, limits: Limits) {
     let registry = Arc::new(registry);
     let mut scrapes = JoinSet::new();
+    // Out of file descriptors, the endpoint backs off and warns as the
+    // server's listener does, not every few milliseconds.
+    let mut accept_errors = AcceptErrors::new("metrics: ");
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                accept_errors.succeeded();
+                accepted
+            }
             Err(e) => {
-                warn!("metrics: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(accept_errors.failed(&e)).await;
                 continue;
             }
         };

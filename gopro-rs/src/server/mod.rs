@@ -237,7 +237,7 @@ impl Server {
         let shutdown = config.shutdown.clone();
         let tracker = TaskTracker::new();
         let counters = &config.shared.counters;
-        let mut accept_errors = accept_errors::AcceptErrors::new();
+        let mut accept_errors = accept_errors::AcceptErrors::new("");
         loop {
             let accepted = tokio::select! {
                 biased;
