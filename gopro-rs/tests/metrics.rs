@@ -230,6 +230,8 @@ async fn a_scrape_after_known_traffic_counts_it_exactly() {
         ("gopro_connections_open", 2),
         ("gopro_connections_accepted_total", 2),
         ("gopro_connections_refused_total{reason=\"busy\"}", 0),
+        ("gopro_connections_refused_total{reason=\"proxy\"}", 0),
+        ("gopro_connections_refused_total{reason=\"tls\"}", 0),
         ("gopro_frames_received_total{command=\"heartbeat\"}", 3),
         ("gopro_frames_received_total{command=\"message\"}", 2),
         ("gopro_frames_received_total{command=\"login\"}", 2),
@@ -547,4 +549,75 @@ fn zero_scrapers_or_a_zero_header_timeout_is_refused() {
         .metrics_max_scrapers(1)
         .validate()
         .unwrap();
+}
+
+/// Connections refused by the PROXY protocol (an untrusted address) and by
+/// TLS (plaintext on a TLS port) are counted by their reason, as are the
+/// headers and handshakes they failed.
+#[tokio::test]
+async fn connections_refused_by_proxy_and_tls_are_counted_by_reason() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Only 127.0.0.2 may send a header: a connection from 127.0.0.1 is refused.
+    let proxied = Running::start(Server::builder().proxy_protocol(["127.0.0.2"])).await;
+    let mut untrusted = tokio::net::TcpStream::connect(proxied.addr).await.unwrap();
+    let _ = untrusted
+        .write_all(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n")
+        .await;
+    let mut rest = Vec::new();
+    let _ = untrusted.read_to_end(&mut rest).await;
+    let ca = common::pki::Ca::new("metrics");
+    let pem = ca.server();
+    let tls = gopro::tls::ServerTls::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap();
+    let secured = Running::start(Server::builder().tls(tls)).await;
+    let mut plain = Peer::connect(secured.addr).await;
+    plain.send_raw(&frame(0, b"").to_bytes()).await;
+    plain.expect_error("this port requires TLS").await;
+    plain.expect_closed().await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for (running, reason, kind, family) in [
+        (
+            &proxied,
+            "proxy",
+            None,
+            "gopro_proxy_headers_total{result=\"refused\"}",
+        ),
+        (
+            &secured,
+            "tls",
+            Some("tls"),
+            "gopro_tls_handshakes_total{result=\"failed\"}",
+        ),
+    ] {
+        let key = format!("gopro_connections_refused_total{{reason=\"{reason}\"}}");
+        let m = loop {
+            let m = Metrics::scrape(running.metrics).await;
+            if m.get(&key) > 0.0 {
+                break m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key}: {:?}",
+                m.values
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(m.get(&key), 1.0, "{key}");
+        assert_eq!(m.get(family), 1.0, "{family}");
+        if let Some(kind) = kind {
+            assert_eq!(
+                m.get(&format!("gopro_errors_total{{kind=\"{kind}\"}}")),
+                1.0
+            );
+        }
+        for other in ["busy", "proxy", "tls"]
+            .into_iter()
+            .filter(|r| *r != reason)
+        {
+            let key = format!("gopro_connections_refused_total{{reason=\"{other}\"}}");
+            assert_eq!(m.get(&key), 0.0, "{key}");
+        }
+    }
+    proxied.stop().await;
+    secured.stop().await;
 }

@@ -175,10 +175,12 @@ impl Collector for ServerCollector {
         )?;
         out.counters(
             "connections_refused",
-            "Connections refused, by reason (busy: the connection limit).",
+            "Connections refused, by reason (busy: the connection limit; proxy: no \
+             valid PROXY header from a trusted address in time; tls: a failed, \
+             late or non-TLS handshake on a TLS port).",
             None,
             "reason",
-            &[("busy", e.busy)],
+            &[("busy", e.busy), ("proxy", s.proxy_refused), ("tls", e.tls)],
         )?;
         out.counters(
             "frames_received",
