@@ -212,6 +212,7 @@ gtls() { echo --tls-cert "$pki/$1.pem" --tls-key "$pki/$1.key"; }
   gopro_serve g-wrong $(gtls wrong-host); g_wrong=$port
   gopro_serve g-slow $(gtls server) --tls-handshake-timeout 1s; g_slow=$port
   gopro_serve g-plain; g_plain=$port
+  gopro_serve g-opt $(gtls server) --tls-client-ca "$pki/ca.pem" --tls-client-auth optional; g_opt=$port
 }
 expect_ok "s_client: HEARTBEAT echoed by gopro over TLS 1.3" s_client "$g_server" "$pki/ca.pem" localhost -tls1_3
 expect_ok "s_client: HEARTBEAT echoed by gopro over TLS 1.2" s_client "$g_server" "$pki/ca.pem" localhost -tls1_2
@@ -231,6 +232,11 @@ expect_ok "python ssl: HEARTBEAT and MESSAGE by gopro over TLS 1.2, by name" \
 expect_ok "python ssl: gopro mTLS" py "$g_mtls" --ca "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key"
 expect_fail "python ssl: gopro's mTLS refuses no certificate" "FAIL" py "$g_mtls" --ca "$pki/ca.pem"
 expect_fail "python ssl refuses gopro's expired.pem" "certificate has expired" py "$g_expired" --ca "$pki/ca.pem"
+expect_ok "python ssl: gopro's optional client auth, no certificate" py "$g_opt" --ca "$pki/ca.pem"
+expect_ok "python ssl: gopro's optional client auth, client.pem" \
+  py "$g_opt" --ca "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key"
+expect_fail "python ssl: gopro's optional client auth still refuses other-client.pem" "FAIL" \
+  py "$g_opt" --ca "$pki/ca.pem" --cert "$pki/other-client.pem" --key "$pki/other-client.key"
 expect_ok "Go client (crypto/tls) against gopro, all scenarios" \
   "$tmp/bin/client" -scenario all -addr $h:$g_server "${ca[@]}"
 expect_ok "Go client (crypto/tls) against gopro, mTLS" \
@@ -239,6 +245,12 @@ expect_ok "gopro send --tls-ca against the Go TLS server" \
   "$gopro" send --addr $h:$p_server --tls-ca "$pki/ca.pem" hello
 expect_ok "gopro send with a client certificate against the Go mTLS server" \
   "$gopro" send --addr $h:$p_mtls --tls-ca "$pki/ca.pem" --tls-cert "$pki/client.pem" --tls-key "$pki/client.key" hi
+expect_ok "gopro ping --tls-ca against the Go TLS server" \
+  "$gopro" ping --addr $h:$p_server --tls-ca "$pki/ca.pem" --count 2
+expect_ok "gopro bench --tls-ca against gopro serve: replies, no errors" bash -c '
+  "$0" bench --addr "$1" --tls-ca "$2" --conns 2 --pipeline 8 --duration 1s --json |
+    python3 -c "import json, sys; r = json.load(sys.stdin); assert r[\"replies\"] > 0 and r[\"failed\"] == 0 and not r[\"errors\"], r"' \
+  "$gopro" $h:$g_server "$pki/ca.pem"
 expect_fail "gopro send refuses the Go server's expired.pem" "certificate expired" \
   "$gopro" send --addr $h:$p_expired --tls-ca "$pki/ca.pem" x
 expect_fail "gopro send: plaintext on gopro's TLS port is told so" "this port requires TLS" \
