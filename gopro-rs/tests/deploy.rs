@@ -63,6 +63,102 @@ fn serve_takes_its_listener_from_systemd() {
     );
 }
 
+/// The value of `key=` in a unit file of `deploy/systemd`.
+fn unit_value(unit: &str, key: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/systemd")
+        .join(unit);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {}", path.display()))
+        .to_string()
+}
+
+/// The shipped unit files as systemd would run them: the socket unit's
+/// `ListenStream` passed by systemd-socket-activate to the service's
+/// `ExecStart` (the binary and the ports made the test's), which says
+/// READY=1 (`Type=notify`), serves on the passed socket and its metrics
+/// port, and stops on `KillSignal` within `TimeoutStopSec`.
+#[test]
+fn the_shipped_unit_files_run_under_socket_activation() {
+    let listen = unit_value("gopro.socket", "ListenStream");
+    assert_eq!(listen, "0.0.0.0:8888");
+    assert_eq!(unit_value("gopro.service", "Type"), "notify");
+    assert_eq!(unit_value("gopro.service", "KillSignal"), "SIGTERM");
+    let stop_within: u64 = unit_value("gopro.service", "TimeoutStopSec")
+        .parse()
+        .unwrap();
+    let exec = unit_value("gopro.service", "ExecStart");
+    let mut args: Vec<String> = exec.split_whitespace().map(str::to_string).collect();
+    assert_eq!(args[0], "/usr/local/bin/gopro");
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics = args
+        .iter()
+        .position(|a| a == "--metrics-listen")
+        .expect("ExecStart serves metrics");
+    assert_eq!(args[metrics + 1], "127.0.0.1:9100");
+    args[metrics + 1] = format!("127.0.0.1:{metrics_port}");
+
+    let dir = std::env::temp_dir().join(format!("gopro-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let notify = UnixDatagram::bind(&path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let child = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .args(["-E", &format!("NOTIFY_SOCKET={}", path.display())])
+        .args(["-E", "GOPRO_LOG=info"])
+        .arg(gopro_bin())
+        .args(&args[1..])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate is installed (Debian's systemd package)");
+    // The first connection starts the service, as the socket unit does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let served = ping(&format!("127.0.0.1:{port}"));
+    let mut buf = [0u8; 256];
+    let ready = notify.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let scraped = {
+        use std::io::{Read, Write};
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stopping = notify.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(served, "not served on the socket unit's socket: {log}");
+    assert_eq!(ready.unwrap(), b"READY=1\n", "{log}");
+    assert!(
+        scraped.is_ok_and(|t| t.contains("gopro_connections_accepted_total")),
+        "no metrics on the ExecStart's --metrics-listen: {log}"
+    );
+    assert_eq!(stopping.unwrap(), b"STOPPING=1\n", "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(stop_within),
+        "{log}"
+    );
+    assert!(out.status.success(), "{log}");
+}
+
 /// READY=1 once the server listens, STOPPING=1 when it is told to stop.
 #[test]
 fn serve_tells_systemd_it_is_ready_and_stopping() {
