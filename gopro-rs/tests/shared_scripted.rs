@@ -1,0 +1,237 @@
+//! The shared client against servers scripted here, where the timing of
+//! each reply is the test's: a GOAWAY that leaves requests unhandled, a
+//! per-call timeout while the server still answers, and a server killed
+//! with requests on the wire.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::process::{gopro_bin, gopro_serve, spawn_listening, Proc};
+use gopro::client::{Client, ClientError};
+use gopro::{Command, Decoder, Encoder, Frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One side of a scripted connection: reads whole frames, writes replies.
+struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn read(&mut self, n: usize) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while frames.len() < n {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                frames.push(frame);
+                continue;
+            }
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("the client's requests come")
+                    .unwrap();
+            assert!(read > 0, "the client closed");
+        }
+        frames
+    }
+
+    async fn write(&mut self, command: Command, body: &[u8]) {
+        let mut out = BytesMut::new();
+        Encoder::default()
+            .encode_parts(gopro::VERSION, command, &[body], &mut out)
+            .unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn answer(&mut self, frame: &Frame) {
+        let body = [b"re ".as_slice(), &frame.body].concat();
+        self.write(frame.command, &body).await;
+    }
+
+    /// Waits until the client closes.
+    async fn until_closed(&mut self) {
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest).await;
+    }
+}
+
+/// A listener whose connections, in the order accepted, are played by the
+/// scripts; a reconnecting client comes back to the same address.
+async fn scripted<F, Fut>(connections: usize, script: F) -> (String, tokio::task::JoinHandle<()>)
+where
+    F: Fn(usize, Conn) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        for n in 0..connections {
+            let (stream, _) = listener.accept().await.unwrap();
+            let conn = Conn {
+                stream,
+                decoder: Decoder::default(),
+                buf: BytesMut::new(),
+            };
+            script(n, conn).await;
+        }
+    });
+    (addr, task)
+}
+
+fn re(body: &str) -> Bytes {
+    Bytes::from(format!("re {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_resends_exactly_what_was_not_handled() {
+    let (addr, server) = scripted(2, |n, mut conn| async move {
+        if n == 0 {
+            // Three requests taken, the first answered, then GOAWAY: the
+            // other two were not handled.
+            let frames = conn.read(3).await;
+            conn.answer(&frames[0]).await;
+            conn.write(Command::GOAWAY, b"restarting").await;
+        } else {
+            for frame in conn.read(2).await {
+                conn.answer(&frame).await;
+            }
+            conn.until_closed().await;
+        }
+    })
+    .await;
+    let client = Client::builder()
+        .reconnect(true)
+        .timeout(Duration::from_secs(10))
+        .connect(&addr)
+        .await
+        .unwrap();
+    let (a, b, c) = tokio::join!(
+        client.request(1, "0"),
+        client.request(1, "1"),
+        client.request(1, "2")
+    );
+    assert_eq!(
+        [a.unwrap().body, b.unwrap().body, c.unwrap().body],
+        [re("0"), re("1"), re("2")]
+    );
+    let s = client.stats();
+    assert_eq!((s.resent, s.reconnects, s.lost), (2, 1, 0), "{s:?}");
+    client.close();
+    server.await.unwrap();
+}
+
+/// A's reply comes at 0.8 × the timeout, B's at 1.4 ×: B's caller gets
+/// `Timeout` at 1 ×, yet the server keeps answering within the response
+/// timeout (1.1 × since A's reply), so the connection stays, B's late reply
+/// is discarded, and the next call gets its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_times_out_leaves_the_connection_to_a_server_still_answering() {
+    let timeout = Duration::from_secs(2);
+    let (addr, server) = scripted(1, move |_, mut conn| async move {
+        let frames = conn.read(2).await;
+        tokio::time::sleep(timeout.mul_f64(0.8)).await;
+        conn.answer(&frames[0]).await;
+        tokio::time::sleep(timeout.mul_f64(0.6)).await;
+        conn.answer(&frames[1]).await;
+        let next = conn.read(1).await;
+        conn.answer(&next[0]).await;
+        conn.until_closed().await;
+    })
+    .await;
+    let client = Client::builder()
+        .timeout(timeout)
+        .connect(&addr)
+        .await
+        .unwrap();
+    let a = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(1, "a").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = client.request(1, "b").await;
+    assert!(
+        matches!(b, Err(ClientError::Timeout { waiting_to, .. }) if waiting_to == "get a reply"),
+        "{b:?}"
+    );
+    assert_eq!(a.await.unwrap().unwrap().body, re("a"));
+    assert_eq!(client.request(1, "c").await.unwrap().body, re("c"));
+    assert_eq!(client.stats().reconnects, 0);
+    assert!(!client.is_closed());
+    client.close();
+    server.await.unwrap();
+}
+
+/// SIGSTOP, returning once the process is stopped (the signal takes effect
+/// when the process is next scheduled).
+fn stop(server: &Proc) {
+    server.signal("STOP");
+    let stat = format!("/proc/{}/stat", server.child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&stat).unwrap();
+        let state = text.rsplit(')').next().unwrap().split_whitespace().next();
+        if state == Some("T") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Eight requests are on the wire (the server stopped, its socket holding
+/// them unread) when the server is killed: each fails with `Lost` (it may
+/// have been handled), none is sent again, and the client works once a
+/// server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_fails_each_request_on_the_wire_as_lost() {
+    let mut server = gopro_serve(&[]);
+    let addr = server.addr.to_string();
+    let client = Client::builder()
+        .reconnect(true)
+        .timeout(Duration::from_secs(10))
+        .connect(&addr)
+        .await
+        .unwrap();
+    client.heartbeat().await.unwrap();
+    stop(&server);
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.request(1, format!("{i}")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(calls.iter().all(|c| !c.is_finished()));
+    server.signal("KILL");
+    server.wait(Duration::from_secs(5));
+    for call in calls {
+        let outcome = call.await.unwrap();
+        assert!(
+            matches!(outcome, Err(ClientError::Lost { .. })),
+            "{outcome:?}"
+        );
+    }
+    let s = client.stats();
+    assert_eq!((s.lost, s.resent), (8, 0), "{s:?}");
+    let again = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            let mut command = std::process::Command::new(gopro_bin());
+            command.args(["serve", "--listen", &addr]);
+            spawn_listening(command, false)
+        }
+    })
+    .await
+    .unwrap();
+    let reply = client.request(1, "back").await.unwrap();
+    assert_eq!(reply.body, "Server says: back");
+    client.close();
+    drop(again);
+}
