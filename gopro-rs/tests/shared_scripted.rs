@@ -235,3 +235,105 @@ async fn a_sigkill_fails_each_request_on_the_wire_as_lost() {
     client.close();
     drop(again);
 }
+
+/// What a subscriber saw: each event's fields, as `name=value` text.
+#[derive(Clone, Default)]
+struct Events(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Events {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The client's `tracing` events mark the connect, the GOAWAY, the re-sent
+/// requests and the reconnect, each with the server's address or the count.
+#[test]
+fn connect_goaway_resend_and_reconnect_are_traced() {
+    let events = Events::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One thread: the client's connection task runs where the subscriber is.
+    let addr = tracing::subscriber::with_default(events.clone(), || {
+        runtime.block_on(async {
+            let (addr, server) = scripted(2, |n, mut conn| async move {
+                if n == 0 {
+                    let frames = conn.read(3).await;
+                    conn.answer(&frames[0]).await;
+                    conn.write(Command::GOAWAY, b"restarting").await;
+                } else {
+                    for frame in conn.read(2).await {
+                        conn.answer(&frame).await;
+                    }
+                    conn.until_closed().await;
+                }
+            })
+            .await;
+            let client = Client::builder()
+                .reconnect(true)
+                .timeout(Duration::from_secs(10))
+                .connect(&addr)
+                .await
+                .unwrap();
+            let (a, b, c) = tokio::join!(
+                client.request(1, "0"),
+                client.request(1, "1"),
+                client.request(1, "2")
+            );
+            assert!(a.is_ok() && b.is_ok() && c.is_ok());
+            client.close();
+            server.await.unwrap();
+            addr
+        })
+    });
+    let events = events.0.lock().unwrap().clone();
+    let seen = |message: &str, detail: &str| {
+        events
+            .iter()
+            .any(|e| e.contains(message) && e.contains(detail))
+    };
+    assert!(
+        seen("gopro client: connected", &format!("addr={addr}")),
+        "{events:#?}"
+    );
+    assert!(
+        seen("the server is going away", "restarting"),
+        "{events:#?}"
+    );
+    assert!(
+        seen("sending again the requests left unanswered", "requests=2"),
+        "{events:#?}"
+    );
+    assert!(
+        seen("gopro client: reconnected", &format!("addr={addr}")),
+        "{events:#?}"
+    );
+    let connects = events
+        .iter()
+        .filter(|e| e.contains("gopro client: connected"))
+        .count();
+    assert_eq!(connects, 2, "{events:#?}");
+}

@@ -25,7 +25,10 @@ pub(super) async fn open(
         let index = (start + i) % addrs.len();
         let addr = &addrs[index];
         match timeout(limit, open_one(addr, tls)).await {
-            Ok(Ok(stream)) => return Ok((stream, index)),
+            Ok(Ok(stream)) => {
+                tracing::info!(%addr, "gopro client: connected");
+                return Ok((stream, index));
+            }
             Ok(Err(e)) => last = Some(e),
             Err(_) => {
                 last = Some(ClientError::Timeout {
