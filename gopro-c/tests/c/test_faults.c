@@ -5,6 +5,7 @@
  * (scripts/test-c.sh starts one proxy per fault, e.g.
  * "reset-after=25,down,127.0.0.1:4242"). */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -186,6 +187,30 @@ static gopro_client *connect_to(const struct fault_case *c) {
   return client;
 }
 
+/* One of the threads sharing a client: requests th, th + THREADS, ... */
+#define THREADS 4
+struct caller {
+  const struct fault_case *c;
+  gopro_client *client;
+  struct request *requests;
+  size_t n, th;
+  struct tally t;
+};
+
+static void *call_in_turn(void *arg) {
+  struct caller *me = arg;
+  size_t i;
+  for (i = me->th; i < me->n; i += THREADS) {
+    const struct request *r = &me->requests[i];
+    gopro_frame *reply = NULL;
+    double started = now_ms();
+    gopro_status status = gopro_client_request(me->client, r->command, r->body, r->len, &reply);
+    checked(me->c, &me->t, "shared request", i, started, status);
+    check_reply(me->c, &me->t, "shared request", i, status, reply, r);
+  }
+  return NULL;
+}
+
 static void run_case(const struct fault_case *c) {
   struct tally t;
   struct request requests[MAX_REQUESTS];
@@ -235,6 +260,33 @@ static void run_case(const struct fault_case *c) {
     check_reply(c, &t, "pipelined reply", i, status, reply, &requests[i]);
   }
   gopro_client_free(client);
+
+  /* Shared by threads on a third: each caller gets its own reply or an
+   * allowed error, whatever the others' calls meet. */
+  {
+    struct caller callers[THREADS];
+    pthread_t threads[THREADS];
+    client = connect_to(c);
+    for (k = 0; k < THREADS; k++) {
+      memset(&callers[k], 0, sizeof callers[k]);
+      callers[k].c = c;
+      callers[k].client = client;
+      callers[k].requests = requests;
+      callers[k].n = n;
+      callers[k].th = k;
+      CHECK(pthread_create(&threads[k], NULL, call_in_turn, &callers[k]) == 0);
+    }
+    for (k = 0; k < THREADS; k++) {
+      size_t e;
+      CHECK(pthread_join(threads[k], NULL) == 0);
+      t.requests += callers[k].t.requests;
+      t.right += callers[k].t.right;
+      for (e = 0; e < 32; e++) {
+        t.errors[e] += callers[k].t.errors[e];
+      }
+    }
+    gopro_client_free(client);
+  }
 
   printf("test_faults: %s (%s): %d requests, %d right", c->fault, c->direction, t.requests,
          t.right);

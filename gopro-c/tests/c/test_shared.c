@@ -243,6 +243,209 @@ static void test_close_with_callbacks_owed(void) {
   close(fd);
 }
 
+/* ------------------------------------------------- a scripted server */
+
+static void read_exact(int fd, uint8_t *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    CHECK(r > 0);
+    got += (size_t)r;
+  }
+}
+
+/* One frame's command and body (at most `cap - 1` bytes, NUL-ended). */
+static uint8_t read_frame(int fd, char *body, size_t cap) {
+  uint8_t header[8];
+  size_t len;
+  read_exact(fd, header, sizeof header);
+  CHECK(header[0] == 0x47 && header[1] == 0x4F);
+  len = (size_t)header[4] << 24 | (size_t)header[5] << 16 | (size_t)header[6] << 8 | header[7];
+  CHECK(len < cap);
+  read_exact(fd, (uint8_t *)body, len);
+  body[len] = 0;
+  return header[3];
+}
+
+/* Writes "re " + body as a frame of `command`. */
+static void answer(int fd, uint8_t command, const char *body) {
+  uint8_t frame[64];
+  size_t len = 3 + strlen(body);
+  CHECK(8 + len <= sizeof frame);
+  memcpy(frame, "\x47\x4f\x01", 3);
+  frame[3] = command;
+  frame[4] = frame[5] = 0;
+  frame[6] = (uint8_t)(len >> 8);
+  frame[7] = (uint8_t)len;
+  memcpy(frame + 8, "re ", 3);
+  memcpy(frame + 11, body, strlen(body));
+  CHECK(write(fd, frame, 8 + len) == (ssize_t)(8 + len));
+}
+
+#define LATE_TIMEOUT_MS 2000
+
+/* Takes A and B, answers A at 0.8 x the client's timeout and B at 1.4 x,
+ * then answers the next request at once. */
+static void *answers_late(void *arg) {
+  int listener = *(int *)arg, fd;
+  char a[32], b[32], c[32];
+  uint8_t ca, cb, cc;
+  fd = accept(listener, NULL, NULL);
+  CHECK(fd >= 0);
+  ca = read_frame(fd, a, sizeof a);
+  cb = read_frame(fd, b, sizeof b);
+  sleep_ms(LATE_TIMEOUT_MS * 8 / 10);
+  answer(fd, ca, a);
+  sleep_ms(LATE_TIMEOUT_MS * 6 / 10);
+  answer(fd, cb, b);
+  cc = read_frame(fd, c, sizeof c);
+  answer(fd, cc, c);
+  while (read(fd, c, sizeof c) > 0) {
+  }
+  close(fd);
+  return NULL;
+}
+
+struct late_call {
+  gopro_client *client;
+  gopro_status status;
+  gopro_frame *reply;
+};
+
+static void *request_a(void *arg) {
+  struct late_call *call = arg;
+  call->status = gopro_client_request(call->client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"a",
+                                      1, &call->reply);
+  return NULL;
+}
+
+/* A call that times out leaves the connection to a server still answering:
+ * B's caller gets TIMEOUT at 1 x the timeout, B's reply (at 1.4 x, within
+ * the response timeout of 1.1 x since A's reply) is discarded, and the next
+ * call gets its own reply on the same connection. */
+static void test_timeout_with_the_server_still_answering(void) {
+  char addr[32];
+  int listener = bind_loopback(addr, sizeof addr);
+  pthread_t server, caller;
+  gopro_client_config *config = NULL;
+  gopro_client_counters counters;
+  struct late_call a = {NULL, GOPRO_STATUS_OK, NULL};
+  gopro_frame *reply = NULL;
+  CHECK(listen(listener, 4) == 0);
+  CHECK(pthread_create(&server, NULL, answers_late, &listener) == 0);
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, addr));
+  OK(gopro_client_config_set_timeout(config, LATE_TIMEOUT_MS));
+  OK(gopro_client_connect_with(config, &a.client));
+  gopro_client_config_free(config);
+  CHECK(pthread_create(&caller, NULL, request_a, &a) == 0);
+  sleep_ms(50);
+  EXPECT(gopro_client_request(a.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"b", 1, &reply),
+         GOPRO_STATUS_TIMEOUT);
+  CHECK(strstr(check_last_error(), "get a reply") != NULL);
+  CHECK(reply == NULL);
+  CHECK(pthread_join(caller, NULL) == 0);
+  OK(a.status);
+  check_reply(a.reply, GOPRO_COMMAND_MESSAGE, "re a", NULL);
+  gopro_frame_free(a.reply);
+  OK(gopro_client_request(a.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"c", 1, &reply));
+  check_reply(reply, GOPRO_COMMAND_MESSAGE, "re c", NULL);
+  gopro_frame_free(reply);
+  OK(gopro_client_stats(a.client, &counters, sizeof counters));
+  CHECK(counters.reconnects == 0 && counters.lost == 0);
+  gopro_client_free(a.client);
+  CHECK(pthread_join(server, NULL) == 0);
+  close(listener);
+}
+
+/* A caller that goes on submitting `n` requests of `len` bytes until one
+ * is refused, counting those taken. */
+struct submitter {
+  gopro_client *client;
+  struct call *calls;
+  const uint8_t *body;
+  size_t len;
+  int n;
+  atomic_int taken;
+  atomic_int done;
+  gopro_status last;
+};
+
+static void *submit_until_refused(void *arg) {
+  struct submitter *s = arg;
+  for (int i = 0; i < s->n; i++) {
+    s->last = gopro_client_submit(s->client, GOPRO_COMMAND_MESSAGE, s->body, s->len, on_reply,
+                                  &s->calls[i]);
+    if (s->last != GOPRO_STATUS_OK) {
+      break;
+    }
+    atomic_fetch_add(&s->taken, 1);
+  }
+  atomic_store(&s->done, 1);
+  return NULL;
+}
+
+/* Against a server that takes no byte, a caller past the bounds waits:
+ * past max_in_flight requests, and past what the kernel holds plus
+ * max_queued_bytes; closing the client ends the wait. */
+static void test_bounds_against_a_server_that_does_not_read(void) {
+  static struct tally tally;
+  static struct call calls[64];
+  char addr[32];
+  int fd = silent_server(addr, sizeof addr);
+  uint8_t *big = calloc(1, 1 << 20);
+  struct {
+    size_t max_in_flight, max_bytes, len;
+    int n, taken_at_most;
+  } bounds[] = {
+      /* Eight taken, the ninth waits. */
+      {8, 16 << 20, 1, 12, 8},
+      /* 56 MiB offered: what the kernel takes plus the 1 MiB cap. */
+      {1024, 1 << 20, 1 << 20, 56, 47},
+  };
+  CHECK(big != NULL);
+  for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+    gopro_client_config *config = NULL;
+    struct submitter s;
+    pthread_t thread;
+    int taken;
+    memset(&s, 0, sizeof s);
+    for (int i = 0; i < bounds[b].n; i++) {
+      calls[i] = (struct call){&tally, "", NULL, 0, 0};
+    }
+    OK(gopro_client_config_new(&config));
+    OK(gopro_client_config_add_address(config, addr));
+    OK(gopro_client_config_set_timeout(config, 5000));
+    OK(gopro_client_config_set_max_in_flight(config, bounds[b].max_in_flight));
+    OK(gopro_client_config_set_max_queued_bytes(config, bounds[b].max_bytes));
+    OK(gopro_client_connect_with(config, &s.client));
+    gopro_client_config_free(config);
+    s.calls = calls;
+    s.body = big;
+    s.len = bounds[b].len;
+    s.n = bounds[b].n;
+    atomic_init(&s.taken, 0);
+    atomic_init(&s.done, 0);
+    CHECK(pthread_create(&thread, NULL, submit_until_refused, &s) == 0);
+    sleep_ms(700);
+    taken = atomic_load(&s.taken);
+    sleep_ms(300);
+    /* Waiting, and no further than the bound. */
+    CHECK(atomic_load(&s.done) == 0);
+    CHECK(atomic_load(&s.taken) == taken);
+    CHECK(taken >= 1 && taken <= bounds[b].taken_at_most);
+    if (bounds[b].len == 1) {
+      CHECK(taken == bounds[b].taken_at_most);
+    }
+    OK(gopro_client_close(s.client));
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(s.last == GOPRO_STATUS_CLOSED);
+    gopro_client_free(s.client);
+  }
+  free(big);
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
@@ -252,6 +455,8 @@ int main(int argc, char **argv) {
   test_submit(argv[1]);
   test_submit_when_full_in_a_callback(argv[1]);
   test_close_with_callbacks_owed();
+  test_timeout_with_the_server_still_answering();
+  test_bounds_against_a_server_that_does_not_read();
   printf("test_shared: ok\n");
   return 0;
 }
