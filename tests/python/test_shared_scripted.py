@@ -103,6 +103,44 @@ def test_goaway_resends_exactly_what_was_not_handled() -> None:
     server.close()
 
 
+def lost_without_goaway(conn: socket.socket) -> None:
+    """Takes a repeatable request and another, answers neither, and closes:
+    both may have been handled."""
+    read_n(Frames(conn), 2)
+
+
+def repeatable_case(client_stats: Callable[[], gopro.ClientStats], outcomes: list[object]) -> None:
+    repeated, other = outcomes
+    assert isinstance(repeated, gopro.Frame) and repeated.body == b"re again", outcomes
+    assert isinstance(other, gopro.ConnectionLost), outcomes
+    stats = client_stats()
+    assert (stats.resent, stats.lost, stats.reconnects) == (1, 1, 1), stats
+
+
+def test_a_repeatable_command_is_sent_again_after_a_lost_connection() -> None:
+    """After a connection lost without GOAWAY, a request whose command is in
+    `repeatable` is sent again on the next connection; another command's
+    request fails with `ConnectionLost`, not sent again."""
+    server = Scripted(lost_without_goaway, answers_all(1))
+    with gopro.Client(server.addr, timeout=10, reconnect=True, repeatable=[16]) as client:
+        with ThreadPoolExecutor(2) as pool:
+            calls = [pool.submit(client.request, 16, b"again"), pool.submit(client.request, 17, b"once")]
+            outcomes = [c.exception(15) or c.result() for c in calls]
+        repeatable_case(lambda: client.stats, outcomes)
+    server.close()
+
+
+async def test_async_a_repeatable_command_is_sent_again_after_a_lost_connection() -> None:
+    server = Scripted(lost_without_goaway, answers_all(1))
+    client = await gopro.AsyncClient.connect(server.addr, timeout=10, reconnect=True, repeatable=[16])
+    outcomes = await asyncio.gather(
+        client.request(16, b"again"), client.request(17, b"once"), return_exceptions=True
+    )
+    repeatable_case(lambda: client.stats, list(outcomes))
+    await client.close()
+    server.close()
+
+
 def test_a_call_that_times_out_leaves_the_connection_to_a_server_still_answering() -> None:
     """A's reply comes at 0.8 × the timeout, B's at 1.4 ×: B's caller gets
     `Timeout` at 1 ×, yet the server keeps answering within the response

@@ -358,6 +358,81 @@ static void test_timeout_with_the_server_still_answering(void) {
   close(listener);
 }
 
+/* Takes two requests and closes without a reply (no GOAWAY: both may have
+ * been handled); on the next connection answers the one sent again. */
+static void *lost_then_answers(void *arg) {
+  int listener = *(int *)arg, fd;
+  char body[32];
+  uint8_t command;
+  fd = accept(listener, NULL, NULL);
+  CHECK(fd >= 0);
+  read_frame(fd, body, sizeof body);
+  read_frame(fd, body, sizeof body);
+  close(fd);
+  fd = accept(listener, NULL, NULL);
+  CHECK(fd >= 0);
+  command = read_frame(fd, body, sizeof body);
+  CHECK(command == 16 && strcmp(body, "again") == 0);
+  answer(fd, command, body);
+  while (read(fd, body, sizeof body) > 0) {
+  }
+  close(fd);
+  return NULL;
+}
+
+struct repeat_call {
+  gopro_client *client;
+  uint8_t command;
+  const char *body;
+  gopro_status status;
+  gopro_frame *reply;
+};
+
+static void *repeat_request(void *arg) {
+  struct repeat_call *call = arg;
+  call->status = gopro_client_request(call->client, call->command, (const uint8_t *)call->body,
+                                      strlen(call->body), &call->reply);
+  return NULL;
+}
+
+/* After a connection lost without GOAWAY, a request of a repeatable command
+ * is sent again on the next connection; another command's fails with
+ * CONNECTION_LOST and is not sent again. */
+static void test_repeatable_commands_are_sent_again(void) {
+  char addr[32];
+  int listener = bind_loopback(addr, sizeof addr);
+  pthread_t server, threads[2];
+  gopro_client_config *config = NULL;
+  gopro_client *client = NULL;
+  gopro_client_counters counters;
+  struct repeat_call calls[2] = {{NULL, 16, "again", GOPRO_STATUS_OK, NULL},
+                                 {NULL, 17, "once", GOPRO_STATUS_OK, NULL}};
+  CHECK(listen(listener, 4) == 0);
+  CHECK(pthread_create(&server, NULL, lost_then_answers, &listener) == 0);
+  OK(gopro_client_config_new(&config));
+  OK(gopro_client_config_add_address(config, addr));
+  OK(gopro_client_config_set_reconnect(config, true));
+  OK(gopro_client_config_add_repeatable(config, 16));
+  OK(gopro_client_connect_with(config, &client));
+  gopro_client_config_free(config);
+  for (int i = 0; i < 2; i++) {
+    calls[i].client = client;
+    CHECK(pthread_create(&threads[i], NULL, repeat_request, &calls[i]) == 0);
+  }
+  for (int i = 0; i < 2; i++) {
+    CHECK(pthread_join(threads[i], NULL) == 0);
+  }
+  OK(calls[0].status);
+  check_reply(calls[0].reply, 16, "re again", NULL);
+  gopro_frame_free(calls[0].reply);
+  CHECK(calls[1].status == GOPRO_STATUS_CONNECTION_LOST && calls[1].reply == NULL);
+  OK(gopro_client_stats(client, &counters, sizeof counters));
+  CHECK(counters.resent == 1 && counters.lost == 1 && counters.reconnects == 1);
+  gopro_client_free(client);
+  CHECK(pthread_join(server, NULL) == 0);
+  close(listener);
+}
+
 /* A caller that goes on submitting `n` requests of `len` bytes until one
  * is refused, counting those taken. */
 struct submitter {
@@ -457,6 +532,7 @@ int main(int argc, char **argv) {
   test_close_with_callbacks_owed();
   test_timeout_with_the_server_still_answering();
   test_bounds_against_a_server_that_does_not_read();
+  test_repeatable_commands_are_sent_again();
   printf("test_shared: ok\n");
   return 0;
 }
