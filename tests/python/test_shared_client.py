@@ -178,6 +178,52 @@ async def test_async_restart_and_failover_to_the_second_address() -> None:
     a.wait(10)
 
 
+def test_threads_fail_over_to_the_second_address() -> None:
+    """A `Client` given two addresses moves to the second when the first
+    shuts down (GOAWAY): eight threads' calls all get their replies, and the
+    one after is served by the second server."""
+    a, b = start_server(), gopro.Server("127.0.0.1:0", grace=2.0)
+    served_by_b = threading.Event()
+
+    @b.handler(16)
+    def who(frame: gopro.Frame) -> bytes:
+        served_by_b.set()
+        return b"b"
+
+    b.start()
+
+    failures: list[BaseException] = []
+    done = threading.Event()
+    with gopro.Client([a.local_addr, b.local_addr], timeout=10, reconnect=True) as client:
+
+        def work(t: int) -> None:
+            i = 0
+            while not done.is_set():
+                body = b"%d/%d" % (t, i)
+                i += 1
+                try:
+                    assert client.request(1, body).body == says(body)
+                except Exception as e:  # noqa: BLE001 - reported below
+                    failures.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        a.shutdown()
+        time.sleep(0.4)
+        done.set()
+        for t in threads:
+            t.join()
+        assert not failures, f"{len(failures)} failures: {failures[0]!r}"
+        assert client.stats.reconnects == 1
+        assert client.request(16, b"").body == b"b"
+        assert served_by_b.is_set()
+    b.shutdown()
+    b.wait(10)
+    a.wait(10)
+
+
 def test_login_is_replayed_on_every_connection() -> None:
     first = start_server(auth=True)
     addr = first.local_addr

@@ -315,3 +315,26 @@ def test_async_sigkill_fails_each_request_on_the_wire_with_connection_lost() -> 
     finally:
         if server.proc.poll() is None:
             kill(server)
+
+
+def test_an_idle_client_sends_heartbeats() -> None:
+    """`Client(keep_alive=…)` sends HEARTBEATs while idle, from no thread of
+    the caller's."""
+    commands: list[int] = []
+
+    def script(conn: socket.socket) -> None:
+        frames = Frames(conn)
+        while True:
+            frame = read_n(frames, 1)[0]
+            commands.append(frame.command)
+            conn.sendall(gopro.encode(frame.command, frame.body))
+            if frame.command == gopro.Command.MESSAGE:
+                return
+
+    server = Scripted(script)
+    with gopro.Client(server.addr, timeout=5, keep_alive=0.1) as client:
+        time.sleep(0.55)
+        assert client.request(1, b"after").body == b"after"
+    server.close()
+    assert commands[-1] == gopro.Command.MESSAGE
+    assert commands.count(gopro.Command.HEARTBEAT) >= 3, commands
