@@ -26,7 +26,9 @@ pub(super) async fn open(
         let addr = &addrs[index];
         match timeout(limit, open_one(addr, tls)).await {
             Ok(Ok(stream)) => {
-                tracing::info!(%addr, "gopro client: connected");
+                // Debug: a client that connects often (a benchmark, a short-lived
+                // CLI call) should not fill the info log; reconnects are info.
+                tracing::debug!(%addr, "gopro client: connected");
                 return Ok((stream, index));
             }
             Ok(Err(e)) => last = Some(e),
