@@ -336,3 +336,44 @@ def test_async_no_leaks_with_concurrency_and_cancellations() -> None:
         grown, rss_grown = asyncio.run(main())
     assert grown < 256 * 1024, f"Python allocations grew by {grown} bytes"
     assert rss_grown < 4 * 1024, f"RSS grew by {rss_grown} KiB"
+
+
+def test_threads_no_leaks_with_concurrency() -> None:
+    """Eight threads sharing a `Client` for 100,000 requests: neither
+    Python's allocations nor the process's memory grow. (Calls that time
+    out are test_shared_scripted's: a reply later than the timeout is kept
+    only within 1.1 × the timeout of the reply before it, a window too
+    narrow to hit with a handler that sleeps.)"""
+    server = gopro.Server("127.0.0.1:0")
+
+    @server.handler(16)
+    def echo(frame: gopro.Frame) -> bytes:
+        return frame.body
+
+    def run(client: gopro.Client, n: int) -> None:
+        def work(t: int) -> None:
+            body = b"thread %d" % t
+            for _ in range(n // 8):
+                assert client.request(16, body).body == body
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    with server, gopro.Client(server.local_addr, timeout=30) as client:
+        run(client, 10_000)
+        gc.collect()
+        rss_before = rss_kib()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        run(client, 100_000)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        rss_after = rss_kib()
+        assert client.stats.replies == 110_000
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert grown < 256 * 1024, f"Python allocations grew by {grown} bytes"
+    assert rss_after - rss_before < 4 * 1024, f"RSS grew by {rss_after - rss_before} KiB"
