@@ -358,156 +358,107 @@ fn serve_logs_its_stats_on_sigusr1() {
     }
 }
 
-/// Out of file descriptors, the server backs off (up to 1 s) and warns
-/// once with a count, instead of once every 50 ms; it accepts again when
-/// descriptors are freed.
-#[test]
-fn accept_failures_back_off_and_are_reported_with_a_count() {
+/// `gopro serve ARGS...` under a hard limit of `files` descriptors that it
+/// cannot raise: a few for the runtime and the listeners, then accept fails
+/// with EMFILE.
+fn serve_with_files(files: u32, args: &str) -> common::process::Proc {
     let mut command = Command::new("sh");
-    // A hard limit the server cannot raise: a few descriptors for the
-    // runtime and the listener, then accept fails with EMFILE.
     command.args([
         "-c",
         &format!(
-            "ulimit -n 24 && exec {} serve --listen 127.0.0.1:0",
+            "ulimit -n {files} && exec {} serve --listen 127.0.0.1:0 {args}",
             gopro_bin().display()
         ),
     ]);
-    let server = common::process::spawn_listening(command, false);
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        if let Ok(s) = std::net::TcpStream::connect(server.addr) {
-            held.push(s);
+    common::process::spawn_listening(command, false)
+}
+
+/// `n` connections to `addr`, as many as are made.
+fn hold(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect()
+}
+
+/// What `f` gives, once it gives something (10 s at most).
+fn within_10s<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = f() {
+            return found;
         }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// After 2.5 s of failing accepts: exactly one warning `failed`, for EMFILE.
+fn one_report_after_retries(server: &common::process::Proc, failed: &str) {
     std::thread::sleep(Duration::from_millis(2500));
     let lines = server.log_lines();
-    let failures: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("accept failed"))
-        .collect();
+    let failures: Vec<_> = lines.iter().filter(|l| l.contains(failed)).collect();
     assert_eq!(
         failures.len(),
         1,
         "one report, not one per retry: {lines:#?}"
     );
     assert!(failures[0].contains("Too many open files"), "{lines:#?}");
+}
+
+fn logged(server: &common::process::Proc, text: &str) -> bool {
+    server.log_lines().iter().any(|l| l.contains(text))
+}
+
+/// Out of file descriptors, the server backs off (up to 1 s) and warns
+/// once with a count, instead of once every 50 ms; it accepts again when
+/// descriptors are freed.
+#[test]
+fn accept_failures_back_off_and_are_reported_with_a_count() {
+    let server = serve_with_files(24, "");
+    let held = hold(server.addr, 40);
+    one_report_after_retries(&server, "accept failed");
     // Freed descriptors: it serves again.
     drop(held);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, _, _) = gopro(&["ping", "--addr", &server.addr.to_string(), "--count", "1"]);
-        if ok {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never served again");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        server
-            .log_lines()
-            .iter()
-            .any(|l| l.contains("accepting again after")),
-        "no recovery line"
-    );
+    let addr = server.addr.to_string();
+    within_10s("never served again", || {
+        let (ok, _, _) = gopro(&["ping", "--addr", &addr, "--count", "1"]);
+        ok.then_some(())
+    });
+    within_10s("no recovery line", || {
+        logged(&server, "accepting again after").then_some(())
+    });
 }
 
 /// The metrics endpoint's listener backs off and reports as the server's
 /// does when it is out of file descriptors, and serves scrapes again after.
 #[test]
 fn metrics_accept_failures_back_off_and_are_reported_with_a_count() {
-    use std::io::{Read, Write};
-    let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        &format!(
-            "ulimit -n 28 && exec {} serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0",
-            gopro_bin().display()
-        ),
-    ]);
-    let server = common::process::spawn_listening(command, false);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let metrics: std::net::SocketAddr = loop {
-        let lines = server.log_lines();
-        let found = lines.iter().find_map(|l| {
+    let server = serve_with_files(28, "--metrics-listen 127.0.0.1:0");
+    let metrics: std::net::SocketAddr = within_10s("no metrics line", || {
+        server.log_lines().iter().find_map(|l| {
             let url = l.split("metrics on http://").nth(1)?;
             url.split('/').next()?.parse().ok()
-        });
-        if let Some(addr) = found {
-            break addr;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no metrics line: {lines:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // The server's connections take every descriptor left; the scrapes
-    // that come then wait in the metrics listener's queue.
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        if let Ok(s) = std::net::TcpStream::connect(server.addr) {
-            held.push(s);
-        }
-    }
-    // Once the server's listener has met the limit (else the scrapes
-    // could be accepted before the descriptors run out).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("accept failed"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the limit was never met"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for _ in 0..4 {
-        if let Ok(s) = std::net::TcpStream::connect(metrics) {
-            held.push(s);
-        }
-    }
-    std::thread::sleep(Duration::from_millis(2500));
-    let lines = server.log_lines();
-    let failures: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("metrics: accept failed"))
-        .collect();
-    assert_eq!(
-        failures.len(),
-        1,
-        "one report, not one per retry: {lines:#?}"
-    );
-    assert!(failures[0].contains("Too many open files"), "{lines:#?}");
+        })
+    });
+    // The server's connections take every descriptor left; once its
+    // listener has met the limit (else the scrapes could be accepted before
+    // the descriptors run out), the scrapes wait in the metrics listener's
+    // queue.
+    let mut held = hold(server.addr, 40);
+    within_10s("the limit was never met", || {
+        logged(&server, "accept failed").then_some(())
+    });
+    held.extend(hold(metrics, 4));
+    one_report_after_retries(&server, "metrics: accept failed");
     drop(held);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let scraped = std::net::TcpStream::connect(metrics).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut text = String::new();
-            s.read_to_string(&mut text)?;
-            Ok(text)
-        });
-        if scraped.is_ok_and(|text| text.contains("gopro_connections_accepted_total")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no scrape served again"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        server
-            .log_lines()
-            .iter()
-            .any(|l| l.contains("metrics: accepting again after")),
-        "no recovery line"
-    );
+    within_10s("no scrape served again", || {
+        common::process::scrape(metrics)
+            .ok()
+            .filter(|text| text.contains("gopro_connections_accepted_total"))
+    });
+    within_10s("no recovery line", || {
+        logged(&server, "metrics: accepting again after").then_some(())
+    });
 }
 
 /// One connection through a balancer that speaks the PROXY protocol:

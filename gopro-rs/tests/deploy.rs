@@ -26,6 +26,16 @@ fn ping(addr: &str) -> bool {
         .success()
 }
 
+/// Waits (10 s at most) until a connection to the port succeeds: with
+/// socket activation, the first one starts the service.
+fn wait_until_listening(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// systemd-socket-activate (Debian's systemd package) binds the port and
 /// passes the socket in LISTEN_FDS, as a `.socket` unit does.
 #[test]
@@ -43,11 +53,7 @@ fn serve_takes_its_listener_from_systemd() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate is installed (Debian's systemd package)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port);
     let served = ping(&format!("127.0.0.1:{port}"));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -119,24 +125,11 @@ fn the_shipped_unit_files_run_under_socket_activation() {
         .spawn()
         .expect("systemd-socket-activate is installed (Debian's systemd package)");
     // The first connection starts the service, as the socket unit does.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port);
     let served = ping(&format!("127.0.0.1:{port}"));
     let mut buf = [0u8; 256];
     let ready = notify.recv(&mut buf).map(|n| buf[..n].to_vec());
-    let scraped = {
-        use std::io::{Read, Write};
-        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut text = String::new();
-            s.read_to_string(&mut text)?;
-            Ok(text)
-        })
-    };
+    let scraped = common::process::scrape(([127, 0, 0, 1], metrics_port).into());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -502,11 +502,7 @@ fn sigkill_mid_load_fails_what_may_have_been_handled_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let again = tokio::task::spawn_blocking({
             let addr = addr.clone();
-            move || {
-                let mut command = std::process::Command::new(common::process::gopro_bin());
-                command.args(["serve", "--listen", &addr]);
-                common::process::spawn_listening(command, false)
-            }
+            move || common::process::gopro_serve_at(&addr)
         })
         .await
         .unwrap();

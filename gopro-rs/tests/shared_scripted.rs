@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::process::{gopro_bin, gopro_serve, spawn_listening, Proc};
+use common::process::{gopro_serve, gopro_serve_at, Proc};
 use gopro::client::{Client, ClientError};
 use gopro::{Command, Decoder, Encoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,38 +86,46 @@ fn re(body: &str) -> Bytes {
     Bytes::from(format!("re {body}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_goaway_resends_exactly_what_was_not_handled() {
-    let (addr, server) = scripted(2, |n, mut conn| async move {
-        if n == 0 {
-            // Three requests taken, the first answered, then GOAWAY: the
-            // other two were not handled.
-            let frames = conn.read(3).await;
-            conn.answer(&frames[0]).await;
-            conn.write(Command::GOAWAY, b"restarting").await;
-        } else {
-            for frame in conn.read(2).await {
-                conn.answer(&frame).await;
-            }
-            conn.until_closed().await;
+/// The first connection takes three requests, answers the first and goes
+/// away (GOAWAY): the other two were not handled. The second answers them.
+async fn goaway_after_one(n: usize, mut conn: Conn) {
+    if n == 0 {
+        let frames = conn.read(3).await;
+        conn.answer(&frames[0]).await;
+        conn.write(Command::GOAWAY, b"restarting").await;
+    } else {
+        for frame in conn.read(2).await {
+            conn.answer(&frame).await;
         }
-    })
-    .await;
-    let client = Client::builder()
+        conn.until_closed().await;
+    }
+}
+
+async fn reconnecting(addr: &str) -> Client {
+    Client::builder()
         .reconnect(true)
         .timeout(Duration::from_secs(10))
-        .connect(&addr)
+        .connect(addr)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Requests "0", "1" and "2" at once; their replies' bodies, in order.
+async fn three_requests(client: &Client) -> Result<Vec<Bytes>, ClientError> {
     let (a, b, c) = tokio::join!(
         client.request(1, "0"),
         client.request(1, "1"),
         client.request(1, "2")
     );
-    assert_eq!(
-        [a.unwrap().body, b.unwrap().body, c.unwrap().body],
-        [re("0"), re("1"), re("2")]
-    );
+    Ok(vec![a?.body, b?.body, c?.body])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_resends_exactly_what_was_not_handled() {
+    let (addr, server) = scripted(2, goaway_after_one).await;
+    let client = reconnecting(&addr).await;
+    let replies = three_requests(&client).await;
+    assert_eq!(replies.unwrap(), [re("0"), re("1"), re("2")]);
     let s = client.stats();
     assert_eq!((s.resent, s.reconnects, s.lost), (2, 1, 0), "{s:?}");
     client.close();
@@ -193,12 +201,7 @@ fn stop(server: &Proc) {
 async fn a_sigkill_fails_each_request_on_the_wire_as_lost() {
     let mut server = gopro_serve(&[]);
     let addr = server.addr.to_string();
-    let client = Client::builder()
-        .reconnect(true)
-        .timeout(Duration::from_secs(10))
-        .connect(&addr)
-        .await
-        .unwrap();
+    let client = reconnecting(&addr).await;
     client.heartbeat().await.unwrap();
     stop(&server);
     let calls: Vec<_> = (0..8)
@@ -222,11 +225,7 @@ async fn a_sigkill_fails_each_request_on_the_wire_as_lost() {
     assert_eq!((s.lost, s.resent), (8, 0), "{s:?}");
     let again = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || {
-            let mut command = std::process::Command::new(gopro_bin());
-            command.args(["serve", "--listen", &addr]);
-            spawn_listening(command, false)
-        }
+        move || gopro_serve_at(&addr)
     })
     .await
     .unwrap();
@@ -279,31 +278,9 @@ fn connect_goaway_resend_and_reconnect_are_traced() {
     // One thread: the client's connection task runs where the subscriber is.
     let addr = tracing::subscriber::with_default(events.clone(), || {
         runtime.block_on(async {
-            let (addr, server) = scripted(2, |n, mut conn| async move {
-                if n == 0 {
-                    let frames = conn.read(3).await;
-                    conn.answer(&frames[0]).await;
-                    conn.write(Command::GOAWAY, b"restarting").await;
-                } else {
-                    for frame in conn.read(2).await {
-                        conn.answer(&frame).await;
-                    }
-                    conn.until_closed().await;
-                }
-            })
-            .await;
-            let client = Client::builder()
-                .reconnect(true)
-                .timeout(Duration::from_secs(10))
-                .connect(&addr)
-                .await
-                .unwrap();
-            let (a, b, c) = tokio::join!(
-                client.request(1, "0"),
-                client.request(1, "1"),
-                client.request(1, "2")
-            );
-            assert!(a.is_ok() && b.is_ok() && c.is_ok());
+            let (addr, server) = scripted(2, goaway_after_one).await;
+            let client = reconnecting(&addr).await;
+            three_requests(&client).await.unwrap();
             client.close();
             server.await.unwrap();
             addr

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import weakref
+from typing import Callable
 
 import gopro
 import pytest
@@ -39,29 +40,35 @@ class Frames:
             self.decoder.feed(data)
 
 
-async def test_requests_past_max_in_flight_wait_unwritten() -> None:
-    seen: dict[str, int] = {"most_unanswered": 0, "quiet_at_4": 0}
+def answers_when_quiet(n: int, bound: int, seen: dict[str, int]) -> Callable[[socket.socket], None]:
+    """A server script that answers what it has whenever the client has
+    been quiet for 0.3 s (all it may write has been written), until `n`
+    are answered; `seen` gets the most requests unanswered at once and how
+    often the client went quiet at `bound` of them."""
 
     def script(conn: socket.socket) -> None:
         frames = Frames(conn)
         unanswered: list[gopro.Frame] = []
         answered = 0
-        while answered < 10:
-            # Quiet for 0.3 s with requests unanswered: all the client may
-            # write has been written.
+        while answered < n:
             conn.settimeout(0.3 if unanswered else 5)
             frame = frames.next()
             if frame is not None:
                 unanswered.append(frame)
                 seen["most_unanswered"] = max(seen["most_unanswered"], len(unanswered))
                 continue
-            if len(unanswered) == 4:
-                seen["quiet_at_4"] += 1
+            if len(unanswered) == bound:
+                seen[f"quiet_at_{bound}"] += 1
             conn.sendall(b"".join(gopro.encode(1, b"re " + f.body) for f in unanswered))
             answered += len(unanswered)
             unanswered.clear()
 
-    server = FakeServer(script)
+    return script
+
+
+async def test_requests_past_max_in_flight_wait_unwritten() -> None:
+    seen: dict[str, int] = {"most_unanswered": 0, "quiet_at_4": 0}
+    server = FakeServer(answers_when_quiet(10, 4, seen))
     async with await gopro.AsyncClient.connect(server.addr, timeout=10, max_in_flight=4) as client:
         replies = await asyncio.gather(*(client.request(1, b"%d" % i) for i in range(10)))
     server.close()

@@ -19,18 +19,22 @@ from conftest import Process
 
 
 class FakeServer:
-    """Accepts one connection; `script(conn)` plays the server's part."""
+    """Accepts a connection per script; the n-th script plays the server's
+    part on the n-th connection (a reconnecting client comes back to the
+    same address). An exception in a script fails the test (pytest's
+    warnings about threads are errors here)."""
 
-    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+    def __init__(self, *scripts: Callable[[socket.socket], None]) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(scripts,), daemon=True)
         self.thread.start()
 
-    def _run(self, script: Callable[[socket.socket], None]) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            script(conn)
+    def _run(self, scripts: tuple[Callable[[socket.socket], None], ...]) -> None:
+        for script in scripts:
+            conn, _ = self.sock.accept()
+            with conn:
+                script(conn)
 
     def close(self) -> None:
         self.thread.join(10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -17,37 +16,10 @@ from typing import Callable
 import gopro
 import pytest
 from conftest import GOPRO_BIN, Process, need
-from test_async_bounds import Frames
+from test_async_bounds import Frames, answers_when_quiet
+from test_client import FakeServer
 
 Script = Callable[[socket.socket], None]
-
-
-class Scripted:
-    """One listening socket; the n-th connection accepted is played by the
-    n-th script (a reconnecting client comes back to the same address)."""
-
-    def __init__(self, *scripts: Script) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, args=(scripts,), daemon=True)
-        self.thread.start()
-
-    def _run(self, scripts: tuple[Script, ...]) -> None:
-        try:
-            for script in scripts:
-                conn, _ = self.sock.accept()
-                with conn:
-                    conn.settimeout(10)
-                    script(conn)
-        except BaseException as e:  # noqa: BLE001 - raised by close()
-            self.errors.append(e)
-
-    def close(self) -> None:
-        self.thread.join(15)
-        self.sock.close()
-        if self.errors:
-            raise self.errors[0]
 
 
 def read_n(frames: Frames, n: int) -> list[gopro.Frame]:
@@ -84,7 +56,7 @@ def answers_all(n: int) -> Script:
 
 
 async def test_async_goaway_resends_exactly_what_was_not_handled() -> None:
-    server = Scripted(goaway_after_one, answers_all(2))
+    server = FakeServer(goaway_after_one, answers_all(2))
     client = await gopro.AsyncClient.connect(server.addr, timeout=10, reconnect=True)
     replies = await asyncio.gather(*(client.request(1, b"%d" % i) for i in range(3)))
     assert [r.body for r in replies] == [b"re 0", b"re 1", b"re 2"]
@@ -94,7 +66,7 @@ async def test_async_goaway_resends_exactly_what_was_not_handled() -> None:
 
 
 def test_goaway_resends_exactly_what_was_not_handled() -> None:
-    server = Scripted(goaway_after_one, answers_all(2))
+    server = FakeServer(goaway_after_one, answers_all(2))
     with gopro.Client(server.addr, timeout=10, reconnect=True) as client:
         with ThreadPoolExecutor(3) as pool:
             replies = list(pool.map(lambda i: client.request(1, b"%d" % i), range(3)))
@@ -121,7 +93,7 @@ def test_a_repeatable_command_is_sent_again_after_a_lost_connection() -> None:
     """After a connection lost without GOAWAY, a request whose command is in
     `repeatable` is sent again on the next connection; another command's
     request fails with `ConnectionLost`, not sent again."""
-    server = Scripted(lost_without_goaway, answers_all(1))
+    server = FakeServer(lost_without_goaway, answers_all(1))
     with gopro.Client(server.addr, timeout=10, reconnect=True, repeatable=[16]) as client:
         with ThreadPoolExecutor(2) as pool:
             calls = [pool.submit(client.request, 16, b"again"), pool.submit(client.request, 17, b"once")]
@@ -131,7 +103,7 @@ def test_a_repeatable_command_is_sent_again_after_a_lost_connection() -> None:
 
 
 async def test_async_a_repeatable_command_is_sent_again_after_a_lost_connection() -> None:
-    server = Scripted(lost_without_goaway, answers_all(1))
+    server = FakeServer(lost_without_goaway, answers_all(1))
     client = await gopro.AsyncClient.connect(server.addr, timeout=10, reconnect=True, repeatable=[16])
     outcomes = await asyncio.gather(
         client.request(16, b"again"), client.request(17, b"once"), return_exceptions=True
@@ -157,7 +129,7 @@ def test_a_call_that_times_out_leaves_the_connection_to_a_server_still_answering
         answer(conn, b)
         answer(conn, read_n(frames, 1)[0])
 
-    server = Scripted(script)
+    server = FakeServer(script)
     with gopro.Client(server.addr, timeout=timeout) as client:
         with ThreadPoolExecutor(2) as pool:
             a = pool.submit(client.request, 1, b"a")
@@ -174,32 +146,14 @@ def test_a_call_that_times_out_leaves_the_connection_to_a_server_still_answering
 def test_threads_past_max_in_flight_wait_unwritten() -> None:
     """Ten threads on a `Client` with `max_in_flight=4`: the server never
     has more than 4 requests unanswered, and each thread gets its reply."""
-    most = [0]
-
-    def script(conn: socket.socket) -> None:
-        frames = Frames(conn)
-        unanswered: list[gopro.Frame] = []
-        answered = 0
-        while answered < 10:
-            # Quiet for 0.3 s: all the client may write has been written.
-            conn.settimeout(0.3 if unanswered else 5)
-            frame = frames.next()
-            if frame is not None:
-                unanswered.append(frame)
-                most[0] = max(most[0], len(unanswered))
-                continue
-            for f in unanswered:
-                answer(conn, f)
-            answered += len(unanswered)
-            unanswered.clear()
-
-    server = Scripted(script)
+    seen = {"most_unanswered": 0, "quiet_at_4": 0}
+    server = FakeServer(answers_when_quiet(10, 4, seen))
     with gopro.Client(server.addr, timeout=10, max_in_flight=4) as client:
         with ThreadPoolExecutor(10) as pool:
             replies = list(pool.map(lambda i: client.request(1, b"%d" % i), range(10)))
     server.close()
     assert [r.body for r in replies] == [b"re %d" % i for i in range(10)]
-    assert most[0] == 4
+    assert seen["most_unanswered"] == 4
 
 
 def test_async_login_is_replayed_on_every_connection() -> None:
@@ -220,7 +174,7 @@ def test_async_login_is_replayed_on_every_connection() -> None:
             except OSError:
                 pass
 
-    server = Scripted(login_then_answer, login_then_answer)
+    server = FakeServer(login_then_answer, login_then_answer)
 
     async def main() -> None:
         client = await gopro.AsyncClient.connect(server.addr, timeout=10, reconnect=True, login="user:pw")
@@ -331,7 +285,7 @@ def test_an_idle_client_sends_heartbeats() -> None:
             if frame.command == gopro.Command.MESSAGE:
                 return
 
-    server = Scripted(script)
+    server = FakeServer(script)
     with gopro.Client(server.addr, timeout=5, keep_alive=0.1) as client:
         time.sleep(0.55)
         assert client.request(1, b"after").body == b"after"

@@ -306,16 +306,19 @@ static void *answers_late(void *arg) {
   return NULL;
 }
 
-struct late_call {
+/* A blocking request made on a thread of its own: its status and reply. */
+struct thread_call {
   gopro_client *client;
+  uint8_t command;
+  const char *body;
   gopro_status status;
   gopro_frame *reply;
 };
 
-static void *request_a(void *arg) {
-  struct late_call *call = arg;
-  call->status = gopro_client_request(call->client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"a",
-                                      1, &call->reply);
+static void *thread_request(void *arg) {
+  struct thread_call *call = arg;
+  call->status = gopro_client_request(call->client, call->command, (const uint8_t *)call->body,
+                                      strlen(call->body), &call->reply);
   return NULL;
 }
 
@@ -329,7 +332,7 @@ static void test_timeout_with_the_server_still_answering(void) {
   pthread_t server, caller;
   gopro_client_config *config = NULL;
   gopro_client_counters counters;
-  struct late_call a = {NULL, GOPRO_STATUS_OK, NULL};
+  struct thread_call a = {NULL, GOPRO_COMMAND_MESSAGE, "a", GOPRO_STATUS_OK, NULL};
   gopro_frame *reply = NULL;
   CHECK(listen(listener, 4) == 0);
   CHECK(pthread_create(&server, NULL, answers_late, &listener) == 0);
@@ -338,7 +341,7 @@ static void test_timeout_with_the_server_still_answering(void) {
   OK(gopro_client_config_set_timeout(config, LATE_TIMEOUT_MS));
   OK(gopro_client_connect_with(config, &a.client));
   gopro_client_config_free(config);
-  CHECK(pthread_create(&caller, NULL, request_a, &a) == 0);
+  CHECK(pthread_create(&caller, NULL, thread_request, &a) == 0);
   sleep_ms(50);
   EXPECT(gopro_client_request(a.client, GOPRO_COMMAND_MESSAGE, (const uint8_t *)"b", 1, &reply),
          GOPRO_STATUS_TIMEOUT);
@@ -380,21 +383,6 @@ static void *lost_then_answers(void *arg) {
   return NULL;
 }
 
-struct repeat_call {
-  gopro_client *client;
-  uint8_t command;
-  const char *body;
-  gopro_status status;
-  gopro_frame *reply;
-};
-
-static void *repeat_request(void *arg) {
-  struct repeat_call *call = arg;
-  call->status = gopro_client_request(call->client, call->command, (const uint8_t *)call->body,
-                                      strlen(call->body), &call->reply);
-  return NULL;
-}
-
 /* After a connection lost without GOAWAY, a request of a repeatable command
  * is sent again on the next connection; another command's fails with
  * CONNECTION_LOST and is not sent again. */
@@ -405,7 +393,7 @@ static void test_repeatable_commands_are_sent_again(void) {
   gopro_client_config *config = NULL;
   gopro_client *client = NULL;
   gopro_client_counters counters;
-  struct repeat_call calls[2] = {{NULL, 16, "again", GOPRO_STATUS_OK, NULL},
+  struct thread_call calls[2] = {{NULL, 16, "again", GOPRO_STATUS_OK, NULL},
                                  {NULL, 17, "once", GOPRO_STATUS_OK, NULL}};
   CHECK(listen(listener, 4) == 0);
   CHECK(pthread_create(&server, NULL, lost_then_answers, &listener) == 0);
@@ -417,7 +405,7 @@ static void test_repeatable_commands_are_sent_again(void) {
   gopro_client_config_free(config);
   for (int i = 0; i < 2; i++) {
     calls[i].client = client;
-    CHECK(pthread_create(&threads[i], NULL, repeat_request, &calls[i]) == 0);
+    CHECK(pthread_create(&threads[i], NULL, thread_request, &calls[i]) == 0);
   }
   for (int i = 0; i < 2; i++) {
     CHECK(pthread_join(threads[i], NULL) == 0);

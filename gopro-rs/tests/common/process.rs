@@ -126,6 +126,25 @@ pub fn gopro_serve(args: &[&str]) -> Proc {
     spawn_listening(command, false)
 }
 
+/// `gopro serve --listen ADDR`: a server started again on an address a
+/// client knows.
+pub fn gopro_serve_at(addr: &str) -> Proc {
+    let mut command = Command::new(gopro_bin());
+    command.args(["serve", "--listen", addr]);
+    spawn_listening(command, false)
+}
+
+/// The text of `GET /metrics` from a metrics endpoint.
+pub fn scrape(addr: SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// The Go server from `interop/go/`.
 pub fn go_serve(args: &[&str]) -> Proc {
     let mut command = Command::new(go_bin().join("server"));

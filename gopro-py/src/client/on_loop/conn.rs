@@ -53,10 +53,6 @@ impl Waiter {
             .unwrap_or(true)
     }
 
-    pub(super) fn forget(&mut self) {
-        self.0 = None;
-    }
-
     /// The future, no longer held.
     pub(super) fn take(&mut self) -> Option<Py<PyAny>> {
         self.0.take()
@@ -809,7 +805,7 @@ impl Conn {
     /// Forgets every caller's future: the loop they belong to has ended.
     /// Their requests keep their places; the replies are discarded.
     pub(super) fn forget_waiters(&mut self) {
-        self.each_waiter(&mut Waiter::forget);
+        self.each_waiter(&mut |waiter| drop(waiter.take()));
         // Replies taken by a `recv_many` of that loop go back.
         for recv in std::mem::take(&mut self.recvs).into_iter().rev() {
             for frame in recv.frames.into_iter().rev() {
